@@ -10,8 +10,8 @@ Examples
 >>> with h5py.File(path, "w") as f:
 ...     _ = f.create_dataset("g/x", data=np.arange(12.0).reshape(3, 4))
 >>> a = H5Array(path, "g/x")
->>> a.shape, a.dtype
-((3, 4), dtype('float64'))
+>>> a.shape, str(a.dtype)
+((3, 4), 'float64')
 >>> a[1:, ::2]
 array([[ 4.,  6.],
        [ 8., 10.]])
