@@ -187,7 +187,9 @@ def problems(ds: xr.Dataset) -> list[str]:
             out.append("missing coordinate 'repeat_stimulus_id' on dim 'repeat_stimulus'")
         elif "stimulus_id" in ds.coords:
             known = set(np.asarray(ds["stimulus_id"].values).tolist())
-            extra = [s for s in np.asarray(ds["repeat_stimulus_id"].values).tolist() if s not in known]
+            extra = [
+                s for s in np.asarray(ds["repeat_stimulus_id"].values).tolist() if s not in known
+            ]
             if extra:
                 out.append(f"'repeat_stimulus_id' not in 'stimulus_id': {extra[:3]}")
     for name in ds.variables:

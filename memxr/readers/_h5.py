@@ -39,7 +39,9 @@ def open_h5(path: str | os.PathLike) -> h5py.File:
     try:
         return h5py.File(path, "r")
     except OSError as e:
-        raise InputError(path, "file", f"not a readable HDF5 file ({e.__class__.__name__})") from None
+        raise InputError(
+            path, "file", f"not a readable HDF5 file ({e.__class__.__name__})"
+        ) from None
 
 
 class H5Array:

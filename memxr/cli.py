@@ -1,0 +1,199 @@
+"""The ``memxr`` command: synth, ingest, info, validate.
+
+Every command exits 0 only on success; bad input prints one line naming the
+file and the field to stderr and exits 2, leaving no store behind.
+
+Examples
+--------
+>>> main(["--version"])  # doctest: +SKIP
+memxr 0.1.0
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from ._version import __version__
+from .errors import InputError
+
+__all__ = ["build_parser", "main"]
+
+EXIT_BAD_INPUT = 2
+
+
+def _add_label_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--memorability", type=Path, help="THINGS_Memorability_Scores.csv (optional)")
+    p.add_argument("--concepts", type=Path, help="Concept_to_category_linking.csv (optional)")
+    p.add_argument("--out", type=Path, required=True, help="output Zarr store")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing store")
+    p.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of the ``memxr`` command."""
+    parser = argparse.ArgumentParser(
+        prog="memxr", description="Labeled Zarr cubes of visual-cortex recordings and memorability."
+    )
+    parser.add_argument("--version", action="version", version=f"memxr {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("synth", help="write synthetic raw files in the real formats")
+    p.add_argument("outdir", type=Path)
+    p.add_argument("--scale", type=float, default=0.001, help="1.0 = the real sizes")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--things-dir", type=Path, help="folder with the real THINGS tables")
+    p.add_argument("--no-trials", action="store_true", help="skip the TVSD time-resolved files")
+
+    p = sub.add_parser("ingest", help="raw files -> validated Zarr cube")
+    isub = p.add_subparsers(dest="source", required=True)
+    f = isub.add_parser("things-fmri", help="THINGS-fMRI betas_csv (one subject)")
+    f.add_argument("--input", type=Path, required=True, help="folder with sub-XX_* files")
+    f.add_argument("--subject", required=True, help="e.g. sub-01")
+    _add_label_args(f)
+    t = isub.add_parser("tvsd", help="TVSD normMUA or time-resolved trials (one monkey)")
+    t.add_argument("--input", type=Path, required=True, help="the monkey's folder")
+    t.add_argument("--monkey", required=True, help="N or F")
+    t.add_argument("--trials", action="store_true", help="THINGS_MUA_trials.mat (time-resolved)")
+    t.add_argument("--float32", action="store_true", help="store trials as float32")
+    _add_label_args(t)
+
+    p = sub.add_parser("info", help="dims, sizes, chunks, ROIs, provenance of a store")
+    p.add_argument("store")
+    p.add_argument("--json", action="store_true", help="machine-readable output")
+
+    p = sub.add_parser("validate", help="check a store against the cube schema")
+    p.add_argument("store")
+    return parser
+
+
+def _ingest(args: argparse.Namespace) -> int:
+    from .provenance import file_records_async
+    from .store import write_cube
+
+    out: Path = args.out
+    if out.exists() and not args.overwrite:
+        raise InputError(out, "--out", "exists; pass --overwrite to replace it")
+    if args.source == "things-fmri":
+        from .readers.things_fmri import read_things_fmri
+
+        root = args.input
+        ds = read_things_fmri(
+            args.input,
+            args.subject,
+            memorability=args.memorability,
+            concepts=args.concepts,
+            checksum=False,
+        )
+    else:
+        from .readers import tvsd
+
+        root = args.input
+        reader = tvsd.read_trials if args.trials else tvsd.read_normmua
+        kwargs = {"dtype": "float32"} if (args.trials and args.float32) else {}
+        ds = reader(
+            args.input,
+            args.monkey,
+            memorability=args.memorability,
+            concepts=args.concepts,
+            checksum=False,
+            **kwargs,
+        )
+    names = [r["name"] for r in json.loads(ds.attrs["inputs"])]
+    paths = [_resolve_input(root, n, args) for n in names]
+    records = file_records_async(paths, root=None)
+    path = write_cube(
+        ds,
+        out,
+        zarr_format=args.zarr_format,
+        overwrite=args.overwrite,
+        inputs=_renamed(records, names),
+        progress=not args.no_progress,
+    )
+    print(f"wrote {path}")
+    return 0
+
+
+def _resolve_input(root: Path, name: str, args: argparse.Namespace) -> Path:
+    """The file behind a reader's relative input name (tables may live outside ``root``)."""
+    for table in (args.memorability, args.concepts):
+        if table is not None and Path(table).name == name and not (root / name).exists():
+            return Path(table)
+    return root / name
+
+
+def _renamed(future, names):
+    """A future whose records carry the reader's relative names."""
+    from concurrent.futures import Future
+
+    out: Future = Future()
+
+    def _done(f):
+        try:
+            recs = f.result()
+            for rec, name in zip(recs, names, strict=True):
+                rec["name"] = name
+            out.set_result(recs)
+        except BaseException as e:  # noqa: BLE001 - forwarded to the waiting writer
+            out.set_exception(e)
+
+    future.add_done_callback(_done)
+    return out
+
+
+def _synth(args: argparse.Namespace) -> int:
+    from .synth import synthesize
+
+    truth = synthesize(
+        args.outdir,
+        scale=args.scale,
+        seed=args.seed,
+        things_dir=args.things_dir,
+        trials=not args.no_trials,
+    )
+    print(f"wrote synthetic raw files to {args.outdir} (seed {truth.get('seed', args.seed)})")
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    from .store import format_info, store_info
+
+    info = store_info(args.store)
+    print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from .store import open_cube
+
+    ds = open_cube(args.store)
+    print(f"{args.store}: valid {ds.attrs.get('dataset')} cube {dict(ds.sizes)}")
+    return 0
+
+
+COMMANDS = {"synth": _synth, "ingest": _ingest, "info": _info, "validate": _validate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``memxr`` command; returns the exit code (0 only on success)."""
+    from .reduce import UnknownROIError
+    from .schema import SchemaError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (InputError, SchemaError, UnknownROIError, FileNotFoundError) as e:
+        msg = str(e).splitlines()
+        print(f"memxr: error: {msg[0] if len(msg) == 1 else '; '.join(msg)}", file=sys.stderr)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        print("memxr: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
