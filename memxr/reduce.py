@@ -116,7 +116,7 @@ def roi_masks(cube: xr.Dataset | xr.DataArray, rois: Sequence[str] | None = None
 
 
 def roi_reduce(
-    cube: xr.Dataset | xr.DataArray,
+    cube: xr.Dataset,
     rois: Sequence[str] | str | None = None,
     how: str = "mean",
     var: str = "response",
@@ -125,8 +125,8 @@ def roi_reduce(
 
     Parameters
     ----------
-    cube : xarray.Dataset or DataArray
-        A cube (or its ``response``) with dims (stimulus, channel[, time]).
+    cube : xarray.Dataset
+        A cube with dims (stimulus, channel[, time]) and its ``roi_mask``.
     rois : str or sequence of str, optional
         ROI names (see module docs); default :func:`default_rois`.
     how : {"mean", "sum", "l2"}
@@ -134,7 +134,7 @@ def roi_reduce(
         ``l2`` the population magnitude, the Euclidean norm of the ROI's
         response vector divided by the square root of its channel count.
     var : str
-        Data variable to reduce when ``cube`` is a Dataset.
+        Data variable to reduce.
 
     Returns
     -------
@@ -155,7 +155,9 @@ def roi_reduce(
     """
     if how not in ("mean", "sum", "l2"):
         raise ValueError(f"how must be 'mean', 'sum' or 'l2', got {how!r}")
-    da = cube[var] if isinstance(cube, xr.Dataset) else cube
+    if not isinstance(cube, xr.Dataset):
+        raise TypeError("roi_reduce needs the cube (a Dataset with its roi_mask), not a DataArray")
+    da = cube[var]
     mask = roi_masks(cube, rois)
     weights = mask.astype(da.dtype if da.dtype.kind == "f" else np.float64)
     # Drop the channel coords so xr.dot contracts cleanly; keep stimulus/time coords.

@@ -160,7 +160,9 @@ def problems(ds: xr.Dataset) -> list[str]:
                 dup = ids[ids.duplicated()].unique()[:3].tolist()
                 out.append(f"coordinate 'stimulus_id' has duplicates, e.g. {dup}")
         if "split" in ds.coords:
-            bad = set(np.unique(np.asarray(ds["split"].values).astype(str))) - set(SPLITS)
+            bad = {str(s) for s in np.unique(np.asarray(ds["split"].values).astype(str))} - set(
+                SPLITS
+            )
             if bad:
                 out.append(f"coordinate 'split' has values {sorted(bad)}, expected train/test")
     if "channel" in ds.dims:

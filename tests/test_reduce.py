@@ -1,0 +1,91 @@
+"""ROI reduction: merges, unions, means that match a plain numpy computation, laziness."""
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+from memxr.reduce import UnknownROIError, default_rois, roi_masks, roi_reduce
+from memxr.schema import example_cube, text_coord
+
+COLUMNS = ["V1", "lFFA", "rFFA", "IT", "glasser-p9-\n46v"]
+
+
+def _cube(n_stim=5, n_chan=8, time=False, seed=1, chunked=False):
+    rng = np.random.default_rng(seed)
+    ds = example_cube(n_stimulus=n_stim, n_channel=n_chan, seed=seed)
+    mask = rng.random((n_chan, len(COLUMNS))) < 0.4
+    mask[0, :] = True  # every ROI has at least one channel
+    ds = ds.drop_vars(["roi_mask", "roi"]).assign_coords(
+        roi=text_coord(COLUMNS), roi_mask=(("channel", "roi"), mask)
+    )
+    if time:
+        ds["response"] = (("stimulus", "channel", "time"), rng.standard_normal((n_stim, n_chan, 3)))
+        ds = ds.assign_coords(time=[0.0, 10.0, 20.0])
+    if chunked:  # data lazy, labels in memory (as open_cube gives them)
+        ds["response"] = ds.response.chunk({"channel": 3})
+    return ds, mask
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request):
+    return request.param
+
+
+def test_merge_and_columns(backend):
+    ds, mask = _cube(chunked=backend == "dask")
+    out = roi_reduce(ds, ["FFA", "lFFA", "glasser-p9-\n46v"])
+    x = np.asarray(ds.response.values)
+    ffa = mask[:, 1] | mask[:, 2]
+    np.testing.assert_allclose(out.sel(roi="FFA").values, x[:, ffa].mean(1))
+    np.testing.assert_allclose(out.sel(roi="lFFA").values, x[:, mask[:, 1]].mean(1))
+    np.testing.assert_allclose(out.isel(roi=2).values, x[:, mask[:, 4]].mean(1))
+    assert out.n_channels.values.tolist() == [ffa.sum(), mask[:, 1].sum(), mask[:, 4].sum()]
+    assert out.stimulus_id.values.tolist() == ds.stimulus_id.values.tolist()
+
+
+def test_l2_and_time(backend):
+    ds, mask = _cube(time=True, chunked=backend == "dask")
+    out = roi_reduce(ds, ["IT"], how="l2")
+    assert out.dims == ("stimulus", "roi", "time")
+    x = np.asarray(ds.response.values)[:, mask[:, 3], :]
+    np.testing.assert_allclose(out.isel(roi=0).values, np.sqrt((x**2).mean(1)))
+
+
+def test_nan_channels_ignored():
+    ds, mask = _cube()
+    ds["response"][:, 0] = np.nan
+    out = roi_reduce(ds, ["V1"])
+    x = np.asarray(ds.response.values)
+    np.testing.assert_allclose(out.values[:, 0], np.nanmean(x[:, mask[:, 0]], axis=1))
+
+
+def test_unknown_roi():
+    ds, _ = _cube()
+    with pytest.raises(UnknownROIError, match="unknown ROI 'PPA'"):
+        roi_reduce(ds, ["PPA"])
+
+
+def test_defaults():
+    ds, _ = _cube()
+    assert default_rois(ds) == ["FFA", "V1", "IT"]
+    assert roi_masks(ds).roi.values.tolist() == ["FFA", "V1", "IT"]
+
+
+def test_lazy():
+    ds, _ = _cube(n_stim=20, n_chan=30, chunked=True)
+
+    def boom(*a, **k):
+        raise AssertionError("roi_reduce computed")
+
+    with dask.config.set(scheduler=boom):
+        out = roi_reduce(ds, ["FFA", "IT"])
+    assert isinstance(out.data, da.Array)
+    assert out.compute().shape == (20, 2)
+
+
+def test_dataarray_refused():
+    ds, _ = _cube()
+    with pytest.raises(TypeError, match="roi_mask"):
+        roi_reduce(ds.response, "V1")
