@@ -4,7 +4,6 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
-import xarray as xr
 
 from memxr.reduce import UnknownROIError, default_rois, roi_masks, roi_reduce
 from memxr.schema import example_cube, text_coord

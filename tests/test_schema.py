@@ -5,7 +5,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-import xarray as xr
 
 from memxr.schema import SchemaError, example_cube, problems, text_coord, validate
 
