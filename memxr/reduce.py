@@ -1,16 +1,21 @@
 """ROI definitions and reductions of a cube over the channels of each ROI.
 
 ROIs overlap (a voxel can be in FFA and in IT), so a reduction is a product
-of the response with the channel x ROI membership table ``roi_mask``, not a
-groupby over a single label: one lazy matrix product covers every ROI in one
-pass over the data.
+of the response with a channel x ROI weight table built from ``roi_mask``,
+not a groupby over a single label: one lazy matrix product covers every ROI
+in one pass over the data, chunk by chunk.
 
 ROI names
 ---------
 - bilateral fMRI ROIs ``FFA, PPA, LOC, EBA, OFA, STS, RSC, TOS`` are the union of
   their left and right columns (``lFFA`` or ``rFFA``);
 - every ``roi`` of the cube is valid as itself (``lFFA``, ``IT``, ``V1``,
-  ``glasser-H``; TVSD ``V1``, ``V4``, ``IT``).
+  ``glasser-H``; TVSD ``V1``, ``V4``, ``IT``);
+- user-defined unions: ``definitions={"IT_glasser": GLASSER_IT}`` (any
+  columns or names above), in code or in a pipeline spec.
+
+A reliability filter (``min_reliability``) keeps only the channels whose
+reliability coordinate reaches a threshold.
 
 Examples
 --------
@@ -22,17 +27,38 @@ Examples
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import xarray as xr
 
-__all__ = ["BILATERAL", "UnknownROIError", "default_rois", "roi_masks", "roi_reduce"]
+from .schema import text_coord
+
+__all__ = [
+    "AREA_WINDOWS",
+    "BILATERAL",
+    "GLASSER_IT",
+    "UnknownROIError",
+    "default_rois",
+    "roi_masks",
+    "roi_reduce",
+    "window_reduce",
+    "zscore",
+]
 
 BILATERAL = ("FFA", "PPA", "LOC", "EBA", "OFA", "STS", "RSC", "TOS")
 """fMRI ROIs defined by merging a left (``l``) and a right (``r``) column."""
 
+GLASSER_IT = tuple(
+    f"glasser-{p}" for p in ("TE1p", "TE2p", "FFC", "VVC", "VMV2", "VMV3", "PHA1", "PHA2", "PHA3")
+)
+"""The glasser parcels whose union the THINGS-fMRI example code calls IT."""
+
+AREA_WINDOWS = {"V1": (25.0, 125.0), "V4": (50.0, 150.0), "IT": (75.0, 175.0)}
+"""Default time windows (ms, start inclusive, stop exclusive) per TVSD area."""
+
 _DEFAULT_EXTRA = ("V1", "V4", "IT")
+RELIABILITY_COORDS = ("reliability", "nc_testset", "splithalf_corrected")
 
 
 class UnknownROIError(ValueError):
@@ -40,18 +66,30 @@ class UnknownROIError(ValueError):
 
 
 def _columns(cube: xr.Dataset | xr.DataArray) -> list[str]:
+    if "roi_mask" not in cube.coords:
+        raise UnknownROIError("the cube has no 'roi_mask' coordinate")
     return [str(r) for r in np.asarray(cube["roi"].values)]
 
 
-def _definition(name: str, columns: Sequence[str]) -> list[str]:
+def _definition(
+    name: str, columns: Sequence[str], definitions: Mapping[str, Sequence[str]], _seen=()
+) -> list[str]:
+    if name in definitions:
+        if name in _seen:
+            raise UnknownROIError(f"ROI {name!r} is defined in terms of itself")
+        out: list[str] = []
+        for part in definitions[name]:
+            out += _definition(part, columns, definitions, (*_seen, name))
+        return out
     if name in columns:
         return [name]
     if name in BILATERAL:
         parts = [c for c in (f"l{name}", f"r{name}") if c in columns]
         if parts:
             return parts
+    known = default_rois_from(columns) + list(definitions)
     raise UnknownROIError(
-        f"unknown ROI {name!r}; this cube defines {', '.join(default_rois_from(columns)) or 'none'}"
+        f"unknown ROI {name!r}; this cube defines {', '.join(known) or 'none'}"
         f" (and any of its {len(columns)} roi columns)"
     )
 
@@ -74,15 +112,41 @@ def default_rois(cube: xr.Dataset | xr.DataArray) -> list[str]:
     return default_rois_from(_columns(cube))
 
 
-def roi_masks(cube: xr.Dataset | xr.DataArray, rois: Sequence[str] | None = None) -> xr.DataArray:
-    """Boolean (channel, roi) membership for the requested ROI names (merges resolved).
+def _reliable(cube: xr.Dataset | xr.DataArray, min_reliability: float | None, coord: str | None):
+    if min_reliability is None:
+        return None
+    names = [coord] if coord else [c for c in RELIABILITY_COORDS if c in cube.coords]
+    if not names or names[0] not in cube.coords:
+        raise UnknownROIError(
+            f"no reliability coordinate ({coord or ', '.join(RELIABILITY_COORDS)}) to filter on"
+        )
+    values = np.asarray(cube[names[0]].values, dtype=float)  # small: one value per channel
+    return np.nan_to_num(values, nan=-np.inf) >= min_reliability
+
+
+def roi_masks(
+    cube: xr.Dataset | xr.DataArray,
+    rois: Sequence[str] | str | None = None,
+    *,
+    definitions: Mapping[str, Sequence[str]] | None = None,
+    min_reliability: float | None = None,
+    reliability: str | None = None,
+) -> xr.DataArray:
+    """Boolean (channel, roi) membership for the requested ROI names.
 
     Parameters
     ----------
     cube : xarray.Dataset or DataArray
         Anything carrying the ``roi_mask`` coordinate.
-    rois : sequence of str, optional
-        ROI names; default :func:`default_rois`.
+    rois : str or sequence of str, optional
+        ROI names; default :func:`default_rois` plus the names in ``definitions``.
+    definitions : mapping of str to sequence of str, optional
+        Unions: each name is the union of the listed columns/ROIs.
+    min_reliability : float, optional
+        Keep only channels whose reliability is at least this value.
+    reliability : str, optional
+        The reliability coordinate (default: the first of ``reliability``,
+        ``nc_testset``, ``splithalf_corrected`` present).
 
     Raises
     ------
@@ -92,27 +156,50 @@ def roi_masks(cube: xr.Dataset | xr.DataArray, rois: Sequence[str] | None = None
     Examples
     --------
     >>> import numpy as np, xarray as xr
-    >>> c = xr.Dataset(coords={"roi": ["lFFA", "rFFA"],
-    ...     "roi_mask": (("channel", "roi"), np.array([[1, 0], [0, 1], [0, 0]], bool))})
+    >>> c = xr.Dataset(coords={"roi": ["lFFA", "rFFA", "V1"],
+    ...     "roi_mask": (("channel", "roi"), np.array([[1, 0, 0], [0, 1, 0], [0, 0, 1]], bool)),
+    ...     "reliability": ("channel", [0.9, 0.1, 0.5])})
     >>> roi_masks(c, ["FFA", "lFFA"]).sum("channel").values.tolist()
     [2, 1]
+    >>> roi_masks(c, ["FFA"], min_reliability=0.3).sum("channel").values.tolist()
+    [1]
+    >>> roi_masks(c, ["ventral"], definitions={"ventral": ["FFA", "V1"]}).sum().item()
+    3
     """
+    definitions = dict(definitions or {})
     columns = _columns(cube)
-    names = list(
-        default_rois(cube) if rois is None else ([rois] if isinstance(rois, str) else rois)
-    )
+    if rois is None:
+        names = default_rois(cube) + [d for d in definitions if d not in columns]
+    else:
+        names = [rois] if isinstance(rois, str) else list(rois)
     if not names:
         raise UnknownROIError("no ROI requested and the cube defines no default ROI")
-    table = cube["roi_mask"].variable.to_base_variable()
+    membership = np.asarray(cube["roi_mask"].values, dtype=bool)  # small: channel x roi
     cols = {c: i for i, c in enumerate(columns)}
-    membership = np.asarray(table.values)  # small: channel x roi booleans
     out = np.zeros((membership.shape[0], len(names)), dtype=bool)
     for j, name in enumerate(names):
-        for col in _definition(name, columns):
+        for col in _definition(name, columns, definitions):
             out[:, j] |= membership[:, cols[col]]
-    from .schema import text_coord
-
+    keep = _reliable(cube, min_reliability, reliability)
+    if keep is not None:
+        out &= keep[:, None]
     return xr.DataArray(out, dims=("channel", "roi"), coords={"roi": text_coord(names)})
+
+
+def zscore(da: xr.DataArray, dim: str = "stimulus") -> xr.DataArray:
+    """Z-score along ``dim`` (per channel and time bin), lazily; NaN ignored.
+
+    Examples
+    --------
+    >>> import xarray as xr
+    >>> zscore(xr.DataArray([[1.0], [3.0]], dims=("stimulus", "channel"))).values.ravel().tolist()
+    [-1.0, 1.0]
+    """
+    mean = da.mean(dim, skipna=True)
+    std = da.std(dim, skipna=True)
+    out = (da - mean) / std.where(std > 0)
+    out.attrs = {**da.attrs, "zscored_along": dim}
+    return out
 
 
 def roi_reduce(
@@ -120,6 +207,11 @@ def roi_reduce(
     rois: Sequence[str] | str | None = None,
     how: str = "mean",
     var: str = "response",
+    *,
+    definitions: Mapping[str, Sequence[str]] | None = None,
+    zscore_channels: bool = False,
+    min_reliability: float | None = None,
+    reliability: str | None = None,
 ) -> xr.DataArray:
     """Reduce the response over the channels of each ROI, lazily.
 
@@ -131,10 +223,15 @@ def roi_reduce(
         ROI names (see module docs); default :func:`default_rois`.
     how : {"mean", "sum", "l2"}
         ``mean`` over the ROI's channels (NaN channels ignored); ``sum``;
-        ``l2`` the population magnitude, the Euclidean norm of the ROI's
-        response vector divided by the square root of its channel count.
+        ``l2`` the population response magnitude (Jaegle et al. 2019): the
+        Euclidean norm of the ROI's response vector divided by the square root
+        of its channel count, so ROIs of different sizes compare.
     var : str
         Data variable to reduce.
+    definitions, min_reliability, reliability
+        ROI unions and reliability filter, as in :func:`roi_masks`.
+    zscore_channels : bool
+        Z-score each channel (and time bin) across stimuli first.
 
     Returns
     -------
@@ -158,10 +255,18 @@ def roi_reduce(
     if not isinstance(cube, xr.Dataset):
         raise TypeError("roi_reduce needs the cube (a Dataset with its roi_mask), not a DataArray")
     da = cube[var]
-    mask = roi_masks(cube, rois)
+    mask = roi_masks(
+        cube,
+        rois,
+        definitions=definitions,
+        min_reliability=min_reliability,
+        reliability=reliability,
+    )
     weights = mask.astype(da.dtype if da.dtype.kind == "f" else np.float64)
     # Drop the channel coords so xr.dot contracts cleanly; keep stimulus/time coords.
     data = da.drop_vars([c for c in da.coords if "channel" in da[c].dims and c != "channel"])
+    if zscore_channels:
+        data = zscore(data, "stimulus")
     valid = data.notnull()
     filled = data.fillna(0)
     if how == "l2":
@@ -174,13 +279,71 @@ def roi_reduce(
         out = total / count.where(count > 0)
         if how == "l2":
             out = np.sqrt(out)
-    order = ("stimulus", "roi") + tuple(d for d in out.dims if d not in ("stimulus", "roi"))
-    out = out.transpose(*order)
+    first = [d for d in ("stimulus", "roi") if d in out.dims]
+    out = out.transpose(*first, ...)
     out = out.assign_coords(n_channels=("roi", mask.sum("channel").values.astype(np.int64)))
     out.name = f"roi_{how}"
     out.attrs = {
         "long_name": f"ROI {how} of {var}",
-        "units": da.attrs.get("units", cube.attrs.get("units", "")) if how != "sum" else "",
+        "units": "z" if zscore_channels else (da.attrs.get("units") or cube.attrs.get("units", "")),
         "how": how,
+        "zscored": int(zscore_channels),
+        "min_reliability": "" if min_reliability is None else float(min_reliability),
     }
+    return out
+
+
+def window_reduce(
+    da: xr.DataArray,
+    windows: Mapping[str, tuple[float, float]] | None = None,
+    dim: str = "time",
+) -> xr.DataArray:
+    """Average a time-resolved ROI reduction in a time window per ROI.
+
+    Parameters
+    ----------
+    da : xarray.DataArray
+        Dims (stimulus, roi, time), e.g. from :func:`roi_reduce`.
+    windows : mapping of ROI name to (start, stop) in ms, optional
+        Start inclusive, stop exclusive; default :data:`AREA_WINDOWS`
+        (V1 25-125, V4 50-150, IT 75-175 ms). An ROI without a window raises.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (stimulus, roi), lazy when ``da`` is; the windows are recorded in
+        the ``window_start``/``window_stop`` coords.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> da = xr.DataArray(np.arange(2 * 1 * 4.0).reshape(2, 1, 4), dims=("stimulus", "roi", "time"),
+    ...                   coords={"roi": ["IT"], "time": [0.0, 80.0, 120.0, 180.0]})
+    >>> window_reduce(da).values.ravel().tolist()
+    [1.5, 5.5]
+    """
+    windows = dict(AREA_WINDOWS if windows is None else windows)
+    rois = [str(r) for r in np.asarray(da["roi"].values)]
+    missing = [r for r in rois if r not in windows]
+    if missing:
+        raise UnknownROIError(
+            f"no time window for ROI(s) {missing}; give windows={{roi: (start, stop)}}"
+        )
+    t = np.asarray(da[dim].values, dtype=float)
+    w = np.zeros((len(rois), t.size))
+    for i, r in enumerate(rois):
+        start, stop = windows[r]
+        inside = (t >= start) & (t < stop)
+        if not inside.any():
+            raise UnknownROIError(f"the window {start}-{stop} ms of {r!r} holds no time bin")
+        w[i, inside] = 1.0 / inside.sum()
+    weights = xr.DataArray(w, dims=("roi", dim), coords={"roi": da["roi"].values})
+    out = xr.dot(da.drop_vars([c for c in da.coords if dim in da[c].dims]), weights, dim=dim)
+    out = out.transpose("stimulus", "roi", ...)
+    out = out.assign_coords(
+        window_start=("roi", [windows[r][0] for r in rois]),
+        window_stop=("roi", [windows[r][1] for r in rois]),
+    )
+    out.name = da.name
+    out.attrs = {**da.attrs, "time_window": "per ROI, start inclusive, stop exclusive (ms)"}
     return out

@@ -4,6 +4,7 @@ import dask
 import dask.array as da
 import numpy as np
 import pytest
+import xarray as xr
 
 from memxr.reduce import UnknownROIError, default_rois, roi_masks, roi_reduce
 from memxr.schema import example_cube, text_coord
@@ -88,3 +89,47 @@ def test_dataarray_refused():
     ds, _ = _cube()
     with pytest.raises(TypeError, match="roi_mask"):
         roi_reduce(ds.response, "V1")
+
+
+def test_union_definitions_and_reliability(backend):
+    ds, mask = _cube(chunked=backend == "dask")
+    rel = np.linspace(0, 1, ds.sizes["channel"])
+    ds = ds.assign_coords(reliability=("channel", rel))
+    out = roi_reduce(ds, ["ventral"], definitions={"ventral": ["FFA", "IT"]}, min_reliability=0.5)
+    sel = (mask[:, 1] | mask[:, 2] | mask[:, 3]) & (rel >= 0.5)
+    x = np.asarray(ds.response.values)
+    np.testing.assert_allclose(out.values[:, 0], x[:, sel].mean(1))
+    assert int(out.n_channels[0]) == sel.sum()
+    with pytest.raises(UnknownROIError, match="in terms of itself"):
+        roi_reduce(ds, ["a"], definitions={"a": ["a"]})
+    with pytest.raises(UnknownROIError, match="no reliability coordinate"):
+        roi_reduce(ds, ["V1"], min_reliability=0.1, reliability="nc_testset")
+
+
+def test_zscored_channels(backend):
+    ds, mask = _cube(n_stim=12, chunked=backend == "dask")
+    out = roi_reduce(ds, ["V1"], zscore_channels=True)
+    x = np.asarray(ds.response.values)
+    z = (x - x.mean(0)) / x.std(0)
+    np.testing.assert_allclose(out.values[:, 0], z[:, mask[:, 0]].mean(1))
+    assert out.attrs["units"] == "z"
+
+
+def test_window_reduce_per_area(backend):
+    from memxr.reduce import window_reduce
+
+    rng = np.random.default_rng(3)
+    t = np.arange(-100.0, 200.0, 10.0)
+    x = rng.standard_normal((4, 3, t.size))
+    da_ = xr.DataArray(
+        x, dims=("stimulus", "roi", "time"), coords={"roi": ["V1", "V4", "IT"], "time": t}
+    )
+    if backend == "dask":
+        da_ = da_.chunk({"time": 7})
+    out = window_reduce(da_)
+    for i, (a, b) in enumerate([(25, 125), (50, 150), (75, 175)]):
+        inside = (t >= a) & (t < b)
+        np.testing.assert_allclose(out.values[:, i], x[:, i, inside].mean(-1))
+    assert out.window_start.values.tolist() == [25.0, 50.0, 75.0]
+    with pytest.raises(UnknownROIError, match="no time window"):
+        window_reduce(da_.assign_coords(roi=["V1", "V4", "MT"]))
