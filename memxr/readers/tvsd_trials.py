@@ -1,0 +1,497 @@
+"""Reader of TVSD per-trial MUA (``THINGS_MUA_trials.mat``), streamed in slabs of time bins.
+
+The real file holds ``ALLMUA``, un-normalised multi-unit activity per trial,
+channel and 1 ms bin: 58 GB of float64 that h5py sees as (300, 1024, ~25k)
+in C order, trials fastest. :func:`read_trials` never loads it: the cube's
+arrays are dask graphs whose tasks each read one slab of whole time bins
+(contiguous in the file; whole multiples of the HDF5 chunk when the dataset
+is chunked) of about ``chunk_bytes`` and turn it, with one sparse matrix
+product, into the mean over each stimulus's trials. When one time bin alone
+is larger than ``chunk_bytes`` a slab is further cut into blocks of channels,
+so the memory of a task depends on ``chunk_bytes`` only, never on the file.
+
+``ALLMAT`` has one row per trial, ``[trial_idx train_idx test_idx rep count
+correct day]`` (6 columns accepted too; only the first three are relied on),
+with 1-based image indices into ``_logs/things_imgs.mat``. ``ALLMUA`` is in
+recording order: physical channel ``c`` (0-based) is recording position
+``mapping[c] - 1`` of ``_logs/1024chns_mapping_*.mat``.
+
+Examples
+--------
+>>> slab_plan((300, 1024, 25000), 8, n_stim=22348, chunk_bytes=64 << 20)
+(1, 335)
+>>> slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=2 << 20)
+(4, 1024)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import dask.array as da
+import h5py
+import numpy as np
+import scipy.io
+import xarray as xr
+from dask.base import tokenize
+from scipy import sparse
+
+from ..errors import InputError
+from ..schema import text_coord, validate
+from ._h5 import H5Array, open_h5
+from .tvsd import (
+    IMGS_FILE,
+    N_CHANNELS,
+    NORMMUA_FILE,
+    axes_of_size,
+    channel_coords,
+    check_unique_ids,
+    cube_attrs,
+    normalize_monkey,
+    read_channel_stats,
+    read_things_imgs,
+    stimulus_coords,
+)
+
+__all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan"]
+
+TRIALS_FILE = "THINGS_MUA_trials.mat"
+MAPPING_GLOB = "1024chns_mapping_*.mat"
+ALLMAT_COLUMNS = ("trial_idx", "train_idx", "test_idx", "rep", "count", "correct", "day")
+"""Columns of ``ALLMAT`` (a 6-column variant shares the first three)."""
+
+
+def _load_mapping(path: str | os.PathLike) -> np.ndarray:
+    """The raw ``mapping`` variable of a MATLAB v5 file (or of a v7.3 one, via h5py)."""
+    try:
+        mat = scipy.io.loadmat(os.fspath(path), variable_names=["mapping"])
+    except NotImplementedError:  # MATLAB v7.3 is HDF5
+        with open_h5(path) as f:
+            if "mapping" not in f or not isinstance(f["mapping"], h5py.Dataset):
+                raise InputError(path, "mapping", "no such variable") from None
+            return np.asarray(f["mapping"][()])  # small
+    except (OSError, ValueError, TypeError) as e:
+        raise InputError(
+            path, "file", f"not a readable MATLAB file ({e.__class__.__name__})"
+        ) from None
+    if "mapping" not in mat:
+        raise InputError(path, "mapping", "no such variable")
+    return np.asarray(mat["mapping"])
+
+
+def read_mapping(path: str | os.PathLike) -> np.ndarray:
+    """0-based recording position of each physical channel, from a ``mapping`` file.
+
+    The file is MATLAB v5 (read with :func:`scipy.io.loadmat`); a v7.3 (HDF5)
+    file is read with h5py.
+
+    Raises
+    ------
+    InputError
+        If the file is unreadable, has no ``mapping``, or ``mapping`` is not a
+        permutation of 1..1024.
+
+    Examples
+    --------
+    >>> import os, tempfile, scipy.io
+    >>> p = os.path.join(tempfile.mkdtemp(), "1024chns_mapping_x.mat")
+    >>> scipy.io.savemat(p, {"mapping": np.arange(1024, 0, -1.0)})
+    >>> read_mapping(p)[:3].tolist()
+    [1023, 1022, 1021]
+    >>> scipy.io.savemat(p, {"mapping": np.ones(1024)})
+    >>> read_mapping(p)
+    Traceback (most recent call last):
+    ...
+    memxr.errors.InputError: 1024chns_mapping_x.mat: mapping: mapping is not a permutation of 1..1024 (...)
+    """
+    values = _load_mapping(path).ravel()
+    ok = values.size == N_CHANNELS and values.dtype.kind in "fiu"
+    if ok:
+        ints = np.rint(values.astype(np.float64))
+        ok = bool(np.all(ints == values)) and np.array_equal(
+            np.sort(ints), np.arange(1, N_CHANNELS + 1)
+        )
+    if not ok:
+        detail = f"{values.size} values" if values.size != N_CHANNELS else "duplicates or gaps"
+        raise InputError(path, "mapping", f"mapping is not a permutation of 1..1024 ({detail})")
+    return ints.astype(np.int64) - 1
+
+
+def find_mapping(root: Path) -> Path:
+    """The single ``_logs/1024chns_mapping_*.mat`` of a monkey folder."""
+    found = sorted((root / "_logs").glob(MAPPING_GLOB))
+    if len(found) != 1:
+        names = [p.name for p in found]
+        raise InputError(
+            root / "_logs",
+            MAPPING_GLOB,
+            f"expected exactly one channel mapping file, found {names}",
+        )
+    return found[0]
+
+
+# --------------------------------------------------------------------- trial table
+
+
+@dataclass(frozen=True)
+class TrialLayout:
+    """Where things are in ``ALLMUA`` and what each trial showed."""
+
+    axes: tuple[int, int, int]  # (time, channel, trial) axes of ALLMUA as h5py sees it
+    tb: np.ndarray  # time of each bin, ms
+    allmat: np.ndarray  # (n_trials, 6 or 7) int64
+
+
+def _allmat_rows(allmat: np.ndarray, n_trials: int) -> np.ndarray | None:
+    """ALLMAT as (n_trials, n_cols), or None if it has no such orientation."""
+    if allmat.ndim != 2:
+        return None
+    if allmat.shape[1] == n_trials and allmat.shape[0] in (6, 7):
+        return allmat.T
+    if allmat.shape[0] == n_trials and allmat.shape[1] in (6, 7):
+        return allmat
+    return None
+
+
+def read_layout(path: Path) -> TrialLayout:
+    """Identify the axes of ``ALLMUA`` by size and read ``tb`` and ``ALLMAT`` (small)."""
+    with open_h5(path) as f:
+        for key in ("ALLMUA", "ALLMAT", "tb"):
+            if key not in f or not isinstance(f[key], h5py.Dataset):
+                raise InputError(path, key, "no such dataset")
+        shape = tuple(f["ALLMUA"].shape)
+        tb = np.asarray(f["tb"][()], dtype=np.float64).ravel()  # small
+        allmat = np.asarray(f["ALLMAT"][()])  # small
+    if len(shape) != 3:
+        raise InputError(path, "ALLMUA", f"expected 3 dimensions, got shape {shape}")
+    ch = axes_of_size(shape, N_CHANNELS)
+    if not ch:
+        raise InputError(path, "ALLMUA", f"no axis of size {N_CHANNELS} (shape {shape})")
+    c = 1 if 1 in ch else ch[0]
+    r0, r1 = (a for a in range(3) if a != c)
+    for t, k in ((r0, r1), (r1, r0)):
+        rows = _allmat_rows(allmat, shape[k])
+        if shape[t] == tb.size and rows is not None:
+            return TrialLayout((t, c, k), tb, _integers(rows, path))
+    raise InputError(
+        path,
+        "ALLMUA",
+        f"shape {shape} does not match len(tb)={tb.size}, {N_CHANNELS} channels "
+        f"and the trials of ALLMAT (shape {allmat.shape}, 6 or 7 columns)",
+    )
+
+
+def _integers(rows: np.ndarray, path: Path) -> np.ndarray:
+    if rows.dtype.kind not in "fiu":
+        raise InputError(path, "ALLMAT", f"is not numeric (dtype {rows.dtype})")
+    values = rows[:, :3].astype(np.float64)
+    if not np.all(np.isfinite(values)) or np.any(values != np.rint(values)):
+        raise InputError(path, "ALLMAT", "trial and image indices must be integers")
+    with np.errstate(invalid="ignore"):
+        return np.nan_to_num(rows.astype(np.float64), nan=-1).astype(np.int64)
+
+
+def trial_stimuli(allmat: np.ndarray, n_train: int, n_test: int, path: Path) -> np.ndarray:
+    """0-based stimulus (train images, then test images) of each trial.
+
+    Examples
+    --------
+    >>> m = np.array([[1, 2, 0, 1, 1, 1, 1], [2, 0, 1, 1, 1, 1, 1], [3, 0, 1, 2, 1, 1, 1]])
+    >>> trial_stimuli(m, n_train=3, n_test=1, path=Path("x.mat")).tolist()
+    [1, 3, 3]
+    """
+    train, test = allmat[:, 1], allmat[:, 2]
+    checks = (
+        ((train > 0) == (test > 0)) | (train < 0) | (test < 0),
+        train > n_train,
+        test > n_test,
+    )
+    what = (
+        "exactly one of train_idx and test_idx must be non-zero",
+        f"train_idx beyond the {n_train} train images of things_imgs.mat",
+        f"test_idx beyond the {n_test} test images of things_imgs.mat",
+    )
+    for bad, msg in zip(checks, what, strict=True):
+        if bad.any():
+            i = int(np.flatnonzero(bad)[0])
+            raise InputError(
+                path, "ALLMAT", f"trial {i + 1} (train_idx {train[i]}, test_idx {test[i]}): {msg}"
+            )
+    return np.where(train > 0, train - 1, n_train + test - 1).astype(np.int64)
+
+
+def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: int) -> np.ndarray:
+    """(n, max_repeats) trial positions of stimuli ``first..first+n-1``, -1 where padded.
+
+    Repeats are ordered by ``rep`` when given, else by trial order.
+
+    Examples
+    --------
+    >>> repeat_index(np.array([0, 2, 1, 2, 1]), np.array([1, 2, 2, 1, 1]), first=1, n=2).tolist()
+    [[4, 2], [3, 1]]
+    """
+    trials = np.flatnonzero((trial_stim >= first) & (trial_stim < first + n))
+    stim = trial_stim[trials] - first
+    keys = (trials,) if rep is None else (trials, rep[trials])
+    order = np.lexsort((*keys, stim))
+    trials, stim = trials[order], stim[order]
+    counts = np.bincount(stim, minlength=n)
+    rank = np.arange(trials.size) - np.repeat(np.cumsum(counts) - counts, counts)
+    out = np.full((n, int(counts.max(initial=0))), -1, dtype=np.int64)
+    out[stim, rank] = trials
+    return out
+
+
+# --------------------------------------------------------------------- streamed slabs
+
+
+def slab_plan(
+    shape: tuple[int, int, int],
+    itemsize: int,
+    n_stim: int,
+    chunk_bytes: int,
+    time_chunk: int = 1,
+) -> tuple[int, int]:
+    """Time bins and channels per task for an ALLMUA of (time, channel, trial) ``shape``.
+
+    A task holds ``time x channel x trial`` input items and ``stimulus x
+    channel x time`` float64 output items; both stay within about
+    ``chunk_bytes``. Time blocks are whole multiples of ``time_chunk`` (the
+    HDF5 chunk along time); channels are cut only when one block of time bins
+    is too large.
+    """
+    n_t, n_c, n_k = shape
+    per_item = max(n_k * itemsize, n_stim * 8)  # bytes per (time bin, channel)
+    time_chunk = max(1, min(time_chunk, n_t))
+    if n_c * per_item * time_chunk <= chunk_bytes:
+        t_block = chunk_bytes // (n_c * per_item) // time_chunk * time_chunk
+        return int(min(max(t_block, time_chunk), n_t)), n_c
+    c_block = max(1, chunk_bytes // (time_chunk * per_item))
+    return time_chunk, int(min(c_block, n_c))
+
+
+def _read_slab(
+    arr: H5Array, axes: tuple[int, int, int], t0: int, t1: int, positions: np.ndarray
+) -> np.ndarray:
+    """Read time bins ``t0:t1`` of the recording ``positions``, as (time, channel, trial)."""
+    key: list[Any] = [slice(None)] * 3
+    key[axes[0]] = slice(t0, t1)
+    if positions.size == arr.shape[axes[1]]:
+        block, take = arr[tuple(key)], positions
+    else:
+        order = np.argsort(positions)
+        key[axes[1]] = positions[order]  # h5py needs increasing indices
+        take = np.empty_like(order)
+        take[order] = np.arange(order.size)
+        block = arr[tuple(key)]
+    return np.take(np.transpose(block, axes), take, axis=1)
+
+
+def mapped_slabs(
+    arr: H5Array, axes: tuple[int, int, int], positions: np.ndarray, t_block: int, c_block: int
+) -> da.Array:
+    """ALLMUA as a lazy (time, physical channel, trial) array, one task per slab."""
+    n_t, n_c, n_k = (arr.shape[a] for a in axes)
+    t_starts, c_starts = range(0, n_t, t_block), range(0, n_c, c_block)
+    st = os.stat(arr.path)
+    name = "tvsd-allmua-" + tokenize(
+        arr.path, arr.name, st.st_size, st.st_mtime_ns, axes, positions, t_block, c_block
+    )
+    dsk = {
+        (name, i, j, 0): (
+            _read_slab,
+            arr,
+            axes,
+            t0,
+            min(t0 + t_block, n_t),
+            positions[c0 : c0 + c_block],
+        )
+        for i, t0 in enumerate(t_starts)
+        for j, c0 in enumerate(c_starts)
+    }
+    chunks = (
+        tuple(min(t_block, n_t - t0) for t0 in t_starts),
+        tuple(min(c_block, n_c - c0) for c0 in c_starts),
+        (n_k,),
+    )
+    return da.Array(dsk, name, chunks=chunks, meta=np.empty((0, 0, 0), dtype=arr.dtype))
+
+
+def _slab_mean(
+    block: np.ndarray, trial_stim: np.ndarray, n_stim: int, out_dtype: Any
+) -> np.ndarray:
+    """(time, channel, trial) -> (stimulus, channel, time): mean over each stimulus's trials."""
+    n_t, n_c, n_k = block.shape
+    counts = np.bincount(trial_stim, minlength=n_stim)
+    weights = 1.0 / counts[trial_stim]
+    onehot = sparse.csr_matrix((weights, (trial_stim, np.arange(n_k))), shape=(n_stim, n_k))
+    out = np.asarray(onehot @ block.reshape(n_t * n_c, n_k).T)  # (stimulus, time * channel)
+    out = out.reshape(n_stim, n_t, n_c).transpose(0, 2, 1).astype(out_dtype)
+    out[counts == 0] = np.nan
+    return out
+
+
+def _slab_repeats(block: np.ndarray, rep_index: np.ndarray, out_dtype: Any) -> np.ndarray:
+    """(time, channel, trial) -> (repeat_stimulus, repeat, channel, time), NaN where padded."""
+    n_t, n_c, _ = block.shape
+    flat = rep_index.ravel()
+    out = np.take(block, np.maximum(flat, 0), axis=2).astype(out_dtype)
+    out[:, :, flat < 0] = np.nan
+    return out.reshape(n_t, n_c, *rep_index.shape).transpose(2, 3, 1, 0)
+
+
+def _const(values: np.ndarray) -> da.Array:
+    return da.from_array(values, chunks=values.shape, name="tvsd-const-" + tokenize(values))
+
+
+def _stream(
+    slabs: da.Array, trial_stim: np.ndarray, n_stim: int, rep_index: np.ndarray, dtype: Any
+) -> tuple[da.Array, da.Array | None]:
+    """The lazy stimulus means and test repeats of the (time, channel, trial) slabs."""
+    meta = np.empty((0, 0, 0), dtype=dtype)
+    mean = da.blockwise(
+        *(_slab_mean, "sct", slabs, "tck", _const(trial_stim), "k"),
+        new_axes={"s": n_stim},
+        concatenate=True,
+        meta=meta,
+        n_stim=n_stim,
+        out_dtype=dtype,
+    )
+    if rep_index.size == 0:
+        return mean, None
+    reps = da.blockwise(
+        *(_slab_repeats, "urct", slabs, "tck", _const(rep_index), "ur"),
+        concatenate=True,
+        meta=np.empty((0, 0, 0, 0), dtype=dtype),
+        out_dtype=dtype,
+    )
+    return mean, reps
+
+
+def read_trials(
+    monkey_dir: str | os.PathLike,
+    monkey: str,
+    *,
+    memorability: str | os.PathLike | None = None,
+    concepts: str | os.PathLike | None = None,
+    checksum: bool = True,
+    chunk_bytes: int = 64 << 20,
+    dtype: Any = None,
+) -> xr.Dataset:
+    r"""Read one monkey's ``THINGS_MUA_trials.mat`` as a lazy (stimulus, channel, time) cube.
+
+    Parameters
+    ----------
+    monkey_dir : str or path
+        Folder with ``THINGS_MUA_trials.mat``, ``_logs/things_imgs.mat`` and one
+        ``_logs/1024chns_mapping_*.mat`` (and optionally ``THINGS_normMUA.mat``,
+        whose per-channel reliability, SNR and latency become coordinates).
+    monkey : str
+        ``"N"`` or ``"F"`` (``"monkeyN"`` etc. accepted); sets the areas.
+    memorability, concepts
+        THINGS tables, passed to :func:`memxr.readers.things_meta.label_stimuli`.
+    checksum : bool
+        Record the SHA-256 of the input files (reads each file once).
+    chunk_bytes : int
+        About how many bytes of ``ALLMUA`` (and of output) one task holds; a
+        task's peak memory is a small multiple of it.
+    dtype : numpy dtype, optional
+        Dtype of the responses (e.g. ``float32`` to halve a store); default:
+        that of ``ALLMUA`` (float64 for integer data).
+
+    Returns
+    -------
+    xarray.Dataset
+        A cube (``dataset="tvsd-trials"``): ``response`` (stimulus, channel,
+        time) = mean over each stimulus's trials (NaN where ``n_repeats`` is
+        0), ``response_repeats`` (repeat_stimulus, repeat, channel, time) with
+        the trials of the test images (ordered by ``rep``, NaN padded),
+        ``time`` = ``tb`` in ms. Both arrays share their read tasks.
+
+    Raises
+    ------
+    InputError
+        Naming the file and the field: no axis of size 1,024, ALLMUA not
+        matching ``tb`` and ``ALLMAT``, bad image indices in ``ALLMAT``, a
+        mapping that is not a permutation, undecodable image names.
+
+    Examples
+    --------
+    A tiny folder written like MATLAB does (here by ``hdf5storage`` and scipy):
+    one train image (trial 1) and one test image (trials 2 and 3), 4 time
+    bins, the identity mapping, every response equal to the trial number:
+
+    >>> import hdf5storage, os, scipy.io, tempfile
+    >>> d = tempfile.mkdtemp()
+    >>> os.makedirs(os.path.join(d, "_logs"))
+    >>> cell = lambda xs: np.array([[x] for x in xs], dtype=object)
+    >>> imgs = lambda *xs: {"class": cell(x.split("\\")[0] for x in xs),
+    ...                     "things_path": cell(xs), "local_path": cell(xs)}
+    >>> hdf5storage.savemat(os.path.join(d, "_logs", "things_imgs.mat"),
+    ...     {"train_imgs": imgs("dog\\dog_12s.jpg"), "test_imgs": imgs("cow\\cow_02s.jpg")},
+    ...     format="7.3")
+    >>> scipy.io.savemat(os.path.join(d, "_logs", "1024chns_mapping_20220105.mat"),
+    ...                  {"mapping": np.arange(1.0, 1025.0)})
+    >>> allmat = np.array([[1, 1, 0, 1, 1, 1, 1], [2, 0, 1, 1, 2, 1, 1], [3, 0, 1, 2, 3, 1, 1]])
+    >>> allmua = np.ones((4, 1024, 1)) * np.arange(1.0, 4.0)  # time x channel x trial
+    >>> hdf5storage.savemat(os.path.join(d, "THINGS_MUA_trials.mat"),
+    ...     {"ALLMUA": allmua.T, "ALLMAT": allmat * 1.0, "tb": np.arange(4.0) * 10},
+    ...     format="7.3")
+    >>> ds = read_trials(d, "N", checksum=False, dtype="float32")
+    >>> dict(ds.response.sizes), ds.n_repeats.values.tolist()
+    ({'stimulus': 2, 'channel': 1024, 'time': 4}, [1, 2])
+    >>> ds.response.isel(channel=0).values
+    array([[1. , 1. , 1. , 1. ],
+           [2.5, 2.5, 2.5, 2.5]], dtype=float32)
+    >>> ds.response_repeats.isel(channel=0, time=0).values
+    array([[2., 3.]], dtype=float32)
+    """
+    if int(chunk_bytes) <= 0:
+        raise ValueError(f"chunk_bytes must be positive, got {chunk_bytes}")
+    root = Path(monkey_dir)
+    m = normalize_monkey(monkey, root)
+    trials_path, imgs_path, map_path = root / TRIALS_FILE, root / IMGS_FILE, find_mapping(root)
+    imgs = read_things_imgs(imgs_path)
+    check_unique_ids(imgs, imgs_path)
+    n_train = int((imgs["split"] == "train").sum())
+    n_stim = len(imgs)
+    positions = read_mapping(map_path)
+    layout = read_layout(trials_path)
+    trial_stim = trial_stimuli(layout.allmat, n_train, n_stim - n_train, trials_path)
+    rep = layout.allmat[:, 3] if layout.allmat.shape[1] >= 7 else None
+    rep_index = repeat_index(trial_stim, rep, n_train, n_stim - n_train)
+
+    arr = H5Array(trials_path, "ALLMUA")
+    out_dtype = np.dtype(dtype) if dtype is not None else arr.dtype
+    if out_dtype.kind != "f":
+        out_dtype = np.dtype(np.float64)
+    shape = tuple(arr.shape[a] for a in layout.axes)
+    t_chunk = arr.chunks[layout.axes[0]] if arr.chunks else 1
+    t_block, c_block = slab_plan(shape, arr.dtype.itemsize, n_stim, int(chunk_bytes), t_chunk)
+    slabs = mapped_slabs(arr, layout.axes, positions, t_block, c_block)
+    mean, reps = _stream(slabs, trial_stim, n_stim, rep_index, out_dtype)
+
+    files = [trials_path, imgs_path, map_path]
+    stats = {}
+    if (root / NORMMUA_FILE).exists():
+        stats = read_channel_stats(root / NORMMUA_FILE)
+        files.append(root / NORMMUA_FILE)
+    data = {"response": (("stimulus", "channel", "time"), mean)}
+    coords = channel_coords(m, stats)
+    coords["time"] = ("time", layout.tb)
+    if reps is not None:
+        test_ids = imgs.loc[imgs["split"] == "test", "stimulus_id"].tolist()
+        data["response_repeats"] = (("repeat_stimulus", "repeat", "channel", "time"), reps)
+        coords["repeat_stimulus_id"] = ("repeat_stimulus", text_coord(test_ids))
+        coords["repeat"] = ("repeat", np.arange(rep_index.shape[1], dtype=np.int64))
+    n_repeats = np.bincount(trial_stim, minlength=n_stim)
+    stim_coords, label_counts = stimulus_coords(imgs, n_repeats, memorability, concepts)
+    coords.update(stim_coords)
+    attrs = cube_attrs("tvsd-trials", m, "MUA (not normalised)", files, root, checksum)
+    attrs["labels"] = json.dumps(label_counts)
+    attrs["chunk_bytes"] = int(chunk_bytes)
+    return validate(xr.Dataset(data, coords=coords, attrs=attrs), name=trials_path.name)
