@@ -88,7 +88,7 @@ class SchemaError(ValueError):
 
 
 def _is_text(values: np.ndarray) -> bool:
-    if values.dtype.kind in "US":
+    if values.dtype.kind in "UST":  # T: numpy StringDType (what plain xr.open_zarr gives)
         return True
     if values.dtype.kind == "O":
         return all(isinstance(v, str) for v in values.ravel()[:1000])
