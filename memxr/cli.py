@@ -90,10 +90,11 @@ def _ingest(args: argparse.Namespace) -> int:
             checksum=False,
         )
     else:
-        from .readers import tvsd
+        from .readers.tvsd import read_normmua
+        from .readers.tvsd_trials import read_trials
 
         root = args.input
-        reader = tvsd.read_trials if args.trials else tvsd.read_normmua
+        reader = read_trials if args.trials else read_normmua
         kwargs = {"dtype": "float32"} if (args.trials and args.float32) else {}
         ds = reader(
             args.input,
@@ -190,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = str(e).splitlines()
         print(f"memxr: error: {msg[0] if len(msg) == 1 else '; '.join(msg)}", file=sys.stderr)
         return EXIT_BAD_INPUT
+    except BrokenPipeError:  # e.g. `memxr info STORE | head`
+        sys.stderr.close()
+        return 0
     except KeyboardInterrupt:
         print("memxr: interrupted", file=sys.stderr)
         return 130
