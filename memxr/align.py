@@ -61,8 +61,9 @@ _STIMULUS_DIMS = ("stimulus", "repeat_stimulus", "repeat")
 
 
 def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
-    """A 1-D coordinate as a numpy array (coordinates are small)."""
-    return np.asarray(ds[name].values)
+    """A 1-D coordinate as a numpy array (coordinates are small); StringDType as object."""
+    values = np.asarray(ds[name].values)
+    return values.astype(object) if values.dtype.kind == "T" else values
 
 
 def _text(value: object) -> str:
