@@ -1,0 +1,446 @@
+"""Memorability models: grouped CV, training-fold labels, permutations, dask-ml, the cluster."""
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+import pytest
+import xarray as xr
+
+from memxr.features import roi_features
+from memxr.models import (
+    MODELS,
+    fit_models,
+    grouped_permutation,
+    make_folds,
+    make_model,
+    ridge_cv_alpha,
+    split_labels,
+)
+from memxr.schema import example_cube, text_coord
+
+N_CONCEPTS, PER = 30, 4
+
+
+def _features(signal=1.0, n_feat=4, seed=0, nan_y=0, unknown=0):
+    """Stimuli in concepts; memorability has a concept part and a stimulus part.
+
+    With ``signal`` > 0 the first two features carry memorability (plus noise).
+    """
+    rng = np.random.default_rng(seed)
+    n = N_CONCEPTS * PER
+    concept = np.repeat([f"c{i:02d}" for i in range(N_CONCEPTS)], PER).astype(object)
+    concept[:unknown] = ""
+    mem = 0.7 + 0.08 * np.repeat(rng.standard_normal(N_CONCEPTS), PER)
+    mem += 0.05 * rng.standard_normal(n)
+    z = (mem - mem.mean()) / mem.std()
+    x = rng.standard_normal((n, n_feat))
+    x[:, :2] += signal * z[:, None]
+    mem[rng.choice(n, nan_y, replace=False)] = np.nan
+    return xr.DataArray(
+        x,
+        dims=("stimulus", "feature"),
+        coords={
+            "stimulus_id": ("stimulus", text_coord(f"s{i:03d}.jpg" for i in range(n))),
+            "concept": ("stimulus", text_coord(concept)),
+            "memorability": ("stimulus", mem),
+            "feature": text_coord(f"f{i}" for i in range(n_feat)),
+        },
+    )
+
+
+@pytest.fixture(scope="module")
+def client():
+    distributed = pytest.importorskip("distributed")
+    cluster = distributed.LocalCluster(
+        n_workers=2, threads_per_worker=1, processes=False, dashboard_address=":0"
+    )
+    with distributed.Client(cluster) as c:
+        yield c
+    cluster.close()
+
+
+@pytest.fixture(scope="module")
+def sets():
+    return {"signal": _features(1.0), "noise": _features(0.0, seed=1)}
+
+
+RUN = dict(models=("ridge", "svc"), cv=5, n_permutations=24, seed=3)
+
+
+@pytest.fixture(scope="module")
+def on_cluster(client, sets):
+    from distributed import get_task_stream
+
+    with get_task_stream(client) as ts:
+        res = fit_models(sets, "memorability", client=client, **RUN)
+    return res, ts.data
+
+
+@pytest.fixture(scope="module")
+def in_process(sets):
+    return fit_models(sets, "memorability", client=False, **RUN)
+
+
+def _row(res, feature_set, model, **kw):
+    t = res.table
+    m = (t.feature_set == feature_set) & (t.model == model)
+    for k, v in kw.items():
+        m &= t[k] == v
+    assert m.sum() == 1
+    return t[m].iloc[0]
+
+
+# ----------------------------------------------------------------------------- folds
+
+
+def test_grouped_folds_never_share_a_concept():
+    f = _features(unknown=6)
+    concept = f.concept.values
+    folds, kind = make_folds(f.sizes["stimulus"], concept, cv=5, seed=2)
+    assert kind == "grouped" and len(folds) == 5
+    seen = np.concatenate([te for _, te in folds])
+    assert sorted(seen.tolist()) == list(range(f.sizes["stimulus"]))  # each stimulus tested once
+    for tr, te in folds:
+        assert not set(tr) & set(te)
+        shared = set(concept[tr]) & set(concept[te]) - {""}
+        assert not shared, f"concepts in train and test: {shared}"
+    # unknown concepts are groups of their own, not one big group
+    fold_of_unknown = {k for k, (_, te) in enumerate(folds) for i in te if concept[i] == ""}
+    assert len(fold_of_unknown) > 1
+
+
+def test_random_folds_mix_concepts_and_errors():
+    f = _features()
+    folds, kind = make_folds(f.sizes["stimulus"], f.concept.values, cv="random", seed=0)
+    assert kind == "random"
+    assert any(set(f.concept.values[tr]) & set(f.concept.values[te]) for tr, te in folds)
+    with pytest.raises(ValueError, match="cv='random'"):
+        make_folds(10, None, cv=5)
+    with pytest.raises(ValueError, match="at least 5 concepts"):
+        make_folds(6, np.array(list("aabbcc")), cv=5)
+
+
+def test_grouped_permutation_moves_whole_concepts():
+    rng = np.random.default_rng(0)
+    groups = np.r_[np.repeat(np.arange(20), 3), [20, 20, 20, 20, 20], [21]]  # sizes 3, 5, 1
+    y = np.arange(groups.size, dtype=float)
+    moved = 0
+    for _ in range(5):
+        p = grouped_permutation(groups, rng)
+        assert sorted(p.tolist()) == list(range(groups.size))
+        for g in range(20):
+            src = set(groups[p[groups == g]])
+            assert len(src) == 1  # all values of a concept come from one concept
+            assert src <= set(range(20))  # of the same size
+            moved += src != {g}
+        assert set(p[groups >= 20]) == set(np.flatnonzero(groups >= 20))  # pooled leftovers
+        assert not np.array_equal(y[p], y)
+    assert moved > 50
+
+
+def test_split_labels_from_training_fold():
+    tr = np.array([1.0, 2.0, 3.0, 4.0, 100.0])
+    te = np.array([3.0, 3.5, 50.0])
+    lab_tr, lab_te, thr = split_labels(tr, te)
+    assert thr == (3.0, 3.0)
+    assert lab_tr.tolist() == [0, 0, 0, 1, 1] and lab_te.tolist() == [0, 1, 1]
+    _, lab_q, (lo, hi) = split_labels(
+        np.arange(101.0), np.array([10, 25, 50, 75, 90.0]), "quantile"
+    )
+    assert (lo, hi) == (25.0, 75.0)
+    np.testing.assert_array_equal(lab_q, [0, 0, np.nan, 1, 1])
+    with pytest.raises(ValueError, match="quantiles"):
+        split_labels(tr, te, "quantile", (0.8, 0.2))
+
+
+# ----------------------------------------------------------------------------- models
+
+
+def test_make_model_registry():
+    from dask_ml.linear_model import LogisticRegression
+    from dask_ml.wrappers import Incremental
+
+    assert set(MODELS) == {
+        "linear",
+        "ridge",
+        "svr",
+        "svc",
+        "mlp_reg",
+        "mlp_clf",
+        "logistic",
+        "sgd_reg",
+        "sgd_clf",
+    }
+    lr = make_model("logistic")[-1]
+    assert isinstance(lr, LogisticRegression) and lr.solver == "lbfgs"
+    assert isinstance(make_model("sgd_reg", dask_input=True)[-1], Incremental)
+    assert type(make_model("sgd_reg", dask_input=True)[0]).__module__.startswith("dask_ml")
+    assert make_model("svr", C=3.0)[-1].C == 3.0
+    with pytest.raises(ValueError, match="unknown model"):
+        make_model("forest")
+
+
+def test_ridge_cv_alpha_matches_gridsearch():
+    from sklearn.linear_model import Ridge
+    from sklearn.model_selection import GridSearchCV, GroupKFold
+
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal((60, 8))
+    y = x @ rng.standard_normal(8) * 0.3 + rng.standard_normal(60)
+    groups = np.repeat(np.arange(15), 4)
+    alphas = [0.01, 0.1, 1.0, 10.0, 100.0, 1000.0]
+    splits = list(GroupKFold(3).split(x, groups=groups))
+    ref = GridSearchCV(Ridge(), {"alpha": alphas}, cv=splits, scoring="neg_mean_squared_error")
+    assert ridge_cv_alpha(x, y, splits, alphas) == ref.fit(x, y).best_params_["alpha"]
+    noise_only = rng.standard_normal(60)
+    assert ridge_cv_alpha(x, noise_only, splits, alphas) == 1000.0
+
+
+@pytest.mark.parametrize("model", ["svr", "mlp_reg", "sgd_reg", "mlp_clf", "sgd_clf"])
+def test_every_model_learns(model):
+    f = _features(1.5)
+    res = fit_models(f, "memorability", models=(model,), cv=3, n_permutations=0, client=False)
+    row = res.table.iloc[0]
+    score = row.roc_auc if model.endswith("clf") else row.pearson_r
+    assert score > (0.75 if model.endswith("clf") else 0.5)
+    assert row.kind == ("classifier" if model.endswith("clf") else "regressor")
+
+
+# ----------------------------------------------------------------------------- fit_models
+
+
+def test_planted_signal_and_noise(on_cluster):
+    res, _ = on_cluster
+    sig = _row(res, "signal", "ridge")
+    assert sig.cv == "grouped" and sig.n_folds == 5 and sig.n_stimuli == N_CONCEPTS * PER
+    assert sig.pearson_r > 0.5 and sig.spearman_rho > 0.4 and sig.r2 > 0.2
+    assert sig.chance_p < 0.05 and sig.chance_p == pytest.approx(1 / 25)
+    # out-of-fold r is biased below 0 under the null (fold means); the permutations show it
+    assert sig.chance_mean < 0.1 and sig.pearson_r > sig.chance_mean + 0.4
+    noise = _row(res, "noise", "ridge")
+    assert noise.chance_p > 0.05 and noise.pearson_r < 0.3
+    clf = _row(res, "signal", "svc")
+    assert clf.accuracy > 0.7 and clf.roc_auc > 0.75 and clf.chance_p < 0.05
+    nclf = _row(res, "noise", "svc")
+    assert abs(nclf.accuracy - 0.5) < 0.12 and nclf.chance_p > 0.05
+    assert abs(nclf.chance_mean - 0.5) < 0.06  # permutation chance of AUC
+    assert res.null.sizes == {"feature_set": 2, "model": 2, "permutation": 24}
+
+
+def test_tasks_ran_through_joblib_on_the_cluster(on_cluster):
+    _, tasks = on_cluster
+    keys = [str(t["key"]) for t in tasks]
+    assert any("_run_task" in k for k in keys), keys[:5]
+
+
+def test_same_numbers_with_and_without_cluster(on_cluster, in_process):
+    res, _ = on_cluster
+    pd.testing.assert_frame_equal(res.table, in_process.table, rtol=1e-9)
+    xr.testing.assert_allclose(res.predictions, in_process.predictions, rtol=1e-9)
+    xr.testing.assert_allclose(res.null, in_process.null, rtol=1e-9)
+
+
+def test_median_split_on_training_fold_only(in_process, sets):
+    pred = in_process.predictions.sel(feature_set="noise", model="svc")
+    y = pred.observed.values
+    folds = pred.fold.values
+    differs = 0
+    for k in range(5):
+        thr = np.median(y[folds != k])
+        test = folds == k
+        np.testing.assert_array_equal(pred.label.values[test], (y[test] > thr).astype(float))
+        differs += np.sum((y[test] > thr) != (y[test] > np.median(y[test])))
+    assert differs > 0  # the test-fold median would have labelled some stimuli differently
+
+
+def test_results_table_and_predictions(in_process):
+    t = in_process.table
+    assert {
+        "feature_set",
+        "model",
+        "cv",
+        "n_stimuli",
+        "n_folds",
+        "pearson_r",
+        "spearman_rho",
+        "r2",
+        "accuracy",
+        "roc_auc",
+        "chance_mean",
+        "chance_p",
+        "fraction_of_ceiling",
+        "n_dropped",
+    } <= set(t.columns)
+    assert len(t) == 4 and t[["feature_set", "model"]].drop_duplicates().shape[0] == 4
+    assert t.loc[t.model == "svc", "pearson_r"].isna().all()
+    assert t.loc[t.model == "ridge", "accuracy"].isna().all()
+    p = in_process.predictions
+    assert p.prediction.dims == ("feature_set", "model", "stimulus")
+    assert p.prediction.shape == (2, 2, N_CONCEPTS * PER)
+    assert np.isfinite(p.prediction.values).all()
+    assert set(np.unique(p.prediction.sel(model="svc").values)) == {0.0, 1.0}
+    assert p.stimulus_id.values[0] == "s000.jpg" and p.concept.dtype == object
+    ridge = p.sel(feature_set="signal", model="ridge")
+    r = np.corrcoef(ridge.prediction.values, ridge.observed.values)[0, 1]
+    assert r == pytest.approx(_row(in_process, "signal", "ridge").pearson_r)
+    ds = in_process.to_xarray()
+    assert ds.pearson_r.dims == ("feature_set", "model")
+    assert ds.null.dims == ("feature_set", "model", "permutation")
+    assert ds.prediction.shape == (2, 2, N_CONCEPTS * PER)
+    assert '"cv": "grouped"' in ds.attrs["params"]
+
+
+def test_random_cv_is_labelled():
+    f = _features()
+    res = fit_models(
+        f, "memorability", models=("linear",), cv="random", n_permutations=5, client=False
+    )
+    assert (res.table.cv == "random").all() and res.params["cv"] == "random"
+    assert res.params["permutation"] == "stimuli"
+    folds = res.predictions.fold.values
+    concept = f.concept.values
+    assert any(set(concept[folds == k]) & set(concept[folds != k]) for k in range(5))
+
+
+def test_quantile_split_keeps_extremes():
+    f = _features()
+    res = fit_models(
+        f,
+        "memorability",
+        models=("svc",),
+        n_permutations=0,
+        client=False,
+        split="quantile",
+        q=(0.25, 0.75),
+    )
+    row = res.table.iloc[0]
+    p = res.predictions.isel(feature_set=0, model=0)
+    labelled = np.isfinite(p.label.values)
+    assert row.n_stimuli == labelled.sum() and 0.35 < labelled.mean() < 0.65
+    assert np.isnan(p.prediction.values[~labelled]).all()
+    y, folds = p.observed.values, p.fold.values
+    for k in range(5):
+        lo, hi = np.quantile(y[folds != k], [0.25, 0.75])
+        test = folds == k
+        expect = np.where(y[test] >= hi, 1.0, np.where(y[test] <= lo, 0.0, np.nan))
+        np.testing.assert_array_equal(p.label.values[test], expect)
+    assert row.label_split == "quantile" and row.accuracy > 0.75
+
+
+def test_nan_memorability_dropped():
+    f = _features(nan_y=7)
+    res = fit_models({"a": f}, "memorability", models=("linear",), n_permutations=0, client=False)
+    row = res.table.iloc[0]
+    assert row.n_dropped == 7 and row.n_stimuli == N_CONCEPTS * PER - 7
+    kept = f.stimulus_id.values[np.isfinite(f.memorability.values)]
+    assert res.predictions.stimulus_id.values.tolist() == kept.tolist()
+    assert np.isnan(row.chance_p)
+
+
+def test_noise_ceiling_fraction():
+    f = _features()
+    res = fit_models(
+        {"a": f, "b": f},
+        "memorability",
+        models=("linear", "svc"),
+        n_permutations=0,
+        client=False,
+        noise_ceiling={"a": 0.8},
+    )
+    a = _row(res, "a", "linear")
+    assert a.fraction_of_ceiling == pytest.approx(a.pearson_r / 0.8)
+    assert np.isnan(_row(res, "b", "linear").fraction_of_ceiling)
+    assert np.isnan(_row(res, "a", "svc").fraction_of_ceiling)
+    one = fit_models(
+        f, "memorability", models=("linear",), n_permutations=0, client=False, noise_ceiling=0.5
+    )
+    assert one.table.fraction_of_ceiling[0] == pytest.approx(one.table.pearson_r[0] / 0.5)
+
+
+def test_y_as_dataarray_aligned_by_stimulus_id():
+    f = _features()
+    y = f.memorability.reset_coords(drop=True).assign_coords(stimulus_id=f.stimulus_id)
+    shuffled = y.isel(stimulus=np.random.default_rng(0).permutation(y.sizes["stimulus"]))
+    a = fit_models(f, shuffled, models=("linear",), n_permutations=0, client=False)
+    b = fit_models(f, "memorability", models=("linear",), n_permutations=0, client=False)
+    pd.testing.assert_frame_equal(a.table, b.table)
+
+
+def test_incremental_sgd_on_dask_features(client):
+    f = _features(1.5).chunk({"stimulus": 60})
+    assert isinstance(f.data, da.Array)
+    res = fit_models(
+        {"lazy": f},
+        "memorability",
+        models=("sgd_reg", "sgd_clf"),
+        cv=3,
+        n_permutations=0,
+        client=client,
+        epochs=2,
+    )
+    assert _row(res, "lazy", "sgd_reg").pearson_r > 0.5
+    assert _row(res, "lazy", "sgd_clf").roc_auc > 0.75
+    # the same model on in-memory features runs in the joblib tasks: same numbers
+    mem = fit_models(
+        {"lazy": f.compute()},
+        "memorability",
+        models=("sgd_reg",),
+        cv=3,
+        n_permutations=0,
+        client=client,
+        epochs=2,
+    )
+    assert mem.table.pearson_r[0] > 0.5
+
+
+def test_dask_ml_logistic_lbfgs(client):
+    f = _features(1.5)
+    res = fit_models(f, "memorability", models=("logistic",), cv=3, n_permutations=0, client=client)
+    row = res.table.iloc[0]
+    assert row.n_folds == 3 and row.roc_auc > 0.8 and row.accuracy > 0.7
+
+
+def test_time_resolved_one_row_per_bin():
+    rng = np.random.default_rng(0)
+    f = _features()
+    ds = example_cube(n_stimulus=f.sizes["stimulus"], n_channel=6)
+    ds = ds.assign_coords(concept=f.concept, memorability=f.memorability)
+    z = (f.memorability.values - f.memorability.values.mean()) / f.memorability.values.std()
+    x = rng.standard_normal((f.sizes["stimulus"], 6, 3))
+    x[:, :, 1] += 1.0 * z[:, None]  # memorability only in the middle bin
+    ds["response"] = (("stimulus", "channel", "time"), x)
+    ds = ds.assign_coords(time=[0.0, 100.0, 200.0])
+    feats = roi_features(ds, "A", how="mean")
+    res = fit_models(
+        {"A": feats}, "memorability", models=("linear",), n_permutations=9, client=False
+    )
+    t = res.table
+    assert len(t) == 3 and t.time.tolist() == [0.0, 100.0, 200.0]
+    r = t.set_index("time").pearson_r
+    assert r[100.0] > 0.5 and abs(r[0.0]) < 0.3 and abs(r[200.0]) < 0.3
+    assert t.set_index("time").chance_p[100.0] == pytest.approx(0.1)
+    assert res.predictions.prediction.dims == ("feature_set", "model", "stimulus", "time")
+    assert res.null.dims == ("feature_set", "model", "time", "permutation")
+    assert res.to_xarray().pearson_r.dims == ("feature_set", "model", "time")
+
+
+def test_bad_inputs():
+    f = _features()
+    with pytest.raises(ValueError, match="unknown model"):
+        fit_models(f, "memorability", models=("forest",), client=False)
+    with pytest.raises(ValueError, match="no coordinate 'concept'"):
+        fit_models(f.drop_vars("concept"), "memorability", models=("linear",), client=False)
+    bad = f.copy(data=f.values.copy())
+    bad[3, 0] = np.nan
+    with pytest.raises(ValueError, match="1 stimuli have NaN"):
+        fit_models({"x": bad}, "memorability", models=("linear",), client=False)
+    timed = f.expand_dims(time=[0.0]).transpose("stimulus", "feature", "time")
+    with pytest.raises(ValueError, match="time-resolved"):
+        fit_models({"a": f, "b": timed}, "memorability", models=("linear",), client=False)
+    with pytest.raises(ValueError, match="other stimuli"):
+        fit_models(
+            {"a": f, "b": f.assign_coords(stimulus_id=("stimulus", f.stimulus_id.values[::-1]))},
+            "memorability",
+            models=("linear",),
+            client=False,
+        )
