@@ -11,6 +11,7 @@ Examples
 ('stimulus', 'roi')
 """
 
+from . import accessor as _accessor  # noqa: F401  (registers ds.memxr)
 from . import schema
 from ._version import __version__
 from .errors import InputError
