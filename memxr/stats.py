@@ -15,9 +15,11 @@ same blocked pass and come back computed.
 
 Layers
 ------
-- private numpy kernels (arrays in, arrays out): ``_tables``, ``_design_rows``,
-  ``_finalize_kernel``, ``_rank_kernel``, ``_fdr_kernel``;
-- public xarray wrappers: :func:`correlate`, :func:`partial_correlate`,
+- private numpy kernels (arrays in, arrays out), in ``memxr._stats_kernels``: ``_tables``,
+  ``_design_rows``, ``_finalize_kernel``, ``_rank_kernel``, ``_fdr_kernel``;
+- the streaming pass over xarray/dask data (``memxr._stats_dask``) and the input checks
+  (``memxr._stats_inputs``);
+- public xarray wrappers, here: :func:`correlate`, :func:`partial_correlate`,
   :func:`correlation_map`, :func:`fdr` (dask ``tensordot`` over the stimulus axis for the
   sums, ``xr.apply_ufunc`` for ranks, the final per-feature statistics and FDR).
 
@@ -61,386 +63,29 @@ Examples
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Hashable, Sequence
-from dataclasses import dataclass
 
-import dask
-import dask.array as da
 import numpy as np
-import pandas as pd
-import scipy.stats
 import xarray as xr
+
+from ._stats_dask import _plan, _prepare, _sums
+from ._stats_inputs import _inputs
+from ._stats_kernels import (
+    _BLOCK_BYTES,  # the block budget: read at each call, passed down
+    _fdr_kernel,
+    _finalize_kernel,
+    _tables,
+)
 
 __all__ = ["METHODS", "correlate", "correlation_map", "fdr", "partial_correlate"]
 
 METHODS = ("pearson", "spearman")
 """Correlation methods understood by :func:`correlate`."""
 
-_BLOCK_BYTES = 32 * 2**20
-"""Largest (stimuli or features) x design-columns float64 block of the streaming pass."""
-
-_RANK_BYTES = 128 * 2**20
-"""Largest block holding a whole stimulus axis, for the rank transform."""
-
-_TIE = 1e-12
-"""Relative tolerance under which a permutation correlation counts as tied with the observed."""
-
-_COL = "_memxr_col"
-_W = "_memxr_w"  # columns [1, w_1 .. w_B]: unit weight, then the bootstrap weights
-_Z = "_memxr_z"  # columns [y, z_1 .. z_P, w_1 y .. w_B y]
-
 _PERMUTATION_SCHEME = {
     False: "shuffle of stimuli",
     True: "group means shuffled among groups, deviations shuffled within groups",
 }
-
-
-# -------------------------------------------------------------------------------------------------
-# numpy kernels
-# -------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, eq=False)
-class _Tables:
-    """Everything the resampled design depends on (small: one entry per stimulus or group)."""
-
-    y: np.ndarray  # (n,) standardized y: the observed column and the bootstrap's y
-    fitted: np.ndarray  # (n,) part of y that the permutations keep in place
-    group_mean: np.ndarray  # (G,) group means of the permuted part y - fitted
-    deviation: np.ndarray  # (n,) deviations of the permuted part from its group mean
-    group: np.ndarray  # (n,) group code of each stimulus, 0..G-1
-    group_perm: np.ndarray  # (P, G) group g receives the mean of group group_perm[p, g]
-    within: np.ndarray | None  # (P, n) within-group permutation; None if all groups singletons
-    counts: np.ndarray  # (B, G) bootstrap draw count of each group
-    c: np.ndarray | None  # (n,) standardized covariate shared by all features
-
-    @property
-    def n_perm(self) -> int:
-        return self.group_perm.shape[0]
-
-    @property
-    def n_boot(self) -> int:
-        return self.counts.shape[0]
-
-    @property
-    def widths(self) -> tuple[int, int, int]:
-        """Column counts of the [y, permutations, w*y], [1, w] and [c, w*c] blocks."""
-        nw = 1 + self.n_boot
-        return 1 + self.n_perm + self.n_boot, nw, nw if self.c is not None else 0
-
-
-def _tables(
-    y: np.ndarray,
-    fitted: np.ndarray,
-    group: np.ndarray | None,
-    c: np.ndarray | None,
-    n_perm: int,
-    n_boot: int,
-    seed: int,
-) -> _Tables:
-    """Draw the permutation and bootstrap tables from ``seed`` (independent streams)."""
-    n = y.size
-    rng_perm, rng_boot = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
-    group = np.arange(n) if group is None else np.asarray(group)
-    n_groups = int(group.max()) + 1
-    sizes = np.bincount(group, minlength=n_groups)
-    part = y - fitted
-    group_mean = np.bincount(group, weights=part, minlength=n_groups) / sizes
-    itype = np.int32 if max(n, n_groups) < 2**31 else np.int64
-    group_perm = rng_perm.permuted(np.tile(np.arange(n_groups, dtype=itype), (n_perm, 1)), axis=1)
-    within = None
-    if sizes.max() > 1 and n_perm:
-        # sort the stimuli by (group, random key): a random order inside each group
-        base = np.argsort(group, kind="stable")
-        within = np.empty((n_perm, n), dtype=itype)
-        step = max(1, _BLOCK_BYTES // (16 * n))
-        for lo in range(0, n_perm, step):  # blocks of permutations, bounded memory
-            keys = group[base] + rng_perm.random((min(step, n_perm - lo), n))
-            within[lo : lo + step, base] = base[np.argsort(keys, axis=-1)]
-    counts = rng_boot.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
-    return _Tables(
-        y=y,
-        fitted=fitted,
-        group_mean=group_mean,
-        deviation=part - group_mean[group],
-        group=group,
-        group_perm=group_perm,
-        within=within,
-        counts=counts.astype(np.min_scalar_type(n_groups)),
-        c=c,
-    )
-
-
-def _design_rows(t: _Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c]`` and ``[1, w]``.
-
-    Examples
-    --------
-    >>> t = _tables(np.array([-1.0, 0, 1]), np.zeros(3), None, None, 2, 1, seed=0)
-    >>> m, w = _design_rows(t, 0, 3)
-    >>> m.shape, w.shape, sorted(m[:, 1]) == [-1.0, 0.0, 1.0]
-    ((3, 6), (3, 2), True)
-    """
-    g = t.group[start:stop]
-    y = t.y[start:stop, None]
-    z = t.fitted[start:stop, None] + t.group_mean[t.group_perm[:, g]].T
-    if t.within is not None:
-        z = z + t.deviation[t.within[:, start:stop]].T
-    w = t.counts[:, g].T.astype(np.float64)
-    omega = np.concatenate([np.ones_like(y), w], axis=1)
-    parts = [y, z, w * y, omega]
-    if t.c is not None:
-        parts.append(omega * t.c[start:stop, None])
-    return np.concatenate(parts, axis=1), omega
-
-
-def _common_sums(t: _Tables) -> dict[str, np.ndarray]:
-    """Sums of the design that do not involve ``x`` (y side and shared covariate side)."""
-    nz, nw, nc = t.widths
-    n = t.y.size
-    out = {k: np.zeros(nw) for k in ("sw", "sc", "scc")}
-    out |= {k: np.zeros(nz) for k in ("sy", "syy", "scy")}
-    step = max(1, _BLOCK_BYTES // (8 * (nz + nw + nc)))
-    for start in range(0, n, step):  # blocks of stimuli, bounded memory
-        stop = min(n, start + step)
-        m, omega = _design_rows(t, start, stop)
-        zcols = m[:, :nz]
-        y = t.y[start:stop, None]
-        zeta = np.concatenate(
-            [zcols[:, : 1 + t.n_perm], np.broadcast_to(y, (stop - start, t.n_boot))], axis=1
-        )
-        out["sw"] += omega.sum(0)
-        out["sy"] += zcols.sum(0)
-        out["syy"] += (zcols * zeta).sum(0)
-        if t.c is not None:
-            c = t.c[start:stop, None]
-            wc = m[:, nz + nw :]
-            out["sc"] += wc.sum(0)
-            out["scc"] += (wc * c).sum(0)
-            out["scy"] += (zcols * c).sum(0)
-    return out
-
-
-def _expand(a: np.ndarray, n_perm: int) -> np.ndarray:
-    """Columns [1, w_1..w_B] -> [1 (observed), 1 x P (permutations), w_1..w_B]."""
-    idx = np.concatenate([np.zeros(n_perm + 1, dtype=np.intp), np.arange(1, a.shape[-1])])
-    return a[..., idx]
-
-
-def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
-    """Weighted Pearson correlation from weighted sums (all broadcast together)."""
-    cov = sw * sab - sa * sb
-    var = (sw * saa - sa * sa) * (sw * sbb - sb * sb)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        return cov / np.sqrt(var)
-
-
-def _finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
-    """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
-
-    Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
-    covariate's ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``).
-
-    Examples
-    --------
-    >>> x, y = np.array([0.0, 1, 3]), np.array([-1.0, 0, 1])
-    >>> r, p, lo, hi = _finalize_kernel([3], [x.sum()], [x @ x], [0], [2], [x @ y],
-    ...                                 n_perm=0, ci=0.95)
-    >>> round(float(r), 4), bool(np.isnan(p))
-    (0.982, True)
-    """
-    sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
-    sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
-    r = _corr(sw, sx, sy, sxx, syy, sxy)
-    if cov:
-        sc, scc, sxc, scy = cov
-        sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
-        rxc = _corr(sw, sx, sc, sxx, scc, sxc)
-        ryc = _corr(sw, sy, sc, syy, scc, scy)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (r - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
-    r = np.clip(r, -1.0, 1.0)
-    obs = r[..., 0]
-    missing = np.isnan(obs)
-    perm = r[..., 1 : n_perm + 1]
-    boot = r[..., n_perm + 1 :]
-    if n_perm:
-        extreme = np.abs(perm) >= (np.abs(obs) * (1 - _TIE))[..., None]
-        p = np.where(missing, np.nan, (1.0 + extreme.sum(-1)) / (1.0 + n_perm))
-    else:
-        p = np.full(obs.shape, np.nan)
-    if boot.shape[-1]:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            lo, hi = np.nanquantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=-1)
-        lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
-    else:
-        lo = hi = np.full(obs.shape, np.nan)
-    return obs, p, lo, hi
-
-
-def _rank_kernel(a: np.ndarray) -> np.ndarray:
-    """Average ranks along the last axis; a slice holding NaN becomes all NaN."""
-    return scipy.stats.rankdata(a, axis=-1).astype(np.float64)
-
-
-def _bh_nan(p: np.ndarray) -> np.ndarray:
-    """Benjamini-Hochberg along the last axis over the finite values only (NaN stays NaN)."""
-    order = np.argsort(p, axis=-1)  # NaN sorts last
-    ps = np.take_along_axis(p, order, axis=-1)
-    m = np.isfinite(p).sum(-1, keepdims=True)
-    q = np.where(np.isnan(ps), np.inf, ps * m / np.arange(1, p.shape[-1] + 1))
-    q = np.minimum.accumulate(q[..., ::-1], axis=-1)[..., ::-1]
-    out = np.empty_like(q)
-    np.put_along_axis(out, order, np.minimum(q, 1.0), axis=-1)
-    out[np.isnan(p)] = np.nan
-    return out
-
-
-def _fdr_kernel(p: np.ndarray, n_core: int) -> np.ndarray:
-    """Benjamini-Hochberg over the last ``n_core`` axes (scipy's when no value is NaN)."""
-    p = np.asarray(p, dtype=np.float64)
-    if p.size == 0 or n_core == 0:
-        return p.copy()
-    flat = p.reshape(p.shape[: p.ndim - n_core] + (-1,))
-    finite = flat[~np.isnan(flat)]
-    if np.any((finite < 0) | (finite > 1)):
-        raise ValueError("p-values must lie between 0 and 1")
-    if finite.size == flat.size:
-        out = scipy.stats.false_discovery_control(flat, axis=-1)
-    else:
-        out = _bh_nan(flat)
-    return out.reshape(p.shape)
-
-
-# -------------------------------------------------------------------------------------------------
-# xarray / dask helpers
-# -------------------------------------------------------------------------------------------------
-
-
-def _values_1d(v, dim: str, n: int, name: str) -> np.ndarray:
-    """A per-stimulus vector as float64 numpy (loaded if lazy: it is small)."""
-    if isinstance(v, xr.DataArray):
-        if v.dims != (dim,):
-            raise ValueError(f"{name} must have the single dim {dim!r}, got {v.dims}")
-        v = v.values  # small: one value per stimulus
-    arr = np.asarray(v, dtype=np.float64)
-    if arr.shape != (n,):
-        raise ValueError(f"{name} must hold one value per {dim} ({n}), got shape {arr.shape}")
-    return arr
-
-
-def _group_labels(groups, sources: Sequence, dim: str, n: int) -> np.ndarray | None:
-    """Group labels per stimulus from a coordinate name (on x, y or the covariate) or an array."""
-    if groups is None:
-        return None
-    if isinstance(groups, str):
-        found = [s[groups] for s in sources if isinstance(s, xr.DataArray) and groups in s.coords]
-        if not found:
-            raise ValueError(f"groups: no coordinate {groups!r} on x or y")
-        labels = found[0]
-        if labels.dims != (dim,):
-            raise ValueError(f"groups: coordinate {groups!r} must lie along {dim!r}")
-        labels = np.asarray(labels.values)  # small: one label per stimulus
-    else:
-        labels = np.asarray(groups.values if isinstance(groups, xr.DataArray) else groups)
-    if labels.shape != (n,):
-        raise ValueError(f"groups must hold one label per {dim} ({n}), got shape {labels.shape}")
-    return labels
-
-
-def _standardize(v: np.ndarray, name: str) -> np.ndarray:
-    sd = v.std()
-    if not sd > 0:
-        raise ValueError(f"{name} is constant over the analysed stimuli")
-    return (v - v.mean()) / sd
-
-
-def _feature_chunks(a: xr.DataArray, dim: str, limit: int) -> dict[Hashable, int]:
-    """Chunk sizes that keep at most ``limit`` features (non-``dim`` elements) per block."""
-    out: dict[Hashable, int] = {}
-    budget = max(1, limit)
-    for d in reversed([d for d in a.dims if d != dim]):
-        current = max(a.chunksizes[d])
-        new = min(current, budget)
-        if new < current:
-            out[d] = new
-        budget = max(1, budget // new)
-    return out
-
-
-def _rank(a: xr.DataArray, dim: str) -> xr.DataArray:
-    """Average ranks along ``dim`` (the whole axis in one chunk, features split to fit)."""
-    if a.chunks is not None:
-        chunks = _feature_chunks(a, dim, _RANK_BYTES // (8 * a.sizes[dim]))
-        a = a.chunk({**chunks, dim: -1})
-    out = xr.apply_ufunc(
-        _rank_kernel,
-        a,
-        input_core_dims=[[dim]],
-        output_core_dims=[[dim]],
-        dask="parallelized",
-        output_dtypes=[np.float64],
-    )
-    return out.transpose(*a.dims)
-
-
-def _prepare(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) -> xr.DataArray:
-    """Bare float64 data of the analysed stimuli, ranked for Spearman, shifted by its first row.
-
-    The shift (exact for correlations) keeps the one-pass sums free of cancellation when a
-    feature's mean is large compared with its spread.
-    """
-    bare = xr.DataArray(a.variable).astype(np.float64)
-    if keep is not None:
-        bare = bare.isel({dim: keep})
-    if method == "spearman":
-        bare = _rank(bare, dim)
-    return bare - bare.isel({dim: 0})
-
-
-def _plan(a: xr.DataArray, dim: str, n_cols: int) -> xr.DataArray:
-    """Rechunk so that blocks of (features or stimuli) x design columns stay small."""
-    limit = max(1, _BLOCK_BYTES // (8 * n_cols))
-    chunks: dict[Hashable, int] = _feature_chunks(a, dim, limit)
-    if max(a.chunksizes[dim]) > limit:
-        chunks[dim] = limit
-    return a.chunk(chunks) if chunks else a
-
-
-def _design_dask(t: _Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
-    """The design as dask arrays whose blocks are generated per stimulus chunk of ``x``."""
-    tables = dask.delayed(t, traverse=False)
-    nz, nw, nc = t.widths
-    full, weights = [], []
-    start = 0
-    for size in chunks:  # one task per stimulus chunk
-        block = dask.delayed(_design_rows, pure=True, nout=2)(tables, start, start + size)
-        full.append(da.from_delayed(block[0], (size, nz + nw + nc), dtype=np.float64))
-        weights.append(da.from_delayed(block[1], (size, nw), dtype=np.float64))
-        start += size
-    return da.concatenate(full, axis=0), da.concatenate(weights, axis=0)
-
-
-def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
-    """``sum over dim of a * m[:, k]`` for every column k: one streaming matrix product.
-
-    Each (stimulus chunk, feature chunk) block is multiplied with the matching rows of ``m``
-    and the partial products are summed over the stimulus chunks (a tree reduction), so the
-    pass reads every block of ``a`` once and holds no whole axis of it.
-    """
-    data = da.tensordot(a.data, m, axes=(a.get_axis_num(dim), 0))
-    return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
-
-
-def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
-    return s.isel({_COL: slice(start, stop)}).rename({_COL: name})
-
-
-# -------------------------------------------------------------------------------------------------
-# public API
-# -------------------------------------------------------------------------------------------------
 
 
 def _check_args(method: str, n_permutations: int, n_bootstrap: int, ci: float) -> None:
@@ -451,84 +96,6 @@ def _check_args(method: str, n_permutations: int, n_bootstrap: int, ci: float) -
             raise ValueError(f"{name} must be a non-negative integer, got {v!r}")
     if not 0 < ci < 1:
         raise ValueError(f"ci must lie strictly between 0 and 1, got {ci!r}")
-
-
-@dataclass(frozen=True)
-class _Inputs:
-    """The analysed stimuli and the small per-stimulus vectors, ready for the tables."""
-
-    n: int
-    keep: np.ndarray | None  # indices of the analysed stimuli (None: all)
-    y: np.ndarray  # (n,) standardized y (of its ranks for Spearman)
-    c: np.ndarray | None  # (n,) standardized shared covariate
-    codes: np.ndarray | None  # (n,) group codes
-    feature_c: xr.DataArray | None  # covariate broadcast against x
-
-
-def _inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str) -> _Inputs:
-    """Check the inputs, drop stimuli with NaN y (or shared covariate), rank for Spearman."""
-    if not isinstance(x, xr.DataArray):
-        raise TypeError(f"x must be an xarray.DataArray, got {type(x).__name__}")
-    if dim not in x.dims:
-        raise ValueError(f"x has no dim {dim!r} (dims {x.dims})")
-    n_all = x.sizes[dim]
-    yv = _values_1d(y, dim, n_all, "y")
-    labels = _group_labels(groups, [x, y, covariate], dim, n_all)
-    shared, feature_c = None, None
-    if isinstance(covariate, xr.DataArray) and covariate.dims != (dim,):
-        if dim not in covariate.dims or not set(covariate.dims) <= set(x.dims):
-            raise ValueError(f"covariate dims {covariate.dims} must include {dim!r} and lie in x's")
-        if covariate.sizes[dim] != n_all:
-            raise ValueError(f"covariate must hold one value per {dim} ({n_all})")
-        feature_c = covariate
-    elif covariate is not None:
-        shared = _values_1d(covariate, dim, n_all, "covariate")
-    valid = np.isfinite(yv) & (np.isfinite(shared) if shared is not None else True)
-    n = int(valid.sum())
-    if n < 3:
-        raise ValueError(f"need at least 3 stimuli with finite y, got {n}")
-    codes = None
-    if labels is not None:
-        codes = pd.factorize(labels[valid], use_na_sentinel=False)[0]
-        if codes.max() < 1:
-            raise ValueError("groups: the analysed stimuli form a single group")
-    rank = scipy.stats.rankdata if method == "spearman" else np.asarray
-    return _Inputs(
-        n=n,
-        keep=None if valid.all() else np.flatnonzero(valid),
-        y=_standardize(rank(yv[valid]), "y"),
-        c=None if shared is None else _standardize(rank(shared[valid]), "covariate"),
-        codes=codes,
-        feature_c=feature_c,
-    )
-
-
-def _sums(xs: xr.DataArray, cs: xr.DataArray | None, t: _Tables, dim: str) -> list[xr.DataArray]:
-    """Arguments of :func:`_finalize_kernel`: lazy x-side sums and the small y-side sums."""
-    nz, nw, nc = t.widths
-    full, omega = _design_dask(t, xs.chunksizes[dim])
-    s1 = _contract(xs, full, dim, _COL)
-    col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
-    common = {k: xr.DataArray(v, dims=col[k]) for k, v in _common_sums(t).items()}
-    args = [
-        common["sw"],
-        _cols(s1, nz, nz + nw, _W),
-        _contract(xs * xs, omega, dim, _W),
-        common["sy"],
-        common["syy"],
-        _cols(s1, 0, nz, _Z),
-    ]
-    if t.c is not None:
-        args += [common["sc"], common["scc"], _cols(s1, nz + nw, nz + nw + nc, _W), common["scy"]]
-    elif cs is not None:
-        s3 = _contract(cs, full, dim, _COL)
-        args += [
-            _cols(s3, nz, nz + nw, _W),
-            _contract(cs * cs, omega, dim, _W),
-            _contract(xs * cs, omega, dim, _W),
-            _cols(s3, 0, nz, _Z),
-        ]
-    return args
 
 
 def _run(
@@ -549,16 +116,25 @@ def _run(
     inp = _inputs(x, y, covariate, groups, method, dim)
     # Freedman-Lane: with a shared covariate, permute the residual of y on [1, c].
     fitted = (inp.y @ inp.c / inp.n) * inp.c if inp.c is not None else np.zeros(inp.n)
-    t = _tables(inp.y, fitted, inp.codes, inp.c, int(n_permutations), int(n_bootstrap), seed)
+    t = _tables(
+        inp.y,
+        fitted,
+        inp.codes,
+        inp.c,
+        int(n_permutations),
+        int(n_bootstrap),
+        seed,
+        block_bytes=_BLOCK_BYTES,
+    )
 
     xs = _prepare(x, dim, inp.keep, method)
     cs = None if inp.feature_c is None else _prepare(inp.feature_c, dim, inp.keep, method)
     lazy = xs.chunks is not None or (cs is not None and cs.chunks is not None)
     # numpy inputs take the same blocked pass (the design never exists whole), computed below
-    xs = _plan(xs if xs.chunks is not None else xs.chunk(), dim, sum(t.widths))
+    xs = _plan(xs if xs.chunks is not None else xs.chunk(), dim, sum(t.widths), _BLOCK_BYTES)
     if cs is not None:
         cs = cs.chunk({d: xs.chunksizes[d] for d in cs.dims})
-    args = _sums(xs, cs, t, dim)
+    args = _sums(xs, cs, t, dim, _BLOCK_BYTES)
     r, p, lo, hi = xr.apply_ufunc(
         _finalize_kernel,
         *args,

@@ -11,6 +11,7 @@ import scipy.stats
 import xarray as xr
 
 import memxr.stats as stats
+from memxr._stats_kernels import _design_rows
 from memxr.schema import example_cube, text_coord
 from memxr.stats import correlate, correlation_map, fdr, partial_correlate
 
@@ -278,7 +279,7 @@ def test_grouped_tables_resample_whole_groups():
     group = rng.permutation(np.repeat(np.arange(5), [1, 2, 3, 4, 6]))
     y = rng.standard_normal(group.size)
     t = stats._tables(y - y.mean(), np.zeros(group.size), group, None, 50, 40, seed=1)
-    full, omega = stats._design_rows(t, 0, group.size)
+    full, omega = _design_rows(t, 0, group.size)
     w = omega[:, 1:]
     for g in range(5):  # bootstrap weights constant within a group, whole groups drawn
         assert (w[group == g] == w[group == g][0]).all()
@@ -293,7 +294,7 @@ def test_grouped_tables_resample_whole_groups():
     for col in z.T:
         np.testing.assert_allclose(np.sort(mean_of(col)), np.sort(mean_of(y - y.mean())))
     # restricting the rows reproduces the same design (the dask path generates it per chunk)
-    np.testing.assert_array_equal(stats._design_rows(t, 3, 9)[0], full[3:9])
+    np.testing.assert_array_equal(_design_rows(t, 3, 9)[0], full[3:9])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -445,7 +446,7 @@ def test_partial_permutes_the_residual_of_y(monkeypatch):
     y0 = (y - y.mean()) / y.std()
     resid = residual(y0, c)
     np.testing.assert_allclose(t.fitted, y0 - resid, atol=1e-12)
-    full, _ = stats._design_rows(t, 0, n)
+    full, _ = _design_rows(t, 0, n)
     for col in full[:, 1:21].T:
         np.testing.assert_allclose(np.sort(col - t.fitted), np.sort(resid), atol=1e-12)
         assert not np.allclose(col, y0)

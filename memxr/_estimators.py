@@ -1,0 +1,170 @@
+"""The estimators of :func:`memxr.models.fit_models`: names, pipelines and the ridge alpha search.
+
+:func:`make_model` builds a scikit-learn pipeline (feature standardization, then the named
+estimator) for every name of :data:`MODELS`; :func:`ridge_cv_alpha` chooses the ``ridge``
+alpha over inner folds at the cost of one SVD per fold. ``logistic`` and ``sgd_*`` are dask-ml
+estimators (``sgd_*`` wrapped in ``Incremental``), which keep dask-backed features lazy.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+__all__ = [
+    "CLASSIFIERS",
+    "MODELS",
+    "REGRESSORS",
+    "RIDGE_ALPHAS",
+    "make_model",
+    "ridge_cv_alpha",
+]
+
+REGRESSORS = ("linear", "ridge", "svr", "mlp_reg", "sgd_reg")
+"""Model names that predict memorability."""
+CLASSIFIERS = ("svc", "mlp_clf", "logistic", "sgd_clf")
+"""Model names that predict high vs low memorability."""
+MODELS = REGRESSORS + CLASSIFIERS
+"""Every model name :func:`make_model` knows."""
+_DASK_READY = ("logistic", "sgd_reg", "sgd_clf")
+_INCREMENTAL = ("sgd_reg", "sgd_clf")
+RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 9))
+"""The alpha grid of ``ridge`` (features and target are standardized)."""
+
+
+def _scaler(dask_input: bool):
+    if dask_input:
+        from dask_ml.preprocessing import StandardScaler
+    else:
+        from sklearn.preprocessing import StandardScaler
+    return StandardScaler()
+
+
+def _estimator(name: str, seed: int, inner_cv: Any, params: dict) -> Any:
+    from sklearn import linear_model, neural_network, svm
+
+    if name == "linear":
+        return linear_model.LinearRegression(**params)
+    if name == "ridge":
+        if "alpha" in params:
+            return linear_model.Ridge(**params)
+        return linear_model.RidgeCV(
+            alphas=params.pop("alphas", RIDGE_ALPHAS), cv=inner_cv, **params
+        )
+    if name == "svr":
+        return svm.SVR(**params)
+    if name == "svc":
+        return svm.SVC(**{"random_state": seed, **params})
+    if name in ("mlp_reg", "mlp_clf"):
+        cls = neural_network.MLPRegressor if name == "mlp_reg" else neural_network.MLPClassifier
+        defaults = {"hidden_layer_sizes": (32,), "alpha": 1e-2, "max_iter": 2000}
+        return cls(**{**defaults, "random_state": seed, **params})
+    if name == "logistic":
+        from dask_ml.linear_model import LogisticRegression
+
+        return LogisticRegression(**{"solver": "lbfgs", **params})
+    if name in _INCREMENTAL:
+        from dask_ml.wrappers import Incremental
+
+        if name == "sgd_reg":
+            inner = linear_model.SGDRegressor(**{"random_state": seed, **params})
+        else:
+            inner = linear_model.SGDClassifier(
+                **{"loss": "log_loss", "random_state": seed, **params}
+            )
+        return Incremental(inner, shuffle_blocks=True, random_state=seed)
+    raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+
+
+def make_model(
+    name: str,
+    *,
+    seed: int = 0,
+    inner_cv: Any = None,
+    dask_input: bool = False,
+    **params: Any,
+):
+    """A scikit-learn pipeline: feature standardization then the named estimator.
+
+    Parameters
+    ----------
+    name : str
+        One of :data:`MODELS`.
+    seed : int
+        Random state of the estimators that have one.
+    inner_cv : int, iterable of (train, test) or None
+        ``ridge`` only: the inner cross-validation of
+        :class:`~sklearn.linear_model.RidgeCV` choosing alpha (None: its
+        efficient leave-one-out). With an ``alpha`` parameter, ``ridge`` is a
+        plain :class:`~sklearn.linear_model.Ridge` (as :func:`fit_models` uses
+        it after choosing alpha by grouped inner folds).
+    dask_input : bool
+        Standardize with dask-ml's scaler, which keeps dask arrays lazy.
+    **params
+        Passed to the estimator (for ``sgd_*``, to the wrapped SGD model).
+
+    Returns
+    -------
+    sklearn.pipeline.Pipeline
+        Steps ``scale`` and ``model``.
+
+    Examples
+    --------
+    >>> make_model("ridge").named_steps["model"].alphas[:2]
+    (0.01, 0.1)
+    >>> type(make_model("logistic")[-1]).__module__
+    'dask_ml.linear_model.glm'
+    """
+    from sklearn.pipeline import Pipeline
+
+    est = _estimator(name, seed, inner_cv, dict(params))
+    return Pipeline([("scale", _scaler(dask_input)), ("model", est)])
+
+
+def ridge_cv_alpha(
+    x: np.ndarray,
+    y: np.ndarray,
+    splits: Sequence[tuple[np.ndarray, np.ndarray]],
+    alphas: Sequence[float] = RIDGE_ALPHAS,
+) -> float:
+    """The ridge alpha of least mean squared error over inner folds (one SVD per fold).
+
+    Equivalent to ``GridSearchCV(Ridge(), {"alpha": alphas}, cv=splits,
+    scoring="neg_mean_squared_error")`` (intercept fit, error averaged over
+    folds) at the cost of one SVD per fold for the whole grid.
+
+    Parameters
+    ----------
+    x : numpy.ndarray
+        Features (n, p) of the training fold.
+    y : numpy.ndarray
+        Target (n,).
+    splits : sequence of (train, test)
+        Inner folds, as index arrays into ``x``.
+    alphas : sequence of float
+        The grid; ties go to the first.
+
+    Returns
+    -------
+    float
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x = rng.normal(size=(40, 3)); y = x[:, 0] + 0.1 * rng.normal(size=40)
+    >>> splits = [(np.arange(20, 40), np.arange(20)), (np.arange(20), np.arange(20, 40))]
+    >>> ridge_cv_alpha(x, y, splits, [0.01, 100.0])
+    0.01
+    """
+    grid = np.asarray(alphas, dtype=float)
+    err = np.zeros(grid.size)
+    for tr, va in splits:
+        xm, ym = x[tr].mean(0), y[tr].mean()
+        u, sv, vt = np.linalg.svd(x[tr] - xm, full_matrices=False)
+        shrink = sv[:, None] / (sv[:, None] ** 2 + grid[None, :])  # (k, n_alphas)
+        coef = vt.T @ (shrink * (u.T @ (y[tr] - ym))[:, None])  # (p, n_alphas)
+        pred = (x[va] - xm) @ coef + ym
+        err += np.mean((pred - y[va][:, None]) ** 2, axis=0)
+    return float(grid[int(np.argmin(err))])

@@ -1,0 +1,242 @@
+"""NumPy kernels of :mod:`memxr.stats` (arrays in, arrays out).
+
+- :func:`_tables` draws the permutation and bootstrap tables from a seed (one entry per
+  stimulus or group and resample), and :func:`_design_rows` generates any row block of the
+  resampled design from them, so the design never exists whole;
+- :func:`_common_sums` sums the design's ``y`` side, :func:`_finalize_kernel` turns the
+  one-pass sums into the observed, permutation and bootstrap correlations, ``p`` and the CI;
+- :func:`_rank_kernel` ranks for Spearman, :func:`_fdr_kernel` adjusts p-values
+  (Benjamini-Hochberg, NaN left out of the family).
+"""
+
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.stats
+
+_BLOCK_BYTES = 32 * 2**20
+"""Largest (stimuli or features) x design-columns float64 block of the streaming pass."""
+
+_TIE = 1e-12
+"""Relative tolerance under which a permutation correlation counts as tied with the observed."""
+
+
+@dataclass(frozen=True, eq=False)
+class _Tables:
+    """Everything the resampled design depends on (small: one entry per stimulus or group)."""
+
+    y: np.ndarray  # (n,) standardized y: the observed column and the bootstrap's y
+    fitted: np.ndarray  # (n,) part of y that the permutations keep in place
+    group_mean: np.ndarray  # (G,) group means of the permuted part y - fitted
+    deviation: np.ndarray  # (n,) deviations of the permuted part from its group mean
+    group: np.ndarray  # (n,) group code of each stimulus, 0..G-1
+    group_perm: np.ndarray  # (P, G) group g receives the mean of group group_perm[p, g]
+    within: np.ndarray | None  # (P, n) within-group permutation; None if all groups singletons
+    counts: np.ndarray  # (B, G) bootstrap draw count of each group
+    c: np.ndarray | None  # (n,) standardized covariate shared by all features
+
+    @property
+    def n_perm(self) -> int:
+        return self.group_perm.shape[0]
+
+    @property
+    def n_boot(self) -> int:
+        return self.counts.shape[0]
+
+    @property
+    def widths(self) -> tuple[int, int, int]:
+        """Column counts of the [y, permutations, w*y], [1, w] and [c, w*c] blocks."""
+        nw = 1 + self.n_boot
+        return 1 + self.n_perm + self.n_boot, nw, nw if self.c is not None else 0
+
+
+def _tables(
+    y: np.ndarray,
+    fitted: np.ndarray,
+    group: np.ndarray | None,
+    c: np.ndarray | None,
+    n_perm: int,
+    n_boot: int,
+    seed: int,
+    block_bytes: int = _BLOCK_BYTES,
+) -> _Tables:
+    """Draw the permutation and bootstrap tables from ``seed`` (independent streams).
+
+    ``block_bytes`` bounds the memory of the within-group shuffles; the tables do not depend
+    on it.
+    """
+    n = y.size
+    rng_perm, rng_boot = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
+    group = np.arange(n) if group is None else np.asarray(group)
+    n_groups = int(group.max()) + 1
+    sizes = np.bincount(group, minlength=n_groups)
+    part = y - fitted
+    group_mean = np.bincount(group, weights=part, minlength=n_groups) / sizes
+    itype = np.int32 if max(n, n_groups) < 2**31 else np.int64
+    group_perm = rng_perm.permuted(np.tile(np.arange(n_groups, dtype=itype), (n_perm, 1)), axis=1)
+    within = None
+    if sizes.max() > 1 and n_perm:
+        # sort the stimuli by (group, random key): a random order inside each group
+        base = np.argsort(group, kind="stable")
+        within = np.empty((n_perm, n), dtype=itype)
+        step = max(1, block_bytes // (16 * n))
+        for lo in range(0, n_perm, step):  # blocks of permutations, bounded memory
+            keys = group[base] + rng_perm.random((min(step, n_perm - lo), n))
+            within[lo : lo + step, base] = base[np.argsort(keys, axis=-1)]
+    counts = rng_boot.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
+    return _Tables(
+        y=y,
+        fitted=fitted,
+        group_mean=group_mean,
+        deviation=part - group_mean[group],
+        group=group,
+        group_perm=group_perm,
+        within=within,
+        counts=counts.astype(np.min_scalar_type(n_groups)),
+        c=c,
+    )
+
+
+def _design_rows(t: _Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c]`` and ``[1, w]``.
+
+    Examples
+    --------
+    >>> t = _tables(np.array([-1.0, 0, 1]), np.zeros(3), None, None, 2, 1, seed=0)
+    >>> m, w = _design_rows(t, 0, 3)
+    >>> m.shape, w.shape, sorted(m[:, 1]) == [-1.0, 0.0, 1.0]
+    ((3, 6), (3, 2), True)
+    """
+    g = t.group[start:stop]
+    y = t.y[start:stop, None]
+    z = t.fitted[start:stop, None] + t.group_mean[t.group_perm[:, g]].T
+    if t.within is not None:
+        z = z + t.deviation[t.within[:, start:stop]].T
+    w = t.counts[:, g].T.astype(np.float64)
+    omega = np.concatenate([np.ones_like(y), w], axis=1)
+    parts = [y, z, w * y, omega]
+    if t.c is not None:
+        parts.append(omega * t.c[start:stop, None])
+    return np.concatenate(parts, axis=1), omega
+
+
+def _common_sums(t: _Tables, block_bytes: int = _BLOCK_BYTES) -> dict[str, np.ndarray]:
+    """Sums of the design that do not involve ``x`` (y side and shared covariate side)."""
+    nz, nw, nc = t.widths
+    n = t.y.size
+    out = {k: np.zeros(nw) for k in ("sw", "sc", "scc")}
+    out |= {k: np.zeros(nz) for k in ("sy", "syy", "scy")}
+    step = max(1, block_bytes // (8 * (nz + nw + nc)))
+    for start in range(0, n, step):  # blocks of stimuli, bounded memory
+        stop = min(n, start + step)
+        m, omega = _design_rows(t, start, stop)
+        zcols = m[:, :nz]
+        y = t.y[start:stop, None]
+        zeta = np.concatenate(
+            [zcols[:, : 1 + t.n_perm], np.broadcast_to(y, (stop - start, t.n_boot))], axis=1
+        )
+        out["sw"] += omega.sum(0)
+        out["sy"] += zcols.sum(0)
+        out["syy"] += (zcols * zeta).sum(0)
+        if t.c is not None:
+            c = t.c[start:stop, None]
+            wc = m[:, nz + nw :]
+            out["sc"] += wc.sum(0)
+            out["scc"] += (wc * c).sum(0)
+            out["scy"] += (zcols * c).sum(0)
+    return out
+
+
+def _expand(a: np.ndarray, n_perm: int) -> np.ndarray:
+    """Columns [1, w_1..w_B] -> [1 (observed), 1 x P (permutations), w_1..w_B]."""
+    idx = np.concatenate([np.zeros(n_perm + 1, dtype=np.intp), np.arange(1, a.shape[-1])])
+    return a[..., idx]
+
+
+def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
+    """Weighted Pearson correlation from weighted sums (all broadcast together)."""
+    cov = sw * sab - sa * sb
+    var = (sw * saa - sa * sa) * (sw * sbb - sb * sb)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return cov / np.sqrt(var)
+
+
+def _finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
+    """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
+
+    Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
+    covariate's ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``).
+
+    Examples
+    --------
+    >>> x, y = np.array([0.0, 1, 3]), np.array([-1.0, 0, 1])
+    >>> r, p, lo, hi = _finalize_kernel([3], [x.sum()], [x @ x], [0], [2], [x @ y],
+    ...                                 n_perm=0, ci=0.95)
+    >>> round(float(r), 4), bool(np.isnan(p))
+    (0.982, True)
+    """
+    sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
+    sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
+    r = _corr(sw, sx, sy, sxx, syy, sxy)
+    if cov:
+        sc, scc, sxc, scy = cov
+        sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
+        rxc = _corr(sw, sx, sc, sxx, scc, sxc)
+        ryc = _corr(sw, sy, sc, syy, scc, scy)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            r = (r - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
+    r = np.clip(r, -1.0, 1.0)
+    obs = r[..., 0]
+    missing = np.isnan(obs)
+    perm = r[..., 1 : n_perm + 1]
+    boot = r[..., n_perm + 1 :]
+    if n_perm:
+        extreme = np.abs(perm) >= (np.abs(obs) * (1 - _TIE))[..., None]
+        p = np.where(missing, np.nan, (1.0 + extreme.sum(-1)) / (1.0 + n_perm))
+    else:
+        p = np.full(obs.shape, np.nan)
+    if boot.shape[-1]:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            lo, hi = np.nanquantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=-1)
+        lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
+    else:
+        lo = hi = np.full(obs.shape, np.nan)
+    return obs, p, lo, hi
+
+
+def _rank_kernel(a: np.ndarray) -> np.ndarray:
+    """Average ranks along the last axis; a slice holding NaN becomes all NaN."""
+    return scipy.stats.rankdata(a, axis=-1).astype(np.float64)
+
+
+def _bh_nan(p: np.ndarray) -> np.ndarray:
+    """Benjamini-Hochberg along the last axis over the finite values only (NaN stays NaN)."""
+    order = np.argsort(p, axis=-1)  # NaN sorts last
+    ps = np.take_along_axis(p, order, axis=-1)
+    m = np.isfinite(p).sum(-1, keepdims=True)
+    q = np.where(np.isnan(ps), np.inf, ps * m / np.arange(1, p.shape[-1] + 1))
+    q = np.minimum.accumulate(q[..., ::-1], axis=-1)[..., ::-1]
+    out = np.empty_like(q)
+    np.put_along_axis(out, order, np.minimum(q, 1.0), axis=-1)
+    out[np.isnan(p)] = np.nan
+    return out
+
+
+def _fdr_kernel(p: np.ndarray, n_core: int) -> np.ndarray:
+    """Benjamini-Hochberg over the last ``n_core`` axes (scipy's when no value is NaN)."""
+    p = np.asarray(p, dtype=np.float64)
+    if p.size == 0 or n_core == 0:
+        return p.copy()
+    flat = p.reshape(p.shape[: p.ndim - n_core] + (-1,))
+    finite = flat[~np.isnan(flat)]
+    if np.any((finite < 0) | (finite > 1)):
+        raise ValueError("p-values must lie between 0 and 1")
+    if finite.size == flat.size:
+        out = scipy.stats.false_discovery_control(flat, axis=-1)
+    else:
+        out = _bh_nan(flat)
+    return out.reshape(p.shape)

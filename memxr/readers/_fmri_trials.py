@@ -1,0 +1,176 @@
+"""Trials to stimuli for THINGS-fMRI: the design and the lazy per-block averaging of the betas.
+
+Train images are shown once and give one row each; test images are averaged over their
+repeats, which are also kept (NaN-padded) for reliability. The betas are read as dask blocks
+of whole voxel rows (a sequential read of the file), and each block is turned into its
+stimulus and repeat rows by one task.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+import dask.array as da
+import numpy as np
+import pandas as pd
+from dask.base import tokenize
+
+from ..errors import InputError
+from ._h5 import H5Array, row_block
+from ._pandas_fixed import _Layout
+
+
+@dataclass(frozen=True)
+class _Design:
+    """How trials map to stimuli (all small index arrays)."""
+
+    stimulus_ids: np.ndarray  # (n_stimulus,) str, order of first appearance
+    is_test: np.ndarray  # (n_stimulus,) bool
+    n_repeats: np.ndarray  # (n_stimulus,) int64
+    source: np.ndarray  # (n_stimulus,) trial of each stimulus (first repeat for test ones)
+    test_pos: np.ndarray  # (n_test,) stimulus position of each test stimulus
+    test_trials: np.ndarray  # (n_test, R) trial indices, -1 = padding
+    test_sessions: np.ndarray  # (n_test, R) sessions, -1 = padding
+    concepts: pd.Series | None  # concept per stimulus from the file, if present
+
+
+def _design(stim: pd.DataFrame, path: Path) -> _Design:
+    """Group trials into stimuli; train stimuli are shown once, test stimuli any number of times."""
+    codes, ids = pd.factorize(stim["stimulus"].to_numpy())
+    n = len(ids)
+    test = (stim["trial_type"] == "test").to_numpy()
+    n_train = np.bincount(codes[~test], minlength=n)
+    n_test = np.bincount(codes[test], minlength=n)
+    both = np.flatnonzero((n_train > 0) & (n_test > 0))
+    if both.size:
+        raise InputError(
+            path,
+            "stimulus",
+            f"{ids[both[0]]!r} is both a train and a test stimulus "
+            f"({both.size} of {n} stimuli affected)",
+        )
+    dup = np.flatnonzero(n_train > 1)
+    if dup.size:
+        raise InputError(
+            path,
+            "stimulus",
+            f"train stimulus {ids[dup[0]]!r} appears {n_train[dup[0]]} times; "
+            f"train stimuli are shown once ({dup.size} of {n} stimuli affected)",
+        )
+    train_trials = np.flatnonzero(~test)
+    test_trials_flat = np.flatnonzero(test)
+    test_pos = np.flatnonzero(n_test > 0)
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[test_pos] = np.arange(test_pos.size)
+    rows = row_of[codes[test_trials_flat]]
+    rank = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+    shape = (test_pos.size, int(n_test.max()) if test_pos.size else 0)
+    trials = np.full(shape, -1, dtype=np.int64)
+    trials[rows, rank] = test_trials_flat
+    sessions = np.full(shape, -1, dtype=np.int64)
+    sessions[rows, rank] = stim["session"].to_numpy()[test_trials_flat]
+    source = np.empty(n, dtype=np.int64)
+    source[codes[train_trials]] = train_trials
+    if test_pos.size:
+        source[test_pos] = trials[:, 0]
+    concepts = None
+    if "concept" in stim.columns:
+        first = stim["concept"].groupby(codes).first()
+        concepts = pd.Series(first.to_numpy(), index=pd.Index(ids, name="stimulus_id"))
+    return _Design(
+        stimulus_ids=np.asarray(ids, dtype=object),
+        is_test=n_test > 0,
+        n_repeats=(n_train + n_test).astype(np.int64),
+        source=source,
+        test_pos=test_pos,
+        test_trials=trials,
+        test_sessions=sessions,
+        concepts=concepts,
+    )
+
+
+def _voxel_major(block: np.ndarray, voxel_axis: int) -> np.ndarray:
+    return block if voxel_axis == 0 else block.T
+
+
+def _stimulus_block(
+    block: np.ndarray,
+    *,
+    voxel_axis: int,
+    source: np.ndarray,
+    test_trials: np.ndarray,
+    test_pos: np.ndarray,
+) -> np.ndarray:
+    """One voxel block -> (n_stimulus, block voxels): train columns, test repeats averaged."""
+    x = _voxel_major(block, voxel_axis)
+    out = np.take(x, source, axis=1)  # one gather of whole rows; test columns replaced below
+    if test_pos.size:
+        valid = test_trials >= 0
+        vals = x[:, np.where(valid, test_trials, 0)].astype(np.float64)  # (v, n_test, R)
+        vals[:, ~valid] = 0.0
+        out[:, test_pos] = vals.sum(axis=2) / valid.sum(axis=1)
+    return out.T
+
+
+def _repeats_block(block: np.ndarray, *, voxel_axis: int, test_trials: np.ndarray) -> np.ndarray:
+    """One voxel block -> (n_test, R, block voxels), NaN where a stimulus has fewer repeats."""
+    x = _voxel_major(block, voxel_axis)
+    valid = test_trials >= 0
+    vals = x[:, np.where(valid, test_trials, 0)]  # (v, n_test, R), a copy
+    vals[:, ~valid] = np.nan
+    return np.moveaxis(vals, 0, -1)
+
+
+def _raw_array(path: Path, layout: _Layout, chunk_bytes: int) -> da.Array:
+    """The stored betas as dask, in blocks of whole voxels aligned to any HDF5 chunking."""
+    h5 = H5Array(path, layout.values)
+    n_vox = h5.shape[layout.voxel_axis]
+    n_trials = h5.shape[1 - layout.voxel_axis]
+    multiple = layout.chunks[layout.voxel_axis] if layout.chunks else 1
+    rows = min(n_vox, row_block(n_trials, layout.dtype.itemsize, chunk_bytes, multiple))
+    chunks = (rows, -1) if layout.voxel_axis == 0 else (-1, rows)
+    st = path.stat()
+    name = "things-fmri-betas-" + tokenize(
+        str(path.resolve()), layout.values, st.st_size, st.st_mtime_ns
+    )
+    return da.from_array(h5, chunks=chunks, name=name, meta=np.empty((0, 0), layout.dtype))
+
+
+def _lazy_responses(raw: da.Array, layout: _Layout, design: _Design) -> tuple[da.Array, da.Array]:
+    """Stimulus-level (stimulus, voxel) and repeats (test stimulus, repeat, voxel) dask arrays."""
+    ind = "vt" if layout.voxel_axis == 0 else "tv"
+    dtype = layout.dtype
+    stim = partial(
+        _stimulus_block,
+        voxel_axis=layout.voxel_axis,
+        source=design.source,
+        test_trials=design.test_trials,
+        test_pos=design.test_pos,
+    )
+    response = da.blockwise(
+        stim,
+        "sv",
+        raw,
+        ind,
+        new_axes={"s": design.stimulus_ids.size},
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype),
+        name="things-fmri-response-" + tokenize(raw, stim),
+    )
+    reps = partial(_repeats_block, voxel_axis=layout.voxel_axis, test_trials=design.test_trials)
+    n_test, n_rep = design.test_trials.shape
+    repeats = da.blockwise(
+        reps,
+        "srv",
+        raw,
+        ind,
+        new_axes={"s": n_test, "r": n_rep},
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype),
+        name="things-fmri-repeats-" + tokenize(raw, reps),
+    )
+    return response, repeats

@@ -1,0 +1,268 @@
+"""Split-half reliability, noise ceiling, channel selection."""
+
+import warnings
+
+import dask
+import dask.array as da
+import numpy as np
+import pytest
+import xarray as xr
+
+import memxr.align
+from memxr.reliability import noise_ceiling, select_channels, split_half_reliability
+from memxr.schema import example_cube, text_coord, validate
+
+
+@pytest.fixture(params=["numpy", "dask"])
+def backend(request):
+    return request.param
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("dask computed while the graph was being built")
+
+
+def _lazy(ds: xr.Dataset, on: bool = True, chunk: int = 3) -> xr.Dataset:
+    """Response and repeats chunked along channel (labels stay in memory)."""
+    if not on:
+        return ds
+    out = ds.copy()
+    for name in ("response", "response_repeats"):
+        if name in out.data_vars:
+            out[name] = out[name].chunk({"channel": chunk})
+    return out
+
+
+def _repeat_cube(reps: np.ndarray, n_train: int = 0, seed: int = 0) -> xr.Dataset:
+    """A valid cube whose first ``len(reps)`` stimuli are test stimuli with these repeats.
+
+    ``reps`` is (test stimulus, repeat, channel[, time]); NaN marks padding.
+    """
+    n_test, _, n_chan = reps.shape[:3]
+    rng = np.random.default_rng(seed)
+    ds = example_cube(n_stimulus=n_test + n_train, n_channel=n_chan, seed=seed)
+    train = rng.standard_normal((n_train, *reps.shape[2:]))
+    dims = ("channel",) + (("time",) if reps.ndim == 4 else ())
+    with warnings.catch_warnings():  # stimuli without any repeat on a channel: NaN
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean = np.nanmean(reps, axis=1)
+    ds["response"] = (("stimulus", *dims), np.concatenate([mean, train]))
+    ds["response_repeats"] = (("repeat_stimulus", "repeat", *dims), reps)
+    n_valid = np.isfinite(reps.reshape(n_test, reps.shape[1], -1)[:, :, 0]).sum(1)
+    ds = ds.assign_coords(
+        split=("stimulus", text_coord(["test"] * n_test + ["train"] * n_train)),
+        n_repeats=("stimulus", np.concatenate([n_valid, np.ones(n_train, np.int64)])),
+        repeat_stimulus_id=("repeat_stimulus", ds.stimulus_id.values[:n_test]),
+        repeat=("repeat", np.arange(reps.shape[1])),
+    )
+    if reps.ndim == 4:
+        ds = ds.assign_coords(time=10.0 * np.arange(reps.shape[3]))
+    return validate(ds)
+
+
+def _signal_noise(n_stim, n_rep, s2, n2, seed=0):
+    """Repeats = signal (stimulus x channel, variance s2) + noise (variance n2 per repeat)."""
+    rng = np.random.default_rng(seed)
+    s2, n2 = np.asarray(s2, float), np.asarray(n2, float)
+    signal = rng.standard_normal((n_stim, 1, s2.size)) * np.sqrt(s2)
+    return signal + rng.standard_normal((n_stim, n_rep, s2.size)) * np.sqrt(n2)
+
+
+# ----------------------------------------------------------------------------- repeats
+
+
+def test_split_half_matches_theory(backend):
+    s2 = [1.0] * 180
+    n2 = [2.0] * 60 + [8.0] * 60 + [24.0] * 60
+    n_rep = 8
+    cube = _repeat_cube(_signal_noise(300, n_rep, s2, n2), n_train=5)
+    cube = _lazy(cube, backend == "dask", 50)
+    rel = split_half_reliability(cube, n_splits=10, seed=1)
+    assert rel.dims == ("channel",)
+    assert isinstance(rel.data, da.Array) == (backend == "dask")
+    got = rel.values.reshape(3, 60).mean(1)
+    theory = 1.0 / (1.0 + np.array([2.0, 8.0, 24.0]) / n_rep)  # s2 / (s2 + n2 / R)
+    np.testing.assert_allclose(got, theory, atol=0.03)
+    np.testing.assert_array_equal(rel.channel_id.values, cube.channel_id.values)
+
+
+def test_split_half_numpy_equals_dask():
+    reps = _signal_noise(30, 6, [1.0] * 10, [3.0] * 10, seed=4)
+    reps[2, 4:, :] = np.nan  # NaN padding
+    cube = _repeat_cube(reps)
+    eager = split_half_reliability(cube, n_splits=4, seed=2).values
+    lazy = _lazy(cube, chunk=4)
+    lazy["response_repeats"] = lazy.response_repeats.chunk({"repeat_stimulus": 7, "repeat": 2})
+    out = split_half_reliability(lazy, n_splits=4, seed=2)
+    assert isinstance(out.data, da.Array)
+    np.testing.assert_allclose(out.values, eager, rtol=1e-12)
+    assert not np.allclose(eager, split_half_reliability(cube, n_splits=4, seed=3).values)
+
+
+def test_split_half_lazy():
+    cube = _lazy(_repeat_cube(_signal_noise(20, 4, [1.0] * 12, [1.0] * 12)))
+    with dask.config.set(scheduler=_boom):
+        rel = split_half_reliability(cube, n_splits=3)
+        nc = noise_ceiling(cube, ["A"], n_splits=3)
+    assert isinstance(rel.data, da.Array) and isinstance(nc.reliability.data, da.Array)
+    assert np.isfinite(rel.values).all()
+
+
+def _reference_split_half(reps, n_splits, seed):
+    """The documented procedure, one channel and one stimulus at a time."""
+    n_stim, n_rep, n_chan = reps.shape
+    perms = np.argsort(np.random.default_rng(seed).random((n_splits, n_stim, n_rep)), axis=-1)
+    out = np.full(n_chan, np.nan)
+    for c in range(n_chan):
+        values = []
+        for p in range(n_splits):
+            a, b = np.full(n_stim, np.nan), np.full(n_stim, np.nan)
+            for s in range(n_stim):
+                x = reps[s, perms[p, s], c]
+                x = x[np.isfinite(x)]
+                if len(x) >= 2:
+                    a[s], b[s] = x[: len(x) // 2].mean(), x[len(x) // 2 :].mean()
+            ok = np.isfinite(a) & np.isfinite(b)
+            r = np.corrcoef(a[ok], b[ok])[0, 1]
+            values.append(2 * r / (1 + r))
+        out[c] = np.mean(values)
+    return out
+
+
+def test_split_half_matches_reference_with_padding(backend):
+    reps = _signal_noise(25, 7, [1.0, 0.5, 2.0], [1.0, 2.0, 1.0], seed=5)
+    rng = np.random.default_rng(5)
+    for i in range(25):  # 2 to 7 valid repeats per stimulus, padding anywhere
+        reps[i, rng.choice(7, size=rng.integers(0, 6), replace=False)] = np.nan
+    reps[3, :, 1] = np.nan  # no repeat at all on one channel: left out there
+    reps[4, :-1, 2] = np.nan  # a single repeat: left out
+    cube = _lazy(_repeat_cube(reps), backend == "dask", 2)
+    rel = split_half_reliability(cube, n_splits=3, seed=4).values
+    np.testing.assert_allclose(rel, _reference_split_half(reps, 3, 4), rtol=1e-10)
+
+
+def test_split_half_noise_free_is_one():
+    rng = np.random.default_rng(6)
+    reps = np.repeat(rng.standard_normal((12, 1, 2)), 6, axis=1)
+    reps[::2, 3:] = np.nan
+    rel = split_half_reliability(_repeat_cube(reps), n_splits=2).values
+    np.testing.assert_allclose(rel, [1.0, 1.0])
+
+
+def test_split_half_nan_padding_matches_theory():
+    n_rep, n2 = 8, 8.0
+    full = _signal_noise(150, n_rep, [1.0] * 40, [n2] * 40, seed=6)
+    rng = np.random.default_rng(7)
+    padded = np.full((150, 12, 40), np.nan)
+    for i in range(150):  # the 8 valid repeats at random places among 12
+        padded[i, np.sort(rng.choice(12, size=n_rep, replace=False))] = full[i]
+    rel = split_half_reliability(_repeat_cube(padded), n_splits=10).values
+    assert np.isfinite(rel).all()
+    assert rel.mean() == pytest.approx(1.0 / (1.0 + n2 / n_rep), abs=0.03)
+
+
+def test_split_half_time_and_all_nan_channel(backend):
+    rng = np.random.default_rng(8)
+    signal = rng.standard_normal((40, 1, 2, 1)) * np.array([0.0, 1.0, 3.0])  # time 0: no signal
+    reps = signal + rng.standard_normal((40, 6, 2, 3))
+    reps[:, :, 1, :] = np.nan
+    cube = _lazy(_repeat_cube(reps), backend == "dask", 1)
+    rel = split_half_reliability(cube, n_splits=4)
+    assert rel.dims == ("channel", "time")
+    values = rel.values
+    assert np.isnan(values[1]).all()
+    assert abs(values[0, 0]) < 0.4 and values[0, 1] < values[0, 2] and values[0, 2] > 0.9
+    np.testing.assert_array_equal(rel.time.values, [0.0, 10.0, 20.0])
+
+
+def test_split_half_needs_repeats():
+    with pytest.raises(ValueError, match="response_repeats"):
+        split_half_reliability(example_cube())
+
+
+def test_noise_ceiling_grows_with_roi_size(backend):
+    n_stim, n_rep, n2 = 800, 4, 3.0
+    rng = np.random.default_rng(9)
+    signal = rng.standard_normal((n_stim, 1, 1))
+    reps = signal + rng.standard_normal((n_stim, n_rep, 9)) * np.sqrt(n2)
+    cube = _repeat_cube(reps)
+    mask = np.zeros((9, 2), bool)
+    mask[0, 0] = True  # "one": a single channel
+    mask[1:, 1] = True  # "eight": eight channels of the same signal
+    cube = cube.drop_vars(["roi_mask", "roi"]).assign_coords(
+        roi=text_coord(["one", "eight"]), roi_mask=(("channel", "roi"), mask)
+    )
+    nc = noise_ceiling(_lazy(cube, backend == "dask", 4), ["one", "eight"], n_splits=10)
+    rel = nc.reliability.values
+    assert nc.n_channels.values.tolist() == [1, 8]
+    assert rel[1] > rel[0]
+    theory = [1.0 / (1.0 + n2 / (k * n_rep)) for k in (1, 8)]  # ROI mean of k channels
+    np.testing.assert_allclose(rel, theory, atol=0.08)
+    np.testing.assert_allclose(nc.ceiling_r.values, np.sqrt(rel))
+    # matches the channel-level estimate of the single channel (same seed, same splits)
+    single = split_half_reliability(cube, n_splits=10).values[0]
+    assert rel[0] == pytest.approx(single, rel=1e-10)
+
+
+# ----------------------------------------------------------------------------- selection
+
+
+def test_select_channels_by_coords(backend):
+    cube = _lazy(example_cube(n_stimulus=5, n_channel=5), backend == "dask", 2)
+    cube = cube.assign_coords(
+        reliability=("channel", [0.1, 0.5, np.nan, 0.4, 0.9]),
+        nc_testset=("channel", [30.0, 5.0, 25.0, 19.9, 20.0]),
+    )
+    with dask.config.set(scheduler=_boom):
+        auto = select_channels(cube, 0.4)
+        nc = select_channels(cube, 20, by="nc_testset")
+    assert auto.channel_id.values.tolist() == [2, 4, 5]
+    assert auto.attrs["channel_selection_by"] == "reliability"
+    assert (auto.attrs["n_channels_kept"], auto.attrs["n_channels_total"]) == (3, 5)
+    assert nc.channel_id.values.tolist() == [1, 3, 5]
+    assert nc.attrs["channel_selection_threshold"] == 20.0
+    assert isinstance(nc.response.data, da.Array) == (backend == "dask")
+    np.testing.assert_array_equal(nc.response.values, cube.response.values[:, [0, 2, 4]])
+    assert nc.roi_mask.shape == (3, 1)
+    assert "channel_selection_by" not in cube.attrs
+    only_nc = cube.drop_vars("reliability")
+    assert select_channels(only_nc, 20).attrs["channel_selection_by"] == "nc_testset"
+    with pytest.raises(ValueError, match="no 'reliability'"):
+        select_channels(example_cube(), 0.3)
+    with pytest.raises(ValueError, match="'splithalf_corrected'"):
+        select_channels(cube, 0.3, by="splithalf_corrected")
+
+
+def test_select_channels_split_half(backend):
+    s2 = [1.0, 0.0, 1.0, 0.0, 1.0, 0.0]
+    reps = _signal_noise(60, 6, s2, [1.0] * 6, seed=11)
+    cube = _lazy(_repeat_cube(reps, n_train=3), backend == "dask", 2)
+    with dask.config.set(scheduler="sync"):
+        out = select_channels(cube, 0.5, n_splits=5)
+    assert out.attrs["channel_selection_by"] == "split_half"
+    assert out.channel_id.values.tolist() == [1, 3, 5]
+    assert (out.split_half.values > 0.8).all()
+    assert isinstance(out.response.data, da.Array) == (backend == "dask")
+    validate(out)
+
+
+def test_select_channels_split_half_window():
+    rng = np.random.default_rng(12)
+    reps = rng.standard_normal((50, 4, 3, 4))  # time 0, 10, 20, 30 ms
+    reps[:, :, 1, 2:] += rng.standard_normal((50, 1, 2)) * 3.0  # channel 2: signal from 20 ms
+    cube = _repeat_cube(reps)
+    late = select_channels(cube, 0.5, by="split_half", window=(20.0, 30.0), n_splits=4)
+    assert late.channel_id.values.tolist() == [2]
+    assert late.split_half.values[0] > 0.9
+    early = select_channels(cube, 0.5, by="split_half", window=(0.0, 10.0), n_splits=4)
+    assert early.channel_id.values.tolist() == []
+    assert early.attrs["n_channels_total"] == 3
+
+
+def test_importable_from_align():
+    assert memxr.align.split_half_reliability is split_half_reliability
+    assert memxr.align.noise_ceiling is noise_ceiling
+    assert memxr.align.select_channels is select_channels
+    assert {"noise_ceiling", "select_channels", "split_half_reliability"} <= set(
+        memxr.align.__all__
+    )
