@@ -1,4 +1,4 @@
-"""The ``memxr`` command: synth, ingest, info, validate.
+"""The ``memxr`` command: synth, ingest, info, validate, export.
 
 Every command exits 0 only on success; bad input prints one line naming the
 file and the field to stderr and exits 2, leaving no store behind.
@@ -68,6 +68,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("validate", help="check a store against the cube schema")
     p.add_argument("store")
+
+    p = sub.add_parser("export", help="copy a store as a netCDF-4 file or a Zarr format 2 store")
+    p.add_argument("store", help="store path or fsspec URL")
+    dest = p.add_mutually_exclusive_group(required=True)
+    dest.add_argument("--netcdf", type=Path, help="netCDF-4 file to write (CF-style)")
+    dest.add_argument("--zarr", type=Path, help="Zarr store to write")
+    p.add_argument("--engine", choices=("netcdf4", "h5netcdf"), help="netCDF writer (netcdf4)")
+    p.add_argument("--zarr-format", type=int, choices=(2, 3), help="format of --zarr (2)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing file or store")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -176,7 +186,40 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"synth": _synth, "ingest": _ingest, "info": _info, "validate": _validate}
+def _export(args: argparse.Namespace) -> int:
+    from .export import export_netcdf, export_zarr
+
+    if args.netcdf is not None:
+        if args.zarr_format is not None:
+            raise InputError(args.netcdf, "--zarr-format", "applies to --zarr only")
+        path = export_netcdf(
+            args.store,
+            args.netcdf,
+            engine=args.engine or "netcdf4",
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    else:
+        if args.engine is not None:
+            raise InputError(args.zarr, "--engine", "applies to --netcdf only")
+        path = export_zarr(
+            args.store,
+            args.zarr,
+            zarr_format=args.zarr_format or 2,
+            overwrite=args.overwrite,
+            progress=not args.no_progress,
+        )
+    print(f"wrote {path}")
+    return 0
+
+
+COMMANDS = {
+    "synth": _synth,
+    "ingest": _ingest,
+    "info": _info,
+    "validate": _validate,
+    "export": _export,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -642,11 +642,33 @@ def _is_url(path_or_url: str | os.PathLike) -> bool:
     return isinstance(path_or_url, str) and "://" in path_or_url
 
 
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """Errors of an unreachable host or a refused request (aiohttp's when fsspec uses it)."""
+    try:
+        from aiohttp import ClientError
+    except ImportError:  # pragma: no cover - aiohttp comes with fsspec's HTTP support
+        return (OSError,)
+    return (OSError, ClientError)
+
+
+def _check_protocol(url: str) -> None:
+    """One-line error for a URL protocol that fsspec does not know or cannot load."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ValueError, ImportError) as e:
+        raise InputError(_name(url), "store", f"cannot open {protocol}:// URLs: {e}") from e
+
+
 def _open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
     """``xr.open_zarr`` with one-line errors for a missing or unreadable store."""
     if not _is_url(path_or_url) and not Path(path_or_url).exists():
         raise InputError(path_or_url, "store", "does not exist")
     kwargs = {"storage_options": storage_options} if _is_url(path_or_url) else {}
+    if _is_url(path_or_url):
+        _check_protocol(path_or_url)
     try:
         with _quiet_zarr():
             return xr.open_zarr(os.fspath(path_or_url), chunks=chunks, **kwargs)
@@ -654,6 +676,8 @@ def _open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
         raise InputError(_name(path_or_url), "store", "does not exist") from e
     except (zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
         raise InputError(_name(path_or_url), "store", "is not a Zarr store") from e
+    except _remote_errors() as e:
+        raise InputError(_name(path_or_url), "store", f"cannot be read: {e}") from e
 
 
 def _name(path_or_url) -> str:
