@@ -221,12 +221,34 @@ def _split_two(na: int, nb: int, cells: int) -> tuple[int, int]:
     return min(good, key=lambda o: (abs(math.log(o[0] / o[1])), -o[0] * o[1]))
 
 
+def _fitting_dask_chunks(var: xr.Variable, target: int) -> tuple[int, ...] | None:
+    """The variable's own dask chunks when they already follow the policy, else None.
+
+    They do when every dim but ``channel``/``time`` is whole, the chunks are
+    regular (equal but for a smaller last one) and a chunk holds between half
+    of and 1.25 times the target. Keeping them avoids a rechunk (a full copy
+    of every block) between a reader and the store.
+    """
+    if not isinstance(var.data, da.Array):
+        return None
+    out = []
+    for d, n, c in zip(var.dims, var.shape, var.data.chunks, strict=True):
+        if d not in _WHOLE_DIMS_SPLIT and len(c) > 1:
+            return None
+        if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
+            return None
+        out.append(max(1, c[0]) if c else max(1, n))
+    nbytes = var.dtype.itemsize * math.prod(out)
+    return tuple(out) if target // 2 <= nbytes <= target + target // 4 else None
+
+
 def chunk_plan(ds: xr.Dataset, target_bytes: int = CHUNK_BYTES) -> dict[str, tuple[int, ...]]:
     """Zarr chunk shape of every variable of a cube (nothing is computed).
 
     Data variables keep every dim whole except ``channel`` and ``time``, which
-    are split into balanced chunks of about ``target_bytes``; coordinates are
-    one chunk each.
+    are split into balanced chunks of about ``target_bytes`` (dask chunks that
+    already do so, at half to 1.25 times the target, are kept as they are);
+    coordinates are one chunk each.
 
     Parameters
     ----------
@@ -256,7 +278,8 @@ def chunk_plan(ds: xr.Dataset, target_bytes: int = CHUNK_BYTES) -> dict[str, tup
     plan = {}
     for name, var in ds.variables.items():
         if name in ds.data_vars:
-            plan[name] = _var_chunks(var.dims, var.shape, var.dtype.itemsize, target_bytes)
+            kept = _fitting_dask_chunks(var, target_bytes)
+            plan[name] = kept or _var_chunks(var.dims, var.shape, var.dtype.itemsize, target_bytes)
         else:
             plan[name] = tuple(max(1, s) for s in var.shape)
     return plan
@@ -481,7 +504,13 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
 
 
 def _write_regions(
-    tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, done: set[str], progress: bool
+    tmp: Path,
+    dsd: xr.Dataset,
+    plan: Mapping,
+    zarr_format: int,
+    done: set[str],
+    progress: bool,
+    durable: bool = False,
 ) -> None:
     from tqdm.auto import tqdm
 
@@ -508,10 +537,12 @@ def _write_regions(
             part.to_zarr(
                 tmp, region=dict(region), mode="r+", zarr_format=zarr_format, consolidated=False
             )
-            _fsync_region(tmp, str(name), region)
+            if durable:
+                _fsync_region(tmp, str(name), region)
             log.write(_region_key(str(name), region) + "\n")
             log.flush()
-            os.fsync(log.fileno())
+            if durable:
+                os.fsync(log.fileno())
             bar.update(1)
 
 
@@ -554,6 +585,7 @@ def write_cube(
     inputs: Sequence[dict] | Future | None = None,
     chunk_bytes: int | None = None,
     progress: bool = True,
+    durable: bool = False,
 ) -> Path:
     """Write a cube as a Zarr store, atomically and resumably.
 
@@ -578,6 +610,13 @@ def write_cube(
         Target chunk size (default :data:`CHUNK_BYTES`).
     progress : bool
         Show a progress bar over regions on stderr.
+    durable : bool
+        Also survive a power loss or an operating-system crash: every region's
+        chunk files are fsynced before the region is logged as done. Without it
+        (the default) a write killed by a signal (SIGKILL, the OOM killer)
+        still resumes exactly, because the operating system keeps what was
+        written; waiting for the disk after each region would make an ingest
+        disk-bound (measured: 2 GB in 28 s instead of a few seconds).
 
     Returns
     -------
@@ -630,7 +669,7 @@ def write_cube(
     _clean_stale(target.parent, target.name, keep=tmp)
     with _quiet_zarr():
         done = _start(tmp, dsd, plan, zarr_format, fp)
-        _write_regions(tmp, dsd, plan, zarr_format, done, progress)
+        _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
         _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target))
     return target
 

@@ -619,3 +619,17 @@ def test_inputs_as_list_or_kept_from_the_cube(tmp_path):
     assert json.loads(open_cube(p1).attrs["inputs"]) == recs
     p2 = write_cube(make_cube(), tmp_path / "b.zarr", progress=False)
     assert open_cube(p2).attrs["inputs"] == make_cube().attrs["inputs"]
+
+
+def test_reader_chunks_kept_when_they_fit():
+    """Dask chunks that already follow the policy are kept (no rechunk copy before writing)."""
+    import dask.array as da_
+
+    ds = make_cube(n_stim=24, n_chan=40)
+    ds["response"] = ds.response.copy(data=da_.from_array(ds.response.values, chunks=(24, 9)))
+    target = 24 * 10 * 4  # the policy alone would choose 10 channels per chunk
+    assert chunk_plan(ds, target)["response"] == (24, 9)
+    ds["response"] = ds.response.chunk({"channel": 3})  # too small: the policy decides
+    assert chunk_plan(ds, target)["response"] == (24, 10)
+    ds["response"] = ds.response.chunk({"stimulus": 12, "channel": 9})  # stimulus split: refused
+    assert chunk_plan(ds, target)["response"] == (24, 10)

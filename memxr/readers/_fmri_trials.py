@@ -18,7 +18,7 @@ import pandas as pd
 from dask.base import tokenize
 
 from ..errors import InputError
-from ._h5 import H5Array, row_block
+from ._h5 import H5Array, H5Columns, row_block
 from ._pandas_fixed import _Layout
 
 
@@ -105,17 +105,23 @@ def _stimulus_block(
 ) -> np.ndarray:
     """One voxel block -> (n_stimulus, block voxels): train columns, test repeats averaged."""
     x = _voxel_major(block, voxel_axis)
-    out = np.take(x, source, axis=1)  # one gather of whole rows; test columns replaced below
+    # Gather and transpose in one pass, in the worker thread: the result is C-ordered
+    # (stimulus, voxel), which the store writes without another copy.
+    out = np.take(x.T, source, axis=0)
     if test_pos.size:
         valid = test_trials >= 0
         vals = x[:, np.where(valid, test_trials, 0)].astype(np.float64)  # (v, n_test, R)
         vals[:, ~valid] = 0.0
-        out[:, test_pos] = vals.sum(axis=2) / valid.sum(axis=1)
-    return out.T
+        out[test_pos] = (vals.sum(axis=2) / valid.sum(axis=1)).T
+    return out
 
 
 def _repeats_block(block: np.ndarray, *, voxel_axis: int, test_trials: np.ndarray) -> np.ndarray:
-    """One voxel block -> (n_test, R, block voxels), NaN where a stimulus has fewer repeats."""
+    """One voxel block -> (n_test, R, block voxels), NaN where a stimulus has fewer repeats.
+
+    ``block`` holds only the test trials' columns (see :func:`_test_array`), and
+    ``test_trials`` indexes into them.
+    """
     x = _voxel_major(block, voxel_axis)
     valid = test_trials >= 0
     vals = x[:, np.where(valid, test_trials, 0)]  # (v, n_test, R), a copy
@@ -138,7 +144,22 @@ def _raw_array(path: Path, layout: _Layout, chunk_bytes: int) -> da.Array:
     return da.from_array(h5, chunks=chunks, name=name, meta=np.empty((0, 0), layout.dtype))
 
 
-def _lazy_responses(raw: da.Array, layout: _Layout, design: _Design) -> tuple[da.Array, da.Array]:
+def _test_array(path: Path, raw: da.Array, layout: _Layout, trials: np.ndarray) -> da.Array:
+    """Only the given trials' columns of the betas, in the same voxel blocks as ``raw``.
+
+    The repeats are written apart from the stimulus rows, so reading just their
+    columns (one HDF5 selection per block) avoids reading every block twice.
+    """
+    h5 = H5Columns(path, layout.values, trials, axis=1 - layout.voxel_axis)
+    chunks = list(raw.chunks)
+    chunks[1 - layout.voxel_axis] = (trials.size,)
+    name = "things-fmri-test-" + tokenize(raw.name, trials)
+    return da.from_array(h5, chunks=tuple(chunks), name=name, meta=np.empty((0, 0), layout.dtype))
+
+
+def _lazy_responses(
+    raw: da.Array, layout: _Layout, design: _Design, path: Path
+) -> tuple[da.Array, da.Array]:
     """Stimulus-level (stimulus, voxel) and repeats (test stimulus, repeat, voxel) dask arrays."""
     ind = "vt" if layout.voxel_axis == 0 else "tv"
     dtype = layout.dtype
@@ -160,17 +181,21 @@ def _lazy_responses(raw: da.Array, layout: _Layout, design: _Design) -> tuple[da
         meta=np.empty((0, 0), dtype),
         name="things-fmri-response-" + tokenize(raw, stim),
     )
-    reps = partial(_repeats_block, voxel_axis=layout.voxel_axis, test_trials=design.test_trials)
+    valid = design.test_trials >= 0
+    cols = np.unique(design.test_trials[valid])
+    local = np.where(valid, np.searchsorted(cols, np.where(valid, design.test_trials, 0)), -1)
+    test_raw = _test_array(path, raw, layout, cols) if cols.size else raw
+    reps = partial(_repeats_block, voxel_axis=layout.voxel_axis, test_trials=local)
     n_test, n_rep = design.test_trials.shape
     repeats = da.blockwise(
         reps,
         "srv",
-        raw,
+        test_raw,
         ind,
         new_axes={"s": n_test, "r": n_rep},
         concatenate=True,
         dtype=dtype,
         meta=np.empty((0, 0, 0), dtype),
-        name="things-fmri-repeats-" + tokenize(raw, reps),
+        name="things-fmri-repeats-" + tokenize(test_raw, reps),
     )
     return response, repeats

@@ -205,7 +205,9 @@ def read_things_fmri(
     layout, id_field = _inspect_response(h5_path, len(voxels), len(stim), names)
     _check_ids(h5_path, id_field, layout.voxel_ids, voxels["voxel_id"].to_numpy(), vox_path.name)
 
-    response, repeats = _lazy_responses(_raw_array(h5_path, layout, chunk_bytes), layout, design)
+    response, repeats = _lazy_responses(
+        _raw_array(h5_path, layout, chunk_bytes), layout, design, h5_path
+    )
     labels = _labels(design, memorability, concepts)
     coords = {**_stimulus_coords(design, labels), **_channel_coords(voxels)}
     data_vars = {"response": (("stimulus", "channel"), response)}
