@@ -1,0 +1,288 @@
+"""Human <-> monkey bridge on synthetic THINGS-fMRI and TVSD data with planted effects."""
+
+from pathlib import Path
+
+import dask
+import numpy as np
+import pandas as pd
+import pytest
+import scipy.stats
+import xarray as xr
+from scipy.spatial.distance import pdist, squareform
+from threadpoolctl import threadpool_limits
+
+from memxr import align, stats
+from memxr.bridge import (
+    DECODING_COLUMNS,
+    EFFECT_COLUMNS,
+    RSA_COLUMNS,
+    bridge,
+    cross_decode,
+    rdm,
+    rsa,
+    shared_effects,
+)
+from memxr.readers.things_fmri import read_things_fmri
+from memxr.readers.tvsd import read_normmua
+from memxr.readers.tvsd_trials import read_trials
+from memxr.reduce import roi_reduce, window_reduce
+from memxr.schema import example_cube, text_coord
+from memxr.synth import synthesize
+
+# 4 images per concept: 20 shared concepts (80 train + 4 test images), and 40 more
+# concepts (160 images) that only the monkey saw, for the cross-species decoder.
+SIZES = {"images_per_concept": 4, "n_fmri_concepts": 20, "n_tvsd_concepts": 60}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_blas_thread():
+    """Tiny matrices: BLAS threads only add start-up and contention on a shared machine."""
+    with threadpool_limits(1):
+        yield
+
+
+@pytest.fixture(scope="module")
+def cubes(tmp_path_factory) -> dict:
+    out = tmp_path_factory.mktemp("bridge")
+    truth = synthesize(out, scale=0.01, subjects=("sub-01",), monkeys=("N",), **SIZES)
+    things = Path(out, "things")
+    kw = {
+        "memorability": things / "THINGS_Memorability_Scores.csv",
+        "concepts": things / "Concept_to_category_linking.csv",
+        "checksum": False,
+    }
+    return {
+        "human": read_things_fmri(out / "things-fmri" / "betas_csv", "sub-01", **kw),
+        "monkey": read_normmua(out / "tvsd" / "monkeyN", "N", **kw),
+        "trials": read_trials(out / "tvsd" / "monkeyN", "N", **kw),
+        "truth": truth,
+    }
+
+
+@pytest.fixture(scope="module")
+def loaded(cubes) -> dict:
+    return {k: cubes[k].load() for k in ("human", "monkey")}
+
+
+def _boom(*args, **kwargs):
+    raise AssertionError("dask computed while the graph was being built")
+
+
+def _shared_labelled(human, monkey) -> list[str]:
+    return align.shared_stimuli(align.labelled(human), align.labelled(monkey))
+
+
+# ----------------------------------------------------------------------------- effects
+
+
+def test_effects_planted_and_shared(cubes):
+    h, m, truth = cubes["human"], cubes["monkey"], cubes["truth"]
+    assert truth["fmri"]["sub-01"]["planted_gain"]["V1"] == 0.0
+    assert truth["tvsd"]["N"]["planted_gain"]["V1"] == 0.0
+    eff = shared_effects(h, m, ["FFA", "V1", "IT"], ["V1", "V4", "IT"], n_permutations=499)
+    assert list(eff.columns[: len(EFFECT_COLUMNS)]) == list(EFFECT_COLUMNS)
+    ids = _shared_labelled(h, m)
+    assert len(ids) >= 60
+    assert eff.attrs["stimulus_ids"] == ids
+    assert set(eff.n) == {len(ids)} and eff.stimulus_set.nunique() == 1
+    assert set(eff.pair) == {"sub-01~monkeyN"} and set(eff.groups) == {"concept"}
+    row = eff.set_index(["species", "roi"])
+    assert row.loc[("human", "FFA"), "r"] > 0.5 and row.loc[("human", "FFA"), "p_fdr"] < 0.01
+    assert row.loc[("macaque", "IT"), "r"] > 0.3 and row.loc[("macaque", "IT"), "p_fdr"] < 0.01
+    assert row.loc[("human", "FFA"), "ci_low"] > 0
+    assert row.loc[("human", "V1"), "p_fdr"] > 0.05
+    assert row.loc[("macaque", "V1"), "p_fdr"] > 0.05
+    # one FDR family over every row of the pair
+    np.testing.assert_allclose(eff.p_fdr, scipy.stats.false_discovery_control(eff.p))
+
+
+def test_effects_equal_direct_correlate(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    kw = {"n_permutations": 199, "n_bootstrap": 99, "seed": 3}
+    eff = shared_effects(h, m, ["FFA", "V1"], ["IT"], method="pearson", **kw).set_index("roi")
+    h_al, m_al = align.align_pair(align.labelled(h), align.labelled(m))
+    for cube, rois, species in ((h_al, ["FFA", "V1"], "human"), (m_al, ["IT"], "macaque")):
+        direct = stats.correlate(
+            roi_reduce(cube, rois),
+            h_al.memorability,
+            "pearson",
+            groups="concept",
+            compute=True,
+            **kw,
+        )
+        for roi in rois:
+            got = eff[eff.species == species].loc[roi]
+            for k in ("r", "p", "ci_low", "ci_high"):
+                assert got[k] == pytest.approx(float(direct[k].sel(roi=roi)), rel=1e-9), k
+
+
+def test_effects_time_resolved_monkey_and_laziness(cubes, loaded):
+    h, mt = cubes["human"], cubes["trials"]
+    eff = shared_effects(h, mt, ["FFA"], ["V1", "IT"], n_permutations=199, n_bootstrap=0)
+    row = eff.set_index(["species", "roi"])
+    assert row.loc[("macaque", "IT"), "r"] > 0.3 and row.loc[("macaque", "IT"), "p_fdr"] < 0.05
+    h_al, m_al = align.align_pair(align.labelled(h), align.labelled(mt))
+    it = window_reduce(roi_reduce(m_al, ["IT"])).sel(roi="IT")
+    expected = scipy.stats.spearmanr(it.values, h_al.memorability.values).statistic
+    assert row.loc[("macaque", "IT"), "r"] == pytest.approx(expected)
+    # lazy and in-memory cubes give the same numbers
+    lazy = shared_effects(h, cubes["monkey"], ["FFA"], ["IT"], n_permutations=99, n_bootstrap=0)
+    eager = shared_effects(
+        loaded["human"], loaded["monkey"], ["FFA"], ["IT"], n_permutations=99, n_bootstrap=0
+    )
+    np.testing.assert_allclose(lazy[["r", "p"]], eager[["r", "p"]])
+
+
+# ----------------------------------------------------------------------------- RDM
+
+
+@pytest.mark.parametrize("backend", ["numpy", "dask"])
+@pytest.mark.parametrize("metric", ["correlation", "euclidean", "cosine", "sqeuclidean"])
+def test_rdm_equals_pdist(backend, metric):
+    x = np.random.default_rng(0).normal(size=(9, 6)) + 3
+    feats = xr.DataArray(
+        x,
+        dims=("stimulus", "feature"),
+        coords={"stimulus_id": ("stimulus", text_coord(f"s{i}" for i in range(9)))},
+    )
+    if backend == "dask":
+        feats = feats.chunk({"stimulus": 4, "feature": 3})
+        with dask.config.set(scheduler=_boom):
+            d = rdm(feats, metric)
+        assert d.chunks is not None
+    else:
+        d = rdm(feats, metric)
+    assert d.dims == ("stimulus", "stimulus_2")
+    assert d.stimulus_id_2.values.tolist() == [f"s{i}" for i in range(9)]
+    np.testing.assert_allclose(d.values, squareform(pdist(x, metric)), atol=1e-12)
+
+
+def test_rdm_rejects_bad_input():
+    with pytest.raises(ValueError, match="metric"):
+        rdm(xr.DataArray(np.ones((3, 2)), dims=("stimulus", "feature")), "manhattan")
+    with pytest.raises(ValueError, match="dims"):
+        rdm(xr.DataArray(np.ones(3), dims="stimulus"))
+
+
+# ----------------------------------------------------------------------------- RSA
+
+
+def test_rsa_exact_on_small_cubes():
+    h = example_cube(n_stimulus=15, n_channel=6, seed=0)
+    m = example_cube(n_stimulus=15, n_channel=4, seed=1).assign_attrs(subject="monkeyN")
+    m["response"] = m["response"] + 0.5 * h["response"].values[:, :4]
+    res = rsa(h, m, "A", "A", n_permutations=199)
+    assert list(res.columns[: len(RSA_COLUMNS)]) == list(RSA_COLUMNS)
+    expected = scipy.stats.spearmanr(
+        pdist(h.response.values, "correlation"), pdist(m.response.values, "correlation")
+    ).statistic
+    assert res.rsa_r[0] == pytest.approx(expected)
+    same = rsa(h, h.assign_attrs(subject="copy"), "A", "A", n_permutations=99)
+    assert same.rsa_r[0] == pytest.approx(1.0) and same.p[0] == pytest.approx(0.01)
+    # z-scored channels; a constant channel is left out
+    m["response"][:, 0] = 2.0
+    z = rsa(h, m, "A", "A", n_permutations=0, zscore=True, metric="euclidean")
+    zs = lambda a: (a - a.mean(0)) / a.std(0)  # noqa: E731
+    expected = scipy.stats.spearmanr(
+        pdist(zs(h.response.values)), pdist(zs(m.response.values[:, 1:]))
+    ).statistic
+    assert z.rsa_r[0] == pytest.approx(expected)
+    assert z.n_dropped_monkey[0] == 1 and z.monkey_n_channels[0] == 3
+
+
+def test_rsa_planted(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    res = rsa(h, m, ["LOC", "EBA", "IT", "V1"], ["V1", "V4", "IT"], n_permutations=199)
+    train = [s for s in _shared_labelled(h, m) if "test" not in s]
+    shared_train = align.shared_stimuli(h.memxr.split("train"), m.memxr.split("train"))
+    assert len(res) == 12 and set(res.n_items) == {len(shared_train)} and len(train) > 0
+    assert res.attrs["items"] == shared_train and set(res.split) == {"train"}
+    pairs = res.set_index(["human_roi", "monkey_area"])
+    # The planted memorability gain varies across the voxels of these ROIs (they overlap
+    # ROIs of other gains); a gain uniform over an ROI's voxels (FFA alone) shifts every
+    # voxel alike, which the correlation distance ignores by design.
+    for roi in ("LOC", "EBA", "IT"):
+        assert pairs.loc[(roi, "IT"), "rsa_r"] > 0.1, roi
+        assert pairs.loc[(roi, "IT"), "p"] < 0.05, roi
+    assert (pairs.loc["V1", "p_fdr"] > 0.05).all()
+    np.testing.assert_allclose(res.p_fdr, scipy.stats.false_discovery_control(res.p))
+    # all shared images: the 4 test images join
+    every = rsa(h, m, "FFA", "IT", n_permutations=0, split=None)
+    assert every.n_items[0] == len(align.shared_stimuli(h, m)) and np.isnan(every.p[0])
+
+
+def test_rsa_null_is_uniformish(loaded):
+    h, m = loaded["human"], loaded["monkey"]
+    ps = []
+    for k in range(8):
+        ids = np.asarray(m.stimulus_id.values)[
+            np.random.default_rng(k).permutation(m.stimulus.size)
+        ]
+        shuffled = m.assign_coords(stimulus_id=("stimulus", text_coord(ids)))
+        res = rsa(h, shuffled, ["FFA", "LOC", "IT"], ["V4", "IT"], n_permutations=99, seed=k)
+        ps += res.p.tolist()
+    ps = np.array(ps)
+    assert ((ps > 0) & (ps <= 1)).all()
+    assert (ps < 0.05).mean() <= 0.2
+    assert 0.3 < ps.mean() < 0.7
+
+
+def test_rsa_concept_level_and_subsample(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    res = rsa(h, m, ["LOC", "V1"], ["IT"], level="concept", n_permutations=99)
+    concepts = sorted({c for c in h.concept.values[h.split.values == "train"]})
+    assert set(res.level) == {"concept"} and set(res.n_items) == {len(concepts)}
+    assert sorted(res.attrs["items"]) == concepts
+    assert res.rsa_r.notna().all() and res.p.between(0, 1).all()
+    empty = rsa(h, m, "LOC", "IT", level="concept", min_concept_images=5)
+    assert empty.empty and "an RDM needs at least 3" in empty.attrs["reason"]
+    sub = rsa(h, m, "LOC", "IT", n_permutations=49, max_items=30, seed=1)
+    again = rsa(h, m, "LOC", "IT", n_permutations=49, max_items=30, seed=1)
+    assert sub.n_items[0] == 30 and sub.subsampled[0] and sub.n_shared[0] > 30
+    assert sub.attrs["items"] == again.attrs["items"] and sub.rsa_r[0] == again.rsa_r[0]
+
+
+def test_rsa_time_resolved_monkey(cubes):
+    res = rsa(cubes["human"], cubes["trials"], ["LOC", "V1"], ["IT"], n_permutations=99)
+    pairs = res.set_index("human_roi")
+    assert pairs.loc["LOC", "rsa_r"] > 0.1 and pairs.loc["LOC", "p"] < 0.05
+
+
+# ----------------------------------------------------------------------------- decoding
+
+
+def test_cross_decode_planted(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    out = cross_decode(m, h, ["IT", "V1"], ["FFA"], n_permutations=99)
+    assert list(out.columns[: len(DECODING_COLUMNS)]) == list(DECODING_COLUMNS)
+    assert set(out.direction) == {"monkeyN->sub-01"} and set(out.pair) == {"sub-01~monkeyN"}
+    assert set(out.n) == {len(_shared_labelled(h, m))}
+    assert set(out.n_train) == {160}
+    rows = out.set_index("train_features")
+    assert rows.loc["IT", "pearson_r"] > 0.5 and rows.loc["IT", "spearman_rho"] > 0.5
+    assert rows.loc["IT", "p"] < 0.05
+    assert rows.loc["IT", "p_target"] < 0.05
+    # no memorability code in monkey V1: the transfer of its decoder is at chance
+    assert rows.loc["V1", "p"] > 0.01  # p is uniform under the null: a 1% level
+
+
+def test_cross_decode_too_few_images(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    out = cross_decode(h, m, "FFA", "IT")
+    assert out.empty and list(out.columns) == list(DECODING_COLUMNS)
+    assert "of sub-01 are not in monkeyN" in out.attrs["reason"]
+    out = cross_decode(m, h, "IT", "FFA", min_images=500)
+    assert out.empty and "labelled images are shared" in out.attrs["reason"]
+
+
+def test_bridge_runs_all_three(cubes):
+    h, m = cubes["human"], cubes["monkey"]
+    out = bridge(
+        h, m, ["FFA", "V1"], ["IT"], n_permutations=49, n_bootstrap=0, n_decoding_permutations=9
+    )
+    assert sorted(out) == ["decoding", "effects", "rsa"]
+    assert len(out["effects"]) == 3
+    assert sorted(out["rsa"].level.unique()) == ["concept", "image"] and len(out["rsa"]) == 4
+    assert len(out["decoding"]) == 2 and set(out["decoding"].direction) == {"monkeyN->sub-01"}
+    assert "sub-01->monkeyN" in out["decoding"].attrs["reasons"]
+    assert isinstance(out["effects"], pd.DataFrame)
