@@ -11,8 +11,9 @@ size of sub-01, 8.3 GB), then measures, each in a fresh process:
 - ``naive``: the whole frame into memory with pandas, then reorder and write
   (at S only: at 4S it would not fit in memory on a 24 GB machine).
 
-Page cache is warmed before each run (every run reads from memory-speed
-cache), so the ratios compare processing, not the disk.
+Each run is measured twice: warm (the file read once before, so it comes from
+the page cache and the ratio compares processing) and cold (the page cache
+dropped first, as for a fresh download on disk; needs root, skipped otherwise).
 
 Usage::
 
@@ -84,8 +85,21 @@ def _warm(path: Path) -> None:
             pass
 
 
-def _measure(code: str, warm: Path) -> dict:
-    _warm(warm)
+def _drop_caches() -> bool:
+    try:
+        subprocess.run(["sync"], check=True)
+        with open("/proc/sys/vm/drop_caches", "w") as f:
+            f.write("3\n")
+        return True
+    except OSError:
+        return False
+
+
+def _measure(code: str, warm: Path, cold: bool = False) -> dict:
+    if cold:
+        _drop_caches()
+    else:
+        _warm(warm)
     r = subprocess.run(
         [sys.executable, "-c", RUNNER, code], capture_output=True, text=True, check=False
     )
@@ -123,7 +137,7 @@ def main(argv: list[str] | None = None) -> None:
 
     # S: 180 concepts x 12 + 25 test x 12 sessions = 2,460 trials; 4S: 9,840 (the real count).
     sizes = {"S": (180, 25), "4S": (720, 100)}
-    rows = []
+    rows, cold_rows = [], []
     for label, (n_concepts, n_test) in sizes.items():
         folder = _subject(args.workdir, label, n_concepts, n_test)
         h5 = folder / "sub-01_ResponseData.h5"
@@ -132,6 +146,11 @@ def main(argv: list[str] | None = None) -> None:
         out = args.workdir / f"{label}.zarr"
         shutil.rmtree(out, ignore_errors=True)
         mem = _measure(MEMXR.format(input=str(folder), out=str(out)), h5)
+        if _drop_caches():
+            raw_c = _measure(RAW.format(path=str(h5)), h5, cold=True)
+            shutil.rmtree(out, ignore_errors=True)
+            mem_c = _measure(MEMXR.format(input=str(folder), out=str(out)), h5, cold=True)
+            cold_rows.append((label, raw_c, mem_c))
         naive = None
         if label == "S" and not args.skip_naive:
             nout = args.workdir / f"{label}-naive.zarr"
@@ -156,6 +175,9 @@ def main(argv: list[str] | None = None) -> None:
               "  (target <= 1.5)")  # fmt: skip
     print(f"  peak RSS 4S / S:                     {mem_4['peak_rss_mb'] / mem_s['peak_rss_mb']:.2f}"
           f"  (target <= 1.2; 4S peak {mem_4['peak_rss_mb'] / 1024:.2f} GB, target < 2.5)")  # fmt: skip
+    for label, raw_c, mem_c in cold_rows:
+        print(f"  cold cache ({label}): plain read {raw_c['seconds']:.1f} s, memxr {mem_c['seconds']:.1f} s,"
+              f" ratio {mem_c['seconds'] / raw_c['seconds']:.2f}")  # fmt: skip
     if naive_s:
         print(f"  naive / memxr peak RSS (S):          "
               f"{naive_s['peak_rss_mb'] / mem_s['peak_rss_mb']:.1f}"
