@@ -896,6 +896,17 @@ def _bytes(n: int | None) -> str:
     return f"{n} B"
 
 
+def _roi_summary(rois: Mapping[str, int], most: int = 40) -> str:
+    """ROI names with channel counts: the non-empty ones first, long lists cut."""
+    names = [r.replace("\n", "\\n") for r in rois]
+    shown = [f"{n} ({c})" for n, c in zip(names, rois.values(), strict=True) if c][:most]
+    empty = sum(1 for c in rois.values() if not c)
+    rest = sum(1 for c in rois.values() if c) - len(shown)
+    tail = [f"+{rest} more"] if rest else []
+    tail += [f"{empty} empty"] if empty else []
+    return ", ".join(shown) + (f" ... ({', '.join(tail)})" if tail else "")
+
+
 def format_info(info: dict) -> str:
     """Human-readable text of :func:`store_info` (what ``memxr info STORE`` prints).
 
@@ -936,7 +947,7 @@ def format_info(info: dict) -> str:
         )
     rois = info.get("rois", {})
     lines.append(
-        f"{f'rois ({len(rois)})':<11}" + (", ".join(f"{r} ({n})" for r, n in rois.items()) or "-")
+        f"{f'rois ({len(rois)})':<11}" + (_roi_summary(rois) or "-")
     )
     lines.append(
         f"{'splits':<11}" + (", ".join(f"{k} {n}" for k, n in info["splits"].items()) or "-")
