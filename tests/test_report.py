@@ -14,6 +14,7 @@ import pandas as pd
 import pytest
 
 from memxr import plots, report
+from memxr._report_provenance import _inputs
 from memxr.errors import InputError
 
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -360,11 +361,11 @@ def test_load_tables_keeps_text_labels(tmp_path):
 def test_provenance_inputs_in_other_shapes():
     nested = {"inputs": {"things-fmri": [{"name": "a.h5", "size": 3, "sha256": SHA}],
                          "things": {"scores.csv": SHA}}}  # fmt: skip
-    assert report._inputs(nested) == [
+    assert _inputs(nested) == [
         {"name": "things-fmri/a.h5", "size": 3, "sha256": SHA},
         {"name": "things/scores.csv", "size": None, "sha256": SHA},
     ]
-    assert report._inputs({"input_checksums": {"x.csv": SHA}}) == [
+    assert _inputs({"input_checksums": {"x.csv": SHA}}) == [
         {"name": "x.csv", "size": None, "sha256": SHA}]  # fmt: skip
 
 
