@@ -1,4 +1,4 @@
-"""The ``memxr`` command: synth, ingest, info, validate, export.
+"""The ``memxr`` command: synth, ingest, info, validate, export, run.
 
 Every command exits 0 only on success; bad input prints one line naming the
 file and the field to stderr and exits 2, leaving no store behind.
@@ -78,6 +78,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--zarr-format", type=int, choices=(2, 3), help="format of --zarr (2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file or store")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    p = sub.add_parser("run", help="run a pipeline spec (YAML) on a Dask cluster")
+    p.add_argument("spec", type=Path, help="pipeline spec, e.g. pipelines/demo.yaml")
+    p.add_argument("--scheduler", help="address (tcp://HOST:PORT) or file of a running scheduler")
+    p.add_argument(
+        "--cluster",
+        choices=("local", "slurm"),
+        default="local",
+        help="cluster to start when no --scheduler is given (default local)",
+    )
+    p.add_argument("--workers", type=int, help="workers of the started cluster (default 2)")
+    p.add_argument("--out", type=Path, help="output folder (default runs/<spec name>)")
     return parser
 
 
@@ -213,12 +225,28 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run(args: argparse.Namespace) -> int:
+    from .pipeline import run
+
+    if args.workers is not None and args.workers < 1:
+        raise InputError(args.spec, "--workers", f"must be at least 1, got {args.workers}")
+    run(
+        args.spec,
+        out=args.out,
+        scheduler=args.scheduler,
+        cluster=args.cluster,
+        workers=args.workers,
+    )
+    return 0
+
+
 COMMANDS = {
     "synth": _synth,
     "ingest": _ingest,
     "info": _info,
     "validate": _validate,
     "export": _export,
+    "run": _run,
 }
 
 

@@ -1,0 +1,96 @@
+"""``memxr run``: a YAML spec -> steps on a Dask cluster -> stores, tables, figures, report.
+
+:func:`run` validates the spec (:mod:`memxr.spec`) before anything else, plans
+the steps, connects to a cluster (:mod:`memxr.cluster`: a running scheduler, a
+local cluster or SLURM), prints the dashboard link and runs the steps in order,
+printing each with its timing. OUT defaults to ``runs/<spec name>``:
+
+``ingest:CUBE``
+    reader -> :func:`memxr.store.write_cube`: ``stores/CUBE.zarr``
+``magnitudes:CUBE``
+    ROI mean and l2 per stimulus (for trials cubes: per time bin and in each
+    area's window), split-half noise ceilings of the ROI means:
+    ``magnitudes/CUBE.zarr``
+``correlations``
+    :func:`memxr.stats.correlate` per cube, method and reduction:
+    ``results/correlations.zarr``, ``tables/correlations.csv``
+``timecourse``
+    the same at every time bin of the trials cubes: ``results/timecourse.zarr``,
+    ``tables/timecourse.csv``
+``models``
+    :mod:`memxr.features` + :func:`memxr.models.fit_models`: ``results/models.zarr``,
+    ``tables/models.csv``, ``tables/predictions.csv``
+``bridge``
+    :func:`memxr.bridge.bridge` per pair: ``results/bridge.zarr``,
+    ``tables/bridge_{effects,rsa,decoding}.csv``
+``provenance``
+    spec, hash, versions, checksums, steps: ``provenance.json``
+``report``
+    :func:`memxr.report.write_report`: ``report.html``, ``figures/*.png``
+``catalog``
+    :func:`memxr.catalog.update_catalog`: ``stores/catalog.tsv`` (see below)
+
+Result stores hold one group per cube (``xarray.open_datatree(path, engine="zarr")``,
+or ``xarray.open_zarr(path, group="sub-01")``).
+
+Where the work runs
+-------------------
+Work on cube data (ingest, ROI reductions, pattern features and PCA, the
+bridge's streaming statistics, the model fits through joblib's dask backend)
+runs on the client's workers. The correlation steps work on the magnitudes,
+which are small and already in memory (stimuli x ROIs [x time bins]), and run
+in the calling process: shipping them to workers would cost more than it saves.
+Results never depend on the cluster: seeds are fixed and chunks come from the
+stores, not from the number of workers.
+
+Caching
+-------
+Each step has a key: the SHA-256 of its name, its parameters from the spec,
+the memxr version, the keys of the steps it reads and the fingerprints
+(relative name, size, modification time) of the raw files or stores it reads.
+A step whose key is the one recorded in ``OUT/.memxr/state.json`` and whose
+outputs all exist is skipped (``skip STEP (cached)``); a change anywhere
+changes the keys of that step and of every step after it that reads it, so
+exactly those run again (e.g. a new ``n_permutations`` of the correlations
+reruns ``correlations``, ``provenance`` and ``report``; new fMRI ROIs rerun the
+fMRI magnitudes and every analysis of them). Every output is written beside
+its final place and renamed into it when complete, and the state is recorded
+after each step, so an interrupted run resumes at the step it was in (and a
+half-written cube store resumes region by region, see :func:`memxr.store.write_cube`).
+Steps are deterministic and idempotent, so a step that loses a worker (or data
+held by one) is simply run again, up to :data:`RETRIES` times, with the same
+numbers. Outputs of analyses removed from the spec are removed from OUT.
+
+Provenance
+----------
+Result stores (``magnitudes/``, ``results/``) carry ``spec_hash`` and a
+``provenance`` JSON attribute (spec hash, versions, step key, checksums of the
+cubes' input files); cube stores carry the ``spec_hash`` of the run that wrote
+them and the SHA-256 of every raw file; ``provenance.json`` holds the whole
+validated spec, its hash, the versions of memxr, numpy, pandas, scipy, dask,
+distributed, xarray, zarr, scikit-learn, dask-ml and h5py, every input
+checksum, the checksum of every table and every step's key and timing.
+
+Catalog
+-------
+The run keeps ``OUT/stores/catalog.tsv`` (:mod:`memxr.catalog`) current with
+every cube store it used, ingested or given as ``kind: store``; the top-level
+spec key ``catalog`` names another catalog file instead (relative to the spec,
+e.g. ``../stores/catalog.tsv`` for the repository's shared one).
+
+Examples
+--------
+>>> out = run("pipelines/demo.yaml", out="runs/demo")  # doctest: +SKIP
+memxr run demo (spec 3f2a...) -> runs/demo
+dashboard: http://127.0.0.1:40123/status
+[ 1/19] run  ingest:sub-01
+[ 1/19] done ingest:sub-01 in 0.90 s
+...
+[19/19] done catalog in 0.80 s
+finished in 74.0 s: runs/demo/report.html
+"""
+
+from ._core import Step, versions
+from ._run import RETRIES, plan, run
+
+__all__ = ["RETRIES", "Step", "plan", "run", "versions"]

@@ -1,0 +1,335 @@
+"""``memxr run`` end to end on tiny synthetic data: outputs, planted effects, caching, CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import xarray as xr
+import yaml
+
+from memxr.cli import main
+from memxr.pipeline import plan, run, versions
+from memxr.provenance import sha256_file
+from memxr.spec import load_spec
+
+# Leading columns of each table, as the results contract orders them.
+COLUMNS = {
+    "correlations": "dataset subject roi method how r p ci_low ci_high p_fdr n n_channels"
+    " noise_ceiling",
+    "timecourse": "dataset subject roi method time r p ci_low ci_high p_fdr n",
+    "models": "dataset subject feature_set model kind cv",
+    "predictions": "dataset subject feature_set model stimulus_id observed predicted",
+    "bridge_effects": "species subject roi method r p ci_low ci_high p_fdr n pair",
+    "bridge_rsa": "pair level human_roi monkey_area rsa_r p p_fdr n_items",
+    "bridge_decoding": "pair direction train_features test_features pearson_r spearman_rho p n",
+}
+STEPS = [
+    "ingest:sub-01",
+    "ingest:monkeyN",
+    "magnitudes:sub-01",
+    "magnitudes:monkeyN",
+    "correlations",
+    "timecourse",
+    "models",
+    "bridge",
+    "provenance",
+    "report",
+    "catalog",
+]
+
+
+def spec_dict(**analyses) -> dict:
+    """A small spec over the synthetic data in ``raw/`` (next to the spec file)."""
+    spec = {
+        "name": "tiny",
+        "inputs": {
+            "memorability": "raw/things/THINGS_Memorability_Scores.csv",
+            "concepts": "raw/things/Concept_to_category_linking.csv",
+            "cubes": [
+                {
+                    "name": "sub-01",
+                    "kind": "things-fmri",
+                    "input": "raw/things-fmri/betas_csv",
+                    "subject": "sub-01",
+                },
+                {
+                    "name": "monkeyN",
+                    "kind": "tvsd-trials",
+                    "input": "raw/tvsd/monkeyN",
+                    "monkey": "N",
+                },
+            ],
+        },
+        "rois": {"things-fmri": {"names": ["FFA", "V1", "IT"]}},
+        "analyses": {
+            "correlation": {"n_permutations": 49, "n_bootstrap": 49},
+            "timecourse": {"n_permutations": 19},
+            "models": {"models": ["ridge"], "cv": 3, "n_permutations": 3},
+            "bridge": {
+                "pairs": [["sub-01", "monkeyN"]],
+                "n_bootstrap": 19,
+                "rsa": {"level": "concept", "n_permutations": 19},
+                "decoding": False,
+            },
+        },
+        "report": {"title": "tiny run"},
+    }
+    for name, changes in analyses.items():
+        spec["analyses"][name].update(changes)
+    return spec
+
+
+def write_spec(folder: Path, name: str = "tiny.yaml", **analyses) -> Path:
+    path = folder / name
+    path.write_text(yaml.safe_dump(spec_dict(**analyses), sort_keys=False))
+    return path
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory) -> Path:
+    """Synthetic raw files (one subject, one monkey with trials) at scale 0.002."""
+    from memxr.synth import synthesize
+
+    folder = tmp_path_factory.mktemp("pipeline")
+    synthesize(folder / "raw", scale=0.002, seed=0, subjects=("sub-01",), monkeys=("N",))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def client():
+    from memxr.cluster import cluster_client
+
+    with cluster_client(workers=2) as c:
+        yield c
+
+
+@pytest.fixture(scope="module")
+def first(work, client) -> tuple[Path, list[str]]:
+    lines: list[str] = []
+    out = run(write_spec(work), out=work / "out", client=client, log=lines.append)
+    return out, lines
+
+
+def _ran(lines: list[str]) -> list[str]:
+    return [ln.split(" run  ")[1] for ln in lines if " run  " in ln]
+
+
+def _skipped(lines: list[str]) -> list[str]:
+    return [ln.split(" skip ")[1].removesuffix(" (cached)") for ln in lines if " skip " in ln]
+
+
+def test_plan_lists_the_steps(work):
+    steps = plan(load_spec(write_spec(work, "plan.yaml")), work / "plan-out")
+    assert [s.name for s in steps] == STEPS
+    assert steps[-1].outputs == ["stores/catalog.tsv"]
+
+
+def test_first_run_writes_every_output(first):
+    out, lines = first
+    assert _ran(lines) == STEPS
+    assert any(ln.startswith("dashboard: http") for ln in lines)
+    for name, columns in COLUMNS.items():
+        table = pd.read_csv(out / "tables" / f"{name}.csv")
+        assert list(table.columns[: len(columns.split())]) == columns.split(), name
+        if name != "bridge_decoding":  # decoding is disabled in this spec
+            assert len(table) > 0, name
+    for name in ("correlations", "timecourse", "models", "bridge"):
+        assert (out / "results" / f"{name}.zarr").is_dir()
+    assert {p.name for p in (out / "figures").glob("*.png")} >= {"correlations.png"}
+    html = (out / "report.html").read_text()
+    assert "<h1>tiny run</h1>" in html and "data:image/png;base64," in html
+    assert not list(out.rglob(".*.tmp-*")), "temporary files left behind"
+
+
+def test_planted_effects(first):
+    out, _ = first
+    corr = pd.read_csv(out / "tables" / "correlations.csv")
+    r = corr[(corr.method == "pearson") & (corr.how == "mean")].set_index(["subject", "roi"]).r
+    # planted gains: fMRI FFA 0.6, IT 0.5, V1 0; monkey IT 0.6, V4 0.25, V1 0
+    assert r["sub-01", "FFA"] > r["sub-01", "V1"] + 0.3
+    assert r["sub-01", "IT"] > r["sub-01", "V1"] + 0.3
+    assert r["monkeyN", "IT"] > r["monkeyN", "V4"] > r["monkeyN", "V1"]
+    assert (
+        corr.set_index(["subject", "roi", "method", "how"]).loc[
+            ("sub-01", "FFA", "spearman", "mean"), "p_fdr"
+        ]
+        < 0.05
+    )
+    assert set(corr.n) == {99} and set(corr[corr.roi == "V1"].n_channels) == {55, 512}
+    tc = pd.read_csv(out / "tables" / "timecourse.csv")
+    it = tc[tc.roi == "IT"].set_index("time").r
+    assert it.loc[100:180].mean() > 0.4 > it.loc[:0].abs().mean()
+    models = pd.read_csv(out / "tables" / "models.csv")
+    ridge = models.set_index(["subject", "feature_set", "model"])
+    assert ridge.loc[("sub-01", "magnitude", "ridge"), "pearson_r"] > 0.5
+    preds = pd.read_csv(out / "tables" / "predictions.csv")
+    assert len(preds) == 2 * 99 and preds.observed.between(0, 1).all()
+    effects = pd.read_csv(out / "tables" / "bridge_effects.csv")
+    assert set(effects.pair) == {"sub-01~monkeyN"} and set(effects.species) == {"human", "macaque"}
+
+
+def test_provenance(first, work):
+    out, _ = first
+    prov = json.loads((out / "provenance.json").read_text())
+    spec = load_spec(work / "tiny.yaml")
+    assert prov["spec_hash"] == spec.spec_hash and prov["spec"] == spec.data
+    assert set(versions()) <= set(prov["versions"])
+    assert {
+        "memxr",
+        "numpy",
+        "dask",
+        "distributed",
+        "xarray",
+        "zarr",
+        "scikit-learn",
+        "dask-ml",
+    } <= set(prov["versions"])
+    raw = work / "raw" / "things-fmri" / "betas_csv" / "sub-01_ResponseData.h5"
+    records = {r["name"]: r for r in prov["inputs"]["sub-01"]}
+    assert records["sub-01_ResponseData.h5"]["sha256"] == sha256_file(raw)
+    assert all(not r["name"].startswith("/") for rs in prov["inputs"].values() for r in rs)
+    table = out / "tables" / "correlations.csv"
+    assert prov["tables"]["tables/correlations.csv"]["sha256"] == sha256_file(table)
+    assert set(prov["steps"]) == set(STEPS[:-3])
+    for name in ("correlations", "models", "bridge"):
+        tree = xr.open_datatree(out / "results" / f"{name}.zarr", engine="zarr")
+        assert tree.attrs["spec_hash"] == spec.spec_hash
+        inner = json.loads(tree.attrs["provenance"])
+        assert inner["step"] == name and inner["versions"]["dask"] == versions()["dask"]
+        assert inner["inputs"]["sub-01"][0]["sha256"]
+    cube = xr.open_zarr(out / "stores" / "sub-01.zarr")
+    assert cube.attrs["spec_hash"] == spec.spec_hash
+    mags = xr.open_zarr(out / "magnitudes" / "monkeyN.zarr")
+    assert set(mags.data_vars) >= {"mean", "l2", "mean_time", "l2_time", "ceiling_r"}
+    catalog = pd.read_csv(out / "stores" / "catalog.tsv", sep="\t")
+    assert sorted(catalog.name) == ["monkeyN", "sub-01"]
+
+
+def test_rerun_skips_everything(first, work, client):
+    out, _ = first
+    before = {p: p.stat().st_mtime_ns for p in (out / "tables").glob("*.csv")}
+    lines: list[str] = []
+    run(work / "tiny.yaml", out=out, client=client, log=lines.append)
+    assert _ran(lines) == [] and _skipped(lines) == STEPS
+    assert before == {p: p.stat().st_mtime_ns for p in (out / "tables").glob("*.csv")}
+
+
+def test_changed_parameter_recomputes_only_its_dependents(first, work, client):
+    out, _ = first
+    copy = work / "out-changed"
+    shutil.copytree(out, copy)
+    spec = write_spec(work, "changed.yaml", correlation={"n_permutations": 99})
+    lines: list[str] = []
+    run(spec, out=copy, client=client, log=lines.append)
+    assert _ran(lines) == ["correlations", "provenance", "report"]
+    assert _skipped(lines) == [s for s in STEPS if s not in _ran(lines)]
+    old = pd.read_csv(out / "tables" / "correlations.csv")
+    new = pd.read_csv(copy / "tables" / "correlations.csv")
+    pd.testing.assert_series_equal(old.r, new.r)
+    assert old.p.min() == pytest.approx(1 / 50) and new.p.min() == pytest.approx(1 / 100)
+    prov = json.loads((copy / "provenance.json").read_text())
+    assert prov["spec_hash"] == load_spec(spec).spec_hash
+    # an upstream change (the fMRI ROIs) reaches the magnitudes and everything after them
+    spec = write_spec(work, "rois.yaml", correlation={"n_permutations": 99})
+    data = yaml.safe_load(spec.read_text())
+    data["rois"]["things-fmri"]["names"] = ["FFA", "V1"]
+    del data["analyses"]["models"], data["analyses"]["bridge"]
+    spec.write_text(yaml.safe_dump(data))
+    lines = []
+    run(spec, out=copy, client=client, log=lines.append)
+    assert _ran(lines) == ["magnitudes:sub-01", "correlations", "provenance", "report"]
+    assert not (copy / "tables" / "models.csv").exists()
+    assert not (copy / "results" / "bridge.zarr").exists()
+    corr = pd.read_csv(copy / "tables" / "correlations.csv")
+    assert sorted(set(corr[corr.subject == "sub-01"].roi)) == ["FFA", "V1"]
+
+
+def test_missing_output_is_rebuilt(first, work, client):
+    out, _ = first
+    copy = work / "out-missing"
+    shutil.copytree(out, copy)
+    shutil.rmtree(copy / "results" / "correlations.zarr")
+    lines: list[str] = []
+    run(work / "tiny.yaml", out=copy, client=client, log=lines.append)
+    assert _ran(lines) == ["correlations"]
+    assert (copy / "results" / "correlations.zarr").is_dir()
+    assert _tables(copy) == _tables(out)
+
+
+def _tables(out: Path) -> dict[str, bytes]:
+    return {p.name: p.read_bytes() for p in sorted((out / "tables").glob("*.csv"))}
+
+
+def test_cli_run(first, work, capsys):
+    out, _ = first
+    code = main(["run", str(work / "tiny.yaml"), "--out", str(out), "--workers", "1"])
+    printed = capsys.readouterr().out
+    assert code == 0
+    assert "dashboard: http" in printed
+    assert all(f"skip {s} (cached)" in printed for s in STEPS)
+
+
+def test_cli_run_bad_spec(work, capsys):
+    spec = write_spec(work, "bad.yaml", models={"cv": "five"})
+    assert main(["run", str(spec)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "memxr: error: bad.yaml: analyses.models.cv: expected int, got 'five'"
+    assert not (Path("runs") / "tiny").exists()
+
+
+def test_store_input_unions_and_reliability_filter(first, work, client):
+    out, _ = first
+    store = out / "stores" / "sub-01.zarr"
+    spec = {
+        "name": "stores",
+        "inputs": {"cubes": [{"name": "s1", "kind": "store", "input": str(store)}]},
+        "rois": {
+            "things-fmri": {
+                "names": ["FFA", "ventral"],
+                "definitions": {"ventral": ["FFA", "PPA"]},
+                "reliability": {"by": "nc_testset", "threshold": 40.0},
+            }
+        },
+        "analyses": {
+            "correlation": {
+                "methods": ["pearson"],
+                "how": ["mean"],
+                "n_permutations": 9,
+                "n_bootstrap": 0,
+            }
+        },
+    }
+    path = work / "stores.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    lines: list[str] = []
+    result = run(path, out=work / "out-stores", client=client, log=lines.append)
+    assert _ran(lines) == ["magnitudes:s1", "correlations", "provenance", "report", "catalog"]
+    corr = pd.read_csv(result / "tables" / "correlations.csv").set_index("roi")
+    cube = xr.open_zarr(store)
+    nc = cube["nc_testset"].values >= 40.0
+    names = [str(r) for r in cube["roi"].values]
+    mask = cube["roi_mask"].values
+    ffa = mask[:, names.index("lFFA")] | mask[:, names.index("rFFA")]
+    ppa = mask[:, names.index("lPPA")] | mask[:, names.index("rPPA")]
+    assert corr.loc["FFA", "n_channels"] == (ffa & nc).sum() > 0
+    assert corr.loc["ventral", "n_channels"] == ((ffa | ppa) & nc).sum()
+    assert corr.loc["FFA", "r"] > 0.5
+    catalog = pd.read_csv(result / "stores" / "catalog.tsv", sep="\t")
+    assert catalog.name.tolist() == ["sub-01"]
+
+
+def test_model_target_leaves_out_stimuli_with_missing_features():
+    import numpy as np
+
+    from memxr.pipeline._analyses import _target
+
+    mem = ("stimulus", [0.5, 0.6, np.nan, 0.8])
+    a = xr.DataArray(np.ones((4, 2)), dims=("stimulus", "feature"), coords={"memorability": mem})
+    assert _target({"a": a}) == "memorability"
+    b = a.copy(data=np.array([[1.0, 1], [np.nan, 1], [1, 1], [1, 1]]))
+    y = _target({"a": a, "b": b})
+    assert np.isnan(y.values).tolist() == [False, True, True, False]
