@@ -303,3 +303,37 @@ def test_console_script_exit_code(tmp_path):
         text=True,
     )
     assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+def test_synth_then_ingest_every_format(tmp_path, capsys):
+    """`memxr synth` then `memxr ingest` on all formats: stores that validate and open plainly."""
+    raw = tmp_path / "raw"
+    assert main(["synth", str(raw), "--scale", "0.001", "--seed", "3"]) == 0
+    tables = ["--memorability", str(raw / "things/THINGS_Memorability_Scores.csv"),
+              "--concepts", str(raw / "things/Concept_to_category_linking.csv")]  # fmt: skip
+    jobs = {
+        "fmri.zarr": [
+            "things-fmri",
+            "--input",
+            str(raw / "things-fmri/betas_csv"),
+            "--subject",
+            "sub-02",
+        ],
+        "n.zarr": ["tvsd", "--input", str(raw / "tvsd/monkeyN"), "--monkey", "N"],
+        "f_trials.zarr": [
+            "tvsd",
+            "--input",
+            str(raw / "tvsd/monkeyF"),
+            "--monkey",
+            "F",
+            "--trials",
+        ],
+    }
+    for name, args in jobs.items():
+        out = tmp_path / name
+        assert main(["ingest", *args, *tables, "--out", str(out), "--no-progress"]) == 0
+        assert main(["validate", str(out)]) == 0
+        ds = xr.open_zarr(out)
+        assert np.isfinite(ds.memorability.values).sum() >= ds.sizes["stimulus"] - 1
+    assert xr.open_zarr(tmp_path / "f_trials.zarr").sizes["time"] >= 30
+    capsys.readouterr()
