@@ -29,6 +29,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 
+import dask.array as dask_array
 import numpy as np
 import xarray as xr
 
@@ -202,6 +203,52 @@ def zscore(da: xr.DataArray, dim: str = "stimulus") -> xr.DataArray:
     return out
 
 
+def _block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
+    """One (stimulus, channel[, time]) block -> stacked ROI sums and valid counts.
+
+    Returns (2, stimulus, 1, [time,] roi): one pass over the block, one matrix
+    product when it holds no NaN (the usual case), two otherwise.
+    """
+    xt = np.moveaxis(x, 1, -1)  # (stimulus, [time,] channel): a view
+    if square:
+        xt = xt * xt
+    nan = np.isnan(xt)
+    if nan.any():
+        total = np.where(nan, 0, xt) @ w
+        count = (~nan).astype(w.dtype) @ w
+    else:
+        total = xt @ w
+        count = np.broadcast_to(w.sum(axis=0), total.shape)
+    return np.expand_dims(np.stack([total, count]), 2)
+
+
+def _sums(data: xr.DataArray, weights: xr.DataArray, square: bool):
+    """ROI sums and valid-channel counts of ``data`` in one pass over its chunks."""
+    dims = [d for d in data.dims if d != "channel"]
+    data = data.transpose("stimulus", "channel", ...)
+    x = data.data
+    w = weights.transpose("channel", "roi").values.astype(
+        x.dtype if x.dtype.kind == "f" else np.float64
+    )
+    if isinstance(x, dask_array.Array):
+        wd = dask_array.from_array(w, chunks=(x.chunks[1], -1))
+        ind = "sc" + "t" * (x.ndim - 2)
+        parts = dask_array.blockwise(
+            _block_sums, "qsc" + ind[2:] + "r", x, ind, wd, "cr",
+            new_axes={"q": 2}, adjust_chunks={"c": 1}, square=square,
+            dtype=w.dtype, meta=np.empty((0,) * (x.ndim + 2), w.dtype),
+        )  # fmt: skip
+        both = parts.sum(axis=2)
+    else:
+        both = _block_sums(np.asarray(x), w, square)[:, :, 0]
+    coords = {k: v for k, v in data.coords.items() if "channel" not in v.dims}
+    coords["roi"] = weights["roi"]
+    out_dims = (*dims[:1], *dims[1:], "roi")
+    total = xr.DataArray(both[0], dims=out_dims, coords=coords)
+    count = xr.DataArray(both[1], dims=out_dims, coords=coords)
+    return total, count
+
+
 def roi_reduce(
     cube: xr.Dataset,
     rois: Sequence[str] | str | None = None,
@@ -267,15 +314,10 @@ def roi_reduce(
     data = da.drop_vars([c for c in da.coords if "channel" in da[c].dims and c != "channel"])
     if zscore_channels:
         data = zscore(data, "stimulus")
-    valid = data.notnull()
-    filled = data.fillna(0)
-    if how == "l2":
-        filled = filled * filled
-    total = xr.dot(filled, weights, dim="channel")
+    total, count = _sums(data, weights, square=how == "l2")
     if how == "sum":
         out = total
     else:
-        count = xr.dot(valid.astype(weights.dtype), weights, dim="channel")
         out = total / count.where(count > 0)
         if how == "l2":
             out = np.sqrt(out)

@@ -116,7 +116,7 @@ def test_tvsd_time_course(raw):
     x = memxr.roi_reduce(cube, ["V1", "IT"])
     res = correlate(x, cube.memorability, n_permutations=200, n_bootstrap=0, seed=2).compute()
     it = res.r.sel(roi="IT")
-    peak = float(it.time[int(it.argmax())])
+    peak = float(it.time[int(np.argmax(it.values))])
     rise, top = truth["tvsd"]["N"]["effect_half_rise_and_peak_ms"]["IT"]
     assert rise - 30 <= peak <= 200, peak
     before = res.p_fdr.sel(roi="IT").where(res.time < 0, drop=True)
