@@ -138,10 +138,17 @@ def bench_roi(workdir: Path) -> None:
     with dask.config.set(scheduler="threads"):
         memxr.roi_reduce(cube, ["FFA", "PPA", "lFFA", "V1", "IT", "rPPA"]).compute()
     t_roi = time.perf_counter() - t0
+    drop_caches()
+    t0 = time.perf_counter()
+    with dask.config.set(scheduler="threads"):
+        xr.open_zarr(store)["response"].data.sum().compute()
+    t_zarr = time.perf_counter() - t0
     print(f"\n[1] ROI reduction, {nbytes / 1e9:.2f} GB store ({'cold' if cold else 'warm'} cache)")
+    print(f"    zarr read + sum (xarray)     {t_zarr:6.2f} s  (the floor of any zarr-based pass)")
     print(f"    read of the store's bytes   {t_read:6.2f} s  ({nbytes / 1e9 / t_read:.2f} GB/s)")
     print(f"    memxr.roi_reduce (6 ROIs)    {t_roi:6.2f} s")
     print(f"    ratio roi_reduce / read      {t_roi / t_read:6.2f}  (target <= 1.3)")
+    print(f"    ratio roi_reduce / zarr read {t_roi / t_zarr:6.2f}")
 
 
 def bench_map(workdir: Path) -> None:
