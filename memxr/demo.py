@@ -43,6 +43,9 @@ def _spec_for(out: Path) -> Path:
     for cube in spec["inputs"]["cubes"]:
         rel = Path(cube["input"]).as_posix().split("demo_out/raw/", 1)[-1]
         cube["input"] = str(raw / rel)
+    catalog = SPEC.parents[1] / "stores" / "catalog.tsv"
+    if catalog.parent.is_dir():  # a checkout: keep its stores/ catalog current
+        spec["catalog"] = str(catalog)
     path = out / "demo.yaml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
     return path
