@@ -61,18 +61,12 @@ import numpy as np
 import xarray as xr
 from dask.callbacks import Callback
 
+from ._store_layout import _decode_text, _prepared, _rechunked
 from ._version import __version__
 from .errors import InputError
 from .provenance import now_utc
 from .schema import validate
-from .store import (
-    _decode_text,
-    _prepared,
-    _rechunked,
-    chunk_plan,
-    open_cube,
-    write_cube,
-)
+from .store import chunk_plan, open_cube, write_cube
 
 __all__ = ["COMPLEVEL", "NETCDF_ENGINES", "export_netcdf", "export_zarr", "open_netcdf"]
 

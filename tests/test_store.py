@@ -23,6 +23,8 @@ import xarray as xr
 import zarr
 
 from memxr import __version__
+from memxr._store_info import _codec_label
+from memxr._store_layout import _prepared, _rechunked
 from memxr.errors import InputError
 from memxr.provenance import file_records_async, sha256_file
 from memxr.schema import SchemaError, example_cube, text_coord
@@ -30,9 +32,6 @@ from memxr.store import (
     CHUNK_BYTES,
     PROGRESS_LOG,
     REGION_CHUNKS,
-    _codec_label,
-    _prepared,
-    _rechunked,
     chunk_plan,
     fingerprint,
     format_info,

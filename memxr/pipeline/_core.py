@@ -198,7 +198,7 @@ def text_vars(ds: xr.Dataset) -> xr.Dataset:
 
 def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None:
     """Datasets as the groups of one Zarr store (root attrs: provenance), atomically."""
-    from ..store import _quiet_zarr
+    from .._store_layout import _quiet_zarr
 
     tree = {"/": xr.Dataset(attrs=attrs)}
     for name, ds in groups.items():
@@ -212,7 +212,7 @@ def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None
 
 def write_zarr(ds: xr.Dataset, target: Path) -> None:
     """One in-memory Dataset as a Zarr store, atomically."""
-    from ..store import _quiet_zarr
+    from .._store_layout import _quiet_zarr
 
     ds = text_vars(ds.copy())
     for v in ds.variables.values():
