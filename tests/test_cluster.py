@@ -16,8 +16,8 @@ import threading
 import time
 from pathlib import Path
 
+import _specs
 import pytest
-import yaml
 
 from memxr.cluster import cluster_client, dashboard_link, get_client, slurm_cluster
 from memxr.errors import InputError
@@ -77,42 +77,13 @@ def test_slurm_job_script():
 
 
 def _spec(folder: Path) -> Path:
-    spec = {
-        "name": "cluster",
-        "inputs": {
-            "memorability": "raw/things/THINGS_Memorability_Scores.csv",
-            "concepts": "raw/things/Concept_to_category_linking.csv",
-            "cubes": [
-                {
-                    "name": "sub-01",
-                    "kind": "things-fmri",
-                    "input": "raw/things-fmri/betas_csv",
-                    "subject": "sub-01",
-                },
-                {
-                    "name": "monkeyN",
-                    "kind": "tvsd-trials",
-                    "input": "raw/tvsd/monkeyN",
-                    "monkey": "N",
-                },
-            ],
-        },
-        "rois": {"things-fmri": {"names": ["FFA", "V1", "IT"]}},
-        "analyses": {
-            "correlation": {"n_permutations": 19, "n_bootstrap": 19},
-            "timecourse": {"n_permutations": 9},
-            "models": {"models": ["ridge"], "cv": 3, "n_permutations": 5},
-            "bridge": {
-                "pairs": [["sub-01", "monkeyN"]],
-                "n_bootstrap": 9,
-                "rsa": {"level": "concept", "n_permutations": 9},
-                "decoding": False,
-            },
-        },
+    changes = {
+        "correlation": {"n_permutations": 19, "n_bootstrap": 19},
+        "timecourse": {"n_permutations": 9},
+        "models": {"cv": 3, "n_permutations": 5},
+        "bridge": {"n_bootstrap": 9, "rsa": {"level": "concept", "n_permutations": 9}},
     }
-    path = folder / "cluster.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
+    return _specs.write_spec(folder, "cluster.yaml", name="cluster", title=None, **changes)
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import _specs
 import pandas as pd
 import pytest
 import xarray as xr
@@ -42,51 +43,7 @@ STEPS = [
 ]
 
 
-def spec_dict(**analyses) -> dict:
-    """A small spec over the synthetic data in ``raw/`` (next to the spec file)."""
-    spec = {
-        "name": "tiny",
-        "inputs": {
-            "memorability": "raw/things/THINGS_Memorability_Scores.csv",
-            "concepts": "raw/things/Concept_to_category_linking.csv",
-            "cubes": [
-                {
-                    "name": "sub-01",
-                    "kind": "things-fmri",
-                    "input": "raw/things-fmri/betas_csv",
-                    "subject": "sub-01",
-                },
-                {
-                    "name": "monkeyN",
-                    "kind": "tvsd-trials",
-                    "input": "raw/tvsd/monkeyN",
-                    "monkey": "N",
-                },
-            ],
-        },
-        "rois": {"things-fmri": {"names": ["FFA", "V1", "IT"]}},
-        "analyses": {
-            "correlation": {"n_permutations": 49, "n_bootstrap": 49},
-            "timecourse": {"n_permutations": 19},
-            "models": {"models": ["ridge"], "cv": 3, "n_permutations": 3},
-            "bridge": {
-                "pairs": [["sub-01", "monkeyN"]],
-                "n_bootstrap": 19,
-                "rsa": {"level": "concept", "n_permutations": 19},
-                "decoding": False,
-            },
-        },
-        "report": {"title": "tiny run"},
-    }
-    for name, changes in analyses.items():
-        spec["analyses"][name].update(changes)
-    return spec
-
-
-def write_spec(folder: Path, name: str = "tiny.yaml", **analyses) -> Path:
-    path = folder / name
-    path.write_text(yaml.safe_dump(spec_dict(**analyses), sort_keys=False))
-    return path
+spec_dict, write_spec = _specs.spec_dict, _specs.write_spec
 
 
 @pytest.fixture(scope="module")
