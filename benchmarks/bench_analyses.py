@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
@@ -35,20 +34,10 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+from _cache import drop_caches
 
 import memxr
 from memxr.schema import text_coord
-
-
-def drop_caches() -> bool:
-    """Drop the page cache (root only); True when it worked."""
-    try:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def read_files(store: Path) -> tuple[float, int]:

@@ -34,6 +34,8 @@ import tempfile
 import textwrap
 from pathlib import Path
 
+from _cache import drop_caches as _drop_caches
+
 REAL_VOXELS = 211_339
 
 RUNNER = textwrap.dedent(
@@ -83,16 +85,6 @@ def _warm(path: Path) -> None:
     with open(path, "rb") as f:
         while f.read(64 << 20):
             pass
-
-
-def _drop_caches() -> bool:
-    try:
-        subprocess.run(["sync"], check=True)
-        with open("/proc/sys/vm/drop_caches", "w") as f:
-            f.write("3\n")
-        return True
-    except OSError:
-        return False
 
 
 def _measure(code: str, warm: Path, cold: bool = False) -> dict:
