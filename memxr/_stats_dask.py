@@ -61,12 +61,14 @@ def _prepare(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) ->
     The shift (exact for correlations) keeps the one-pass sums free of cancellation when a
     feature's mean is large compared with its spread.
     """
-    bare = xr.DataArray(a.variable).astype(np.float64)
+    bare = xr.DataArray(a.variable)
     if keep is not None:
         bare = bare.isel({dim: keep})
     if method == "spearman":
-        bare = _rank(bare, dim)
-    return bare - bare.isel({dim: 0})
+        bare = _rank(bare.astype(np.float64), dim)
+    # One pass: cast to float64 and shift together (the same numbers as astype, then subtract).
+    first = bare.isel({dim: 0})
+    return xr.apply_ufunc(np.subtract, bare, first, kwargs={"dtype": np.float64}, dask="allowed")
 
 
 def _plan(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
