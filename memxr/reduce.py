@@ -227,9 +227,9 @@ def _sums(data: xr.DataArray, weights: xr.DataArray, square: bool):
     dims = [d for d in data.dims if d != "channel"]
     data = data.transpose("stimulus", "channel", ...)
     x = data.data
-    w = weights.transpose("channel", "roi").values.astype(
-        x.dtype if x.dtype.kind == "f" else np.float64
-    )
+    # float64 sums whatever the data dtype: float32 accumulation would make the result
+    # depend (at ~1e-8) on how the channels are chunked.
+    w = weights.transpose("channel", "roi").values.astype(np.float64)
     if isinstance(x, dask_array.Array):
         wd = dask_array.from_array(w, chunks=(x.chunks[1], -1))
         ind = "sc" + "t" * (x.ndim - 2)
