@@ -247,19 +247,27 @@ def _decode_text(values: np.ndarray) -> np.ndarray:
     return text_coord(flat).reshape(values.shape)
 
 
+def _loaded_coords(ds: xr.Dataset, max_bytes: int | None = None) -> xr.Dataset:
+    """Coordinates in memory, text as Python ``str`` (bytes, numpy and StringDType text
+    decoded); coordinates larger than ``max_bytes`` stay as they are."""
+    coords = {}
+    for name, c in ds.coords.items():
+        if max_bytes is not None and c.nbytes > max_bytes:
+            continue
+        vals = np.asarray(c.values)  # small: coordinates
+        if vals.dtype.kind in "USTO":
+            vals = _decode_text(vals)
+        coords[name] = c.copy(data=vals)
+    return ds.assign_coords(coords)
+
+
 def _prepared(ds: xr.Dataset) -> xr.Dataset:
     """Coordinates loaded (text as object str), no encodings, flat indexes, fresh attrs."""
     ds = ds.copy()
     extra = [n for n in ds.xindexes if n not in ds.dims]
     if extra:
         ds = ds.drop_indexes(extra)
-    coords = {}
-    for name, c in ds.coords.items():
-        vals = np.asarray(c.values)  # small: coordinates
-        if vals.dtype.kind in "USTO":
-            vals = _decode_text(vals)
-        coords[name] = c.copy(data=vals)
-    ds = ds.assign_coords(coords)
+    ds = _loaded_coords(ds)
     for var in ds.variables.values():
         var.encoding = {}
     ds.attrs = {**ds.attrs, "memxr_version": __version__}

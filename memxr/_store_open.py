@@ -12,11 +12,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import xarray as xr
 import zarr
 
-from ._store_layout import _decode_text, _quiet_zarr
+from ._store_layout import _loaded_coords, _quiet_zarr
 from .errors import InputError
 from .schema import validate
 
@@ -116,15 +115,7 @@ def open_cube(
     memxr.errors.InputError: nope.zarr: store: does not exist
     """
     ds = _open_raw(path_or_url, {} if chunks is None else chunks, storage_options)
-    coords = {}
-    for name, c in ds.coords.items():
-        if c.nbytes > _COORD_LOAD_BYTES:
-            continue
-        vals = np.asarray(c.values)  # small: coordinates
-        if vals.dtype.kind in "USTO":
-            vals = _decode_text(vals)
-        coords[name] = c.copy(data=vals)
-    ds = ds.assign_coords(coords)
+    ds = _loaded_coords(ds, _COORD_LOAD_BYTES)
     validate(ds, name=str(path_or_url))
     for key in ("stimulus_id", "repeat_stimulus_id"):
         if key in ds.coords and key not in ds.xindexes:

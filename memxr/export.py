@@ -61,7 +61,7 @@ import numpy as np
 import xarray as xr
 from dask.callbacks import Callback
 
-from ._store_layout import _decode_text, _prepared, _rechunked
+from ._store_layout import _loaded_coords, _prepared, _rechunked
 from ._version import __version__
 from .errors import InputError
 from .provenance import now_utc
@@ -351,13 +351,7 @@ def open_netcdf(
         )
     except (OSError, ValueError) as e:
         raise InputError(p, "netcdf", f"is not a netCDF-4 file ({type(e).__name__})") from e
-    coords = {}
-    for name, c in ds.coords.items():
-        vals = np.asarray(c.values)  # small: coordinates
-        if vals.dtype.kind in "USO":
-            vals = _decode_text(vals)
-        coords[name] = c.copy(data=vals)
-    ds = ds.assign_coords(coords)
+    ds = _loaded_coords(ds)
     if "roi_mask" in ds.coords and ds["roi_mask"].dtype != bool:
         ds = ds.assign_coords(roi_mask=ds["roi_mask"].astype(bool))
     validate(ds, name=p.name)
