@@ -143,7 +143,7 @@ class MemxrAccessor:
         Stimuli without a score are dropped for this analysis; resampling is
         by concept unless ``groups=None``.
         """
-        from .stats import correlate
+        from .stats.correlation import correlate
 
         ds = self.labelled()
         x = ds.memxr.roi_reduce(rois, how)
@@ -151,7 +151,7 @@ class MemxrAccessor:
 
     def correlation_map(self, **kw) -> xr.Dataset:
         """Every channel (and time bin) against memorability (:func:`memxr.stats.correlation_map`)."""
-        from .stats import correlation_map
+        from .stats.correlation import correlation_map
 
         return correlation_map(self.labelled(), **kw)
 
@@ -170,7 +170,7 @@ class MemxrAccessor:
     def fit_models(self, rois=None, how: str = "mean", **kw):
         """:func:`memxr.models.fit_models` on the ROI magnitudes of this cube."""
         from .features import roi_features
-        from .models import fit_models
+        from .models.fit import fit_models
 
         ds = self.labelled()
         return fit_models({"magnitude": roi_features(ds, rois, how)}, ds["memorability"], **kw)

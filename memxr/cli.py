@@ -17,8 +17,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._version import __version__
 from .errors import InputError
+from .provenance import __version__
 
 __all__ = ["build_parser", "main"]
 
@@ -95,7 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _ingest(args: argparse.Namespace) -> int:
     from .provenance import file_records_async
-    from .store import write_cube
+    from .store.write import write_cube
 
     out: Path = args.out
     if out.exists() and not args.overwrite:
@@ -169,7 +169,7 @@ def _renamed(future, names):
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth import synthesize
+    from .synth.generator import synthesize
 
     truth = synthesize(
         args.outdir,
@@ -183,7 +183,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .store import format_info, store_info
+    from .store.write import format_info, store_info
 
     info = store_info(args.store)
     print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
@@ -191,7 +191,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .store import open_cube
+    from .store.write import open_cube
 
     ds = open_cube(args.store)
     print(f"{args.store}: valid {ds.attrs.get('dataset')} cube {dict(ds.sizes)}")
@@ -199,7 +199,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from .export import export_netcdf, export_zarr
+    from .store.export import export_netcdf, export_zarr
 
     if args.netcdf is not None:
         if args.zarr_format is not None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-from ._version import __version__
+pass  # merged
 
 __all__ = ["file_records", "file_records_async", "inputs_attr", "now_utc", "sha256_file"]
 
@@ -111,3 +111,8 @@ def base_attrs(dataset: str, subject: str, units: str, records: Sequence[dict]) 
         "inputs": inputs_attr(records),
         "spec_hash": "",
     }
+
+
+# ----------------------------------------------------------------------
+# memxr.provenance
+__version__ = "0.1.0"

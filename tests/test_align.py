@@ -7,13 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memxr.align import (
-    align_pair,
-    attach_labels,
-    dropna_memorability,
-    labelled,
-    shared_stimuli,
-)
+from memxr.align import align_pair, attach_labels, dropna_memorability, labelled, shared_stimuli
 from memxr.errors import InputError
 from memxr.schema import example_cube, text_coord, validate
 

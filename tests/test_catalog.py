@@ -9,11 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from memxr import catalog
-from memxr.catalog import COLUMNS, read_catalog, store_checksum, update_catalog
 from memxr.errors import InputError
 from memxr.schema import SchemaError, example_cube
-from memxr.store import open_cube, store_info, write_cube
+from memxr.store import catalog, open_cube, store_info, write_cube
+from memxr.store.catalog import COLUMNS, read_catalog, store_checksum, update_catalog
 
 METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
 

@@ -19,9 +19,9 @@ from pathlib import Path
 import _specs
 import pytest
 
-from memxr.cluster import cluster_client, dashboard_link, get_client, slurm_cluster
 from memxr.errors import InputError
 from memxr.pipeline import run
+from memxr.pipeline.cluster import cluster_client, dashboard_link, get_client, slurm_cluster
 
 DASK = Path(sys.executable).parent / "dask"
 

@@ -18,9 +18,9 @@ import zarr
 from memxr import __version__
 from memxr.cli import main
 from memxr.errors import InputError
-from memxr.export import FLAG_MEANINGS, export_netcdf, export_zarr, open_netcdf
 from memxr.schema import SchemaError, example_cube, text_coord
 from memxr.store import open_cube, write_cube
+from memxr.store.export import FLAG_MEANINGS, export_netcdf, export_zarr, open_netcdf
 
 ENGINES = ["netcdf4", "h5netcdf"]
 ROIS = ["V1", "FFA", "IT"]

@@ -14,8 +14,8 @@ import yaml
 
 from memxr.cli import main
 from memxr.pipeline import plan, run, versions
+from memxr.pipeline.spec import load_spec
 from memxr.provenance import sha256_file
-from memxr.spec import load_spec
 
 # Leading columns of each table, as the results contract orders them.
 COLUMNS = {
@@ -58,7 +58,7 @@ def work(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def client():
-    from memxr.cluster import cluster_client
+    from memxr.pipeline.cluster import cluster_client
 
     with cluster_client(workers=2) as c:
         yield c
@@ -282,7 +282,7 @@ def test_store_input_unions_and_reliability_filter(first, work, client):
 def test_model_target_leaves_out_stimuli_with_missing_features():
     import numpy as np
 
-    from memxr.pipeline._analyses import _target
+    from memxr.pipeline.steps import _target
 
     mem = ("stimulus", [0.5, 0.6, np.nan, 0.8])
     a = xr.DataArray(np.ones((4, 2)), dims=("stimulus", "feature"), coords={"memorability": mem})

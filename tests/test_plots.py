@@ -1,4 +1,4 @@
-"""memxr.plots: figure content from tidy tables with planted patterns (not pixels)."""
+"""memxr.report.plots: figure content from tidy tables with planted patterns (not pixels)."""
 
 from __future__ import annotations
 
@@ -115,7 +115,7 @@ def test_correlation_bars_without_ceiling_or_optional_columns():
 
 def test_correlation_bars_duplicated_rows_are_drawn_once(caplog):
     df = corr_table(("sub-01",))
-    with caplog.at_level("WARNING", logger="memxr.plots"):
+    with caplog.at_level("WARNING", logger="memxr.report.plots"):
         ax = plots.roi_correlation_bars(pd.concat([df, df.iloc[:3]])).axes[0]
     assert [len(c) for c in bars(ax)] == [4, 4]
     assert "3 duplicated rows drawn once" in caplog.text

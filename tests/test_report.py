@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 
 from memxr import plots, report
-from memxr._report_provenance import _inputs
 from memxr.errors import InputError
+from memxr.report.summary import _inputs
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"
@@ -331,7 +331,7 @@ def test_figures_returns_png_paths_at_the_given_dpi(tmp_path):
 
 def test_prediction_figure_shows_the_best_grouped_regressor(tmp_path):
     run = make_run(tmp_path / "run", names=("models", "predictions"))
-    fig = report._prediction_figure(report.load_tables(run))
+    fig = report.write._prediction_figure(report.load_tables(run))
     assert [ax.get_title().split("\n")[0] for ax in fig.axes] == [
         "things-fmri · sub-01 · roi_IT · ridge"]  # fmt: skip
 
@@ -342,7 +342,7 @@ def test_prediction_figure_picks_each_subjects_best_regressor():
     v1 = (two.subject == "sub-02") & (two.feature_set == "roi_V1")
     two.loc[v1, "pearson_r"] = [0.95, 0.99, 0.9]  # ridge grouped, ridge random, linear grouped
     pred = pd.concat([predictions(), predictions().assign(subject="sub-02")])
-    fig = report._prediction_figure({"models": two, "predictions": pred})
+    fig = report.write._prediction_figure({"models": two, "predictions": pred})
     titles = [ax.get_title().split("\n")[0] for ax in fig.axes]
     assert titles == [
         "things-fmri · sub-01 · roi_IT · ridge",

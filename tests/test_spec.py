@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from memxr.errors import InputError
-from memxr.spec import SpecError, canonical_json, load_spec, validate_spec
+from memxr.pipeline.spec import SpecError, canonical_json, load_spec, validate_spec
 
 PIPELINES = Path(__file__).resolve().parents[1] / "pipelines"
 

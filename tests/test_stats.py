@@ -10,10 +10,10 @@ import pytest
 import scipy.stats
 import xarray as xr
 
-import memxr.stats as stats
-from memxr._stats_kernels import _design_rows
 from memxr.schema import example_cube, text_coord
 from memxr.stats import correlate, correlation_map, fdr, partial_correlate
+from memxr.stats import correlation as stats
+from memxr.stats.kernels import _design_rows
 
 FAST = {"n_permutations": 200, "n_bootstrap": 200}
 VARS = ("r", "p", "ci_low", "ci_high", "p_fdr")

@@ -23,8 +23,6 @@ import xarray as xr
 import zarr
 
 from memxr import __version__
-from memxr._store_info import _codec_label
-from memxr._store_layout import _prepared, _rechunked
 from memxr.errors import InputError
 from memxr.provenance import file_records_async, sha256_file
 from memxr.schema import SchemaError, example_cube, text_coord
@@ -39,6 +37,8 @@ from memxr.store import (
     store_info,
     write_cube,
 )
+from memxr.store.info import _codec_label
+from memxr.store.layout import _prepared, _rechunked
 
 ROIS = ["V1", "FFA", "IT"]
 

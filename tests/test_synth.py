@@ -15,8 +15,7 @@ import pandas as pd
 import pytest
 import scipy.io
 
-from memxr._pandas_h5 import create_response_frame
-from memxr._synth_tvsd import AREAS, WINDOWS_MS
+from memxr.readers.formats.pandas_hdf import create_response_frame
 from memxr.synth import (
     REAL_SIZES,
     Stimuli,
@@ -25,6 +24,7 @@ from memxr.synth import (
     write_things_fmri_subject,
     write_tvsd_monkey,
 )
+from memxr.synth.tvsd import AREAS, WINDOWS_MS
 
 SEED = 3
 

@@ -1,7 +1,7 @@
 """``memxr run``: a YAML spec -> steps on a Dask cluster -> stores, tables, figures, report.
 
-:func:`run` validates the spec (:mod:`memxr.spec`) before anything else, plans
-the steps, connects to a cluster (:mod:`memxr.cluster`: a running scheduler, a
+:func:`run` validates the spec (:mod:`memxr.pipeline.spec`) before anything else, plans
+the steps, connects to a cluster (:mod:`memxr.pipeline.cluster`: a running scheduler, a
 local cluster or SLURM), prints the dashboard link and runs the steps in order,
 printing each with its timing. OUT defaults to ``runs/<spec name>``:
 
@@ -28,7 +28,7 @@ printing each with its timing. OUT defaults to ``runs/<spec name>``:
 ``report``
     :func:`memxr.report.write_report`: ``report.html``, ``figures/*.png``
 ``catalog``
-    :func:`memxr.catalog.update_catalog`: ``stores/catalog.tsv`` (see below)
+    :func:`memxr.store.catalog.update_catalog`: ``stores/catalog.tsv`` (see below)
 
 Result stores hold one group per cube (``xarray.open_datatree(path, engine="zarr")``,
 or ``xarray.open_zarr(path, group="sub-01")``).
@@ -73,7 +73,7 @@ checksum, the checksum of every table and every step's key and timing.
 
 Catalog
 -------
-The run keeps ``OUT/stores/catalog.tsv`` (:mod:`memxr.catalog`) current with
+The run keeps ``OUT/stores/catalog.tsv`` (:mod:`memxr.store.catalog`) current with
 every cube store it used, ingested or given as ``kind: store``; the top-level
 spec key ``catalog`` names another catalog file instead (relative to the spec,
 e.g. ``../stores/catalog.tsv`` for the repository's shared one).
@@ -90,7 +90,7 @@ dashboard: http://127.0.0.1:40123/status
 finished in 74.0 s: runs/demo/report.html
 """
 
-from ._core import Step, versions
-from ._run import RETRIES, plan, run
+from .core import Step, versions
+from .runner import RETRIES, plan, run
 
 __all__ = ["RETRIES", "Step", "plan", "run", "versions"]

@@ -30,27 +30,605 @@ from __future__ import annotations
 
 import os
 import re
+from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
+import dask.array as da
+import h5py
 import numpy as np
 import pandas as pd
 import xarray as xr
+from dask.base import tokenize
 
 from ..errors import InputError
 from ..provenance import base_attrs, file_records
 from ..schema import text_coord, validate
-from ._fmri_meta import STIMULUS_REQUIRED as STIMULUS_REQUIRED
-from ._fmri_meta import TRIAL_TYPES as TRIAL_TYPES
-from ._fmri_meta import (
-    _channel_coords,
-    _require_file,
-    read_stimulus_metadata,
-    read_voxel_metadata,
-)
-from ._fmri_trials import _Design, _design, _lazy_responses, _raw_array
-from ._pandas_fixed import GROUP as GROUP
-from ._pandas_fixed import _check_ids, _inspect_response
+from .formats.hdf5 import H5Array, H5Columns, open_h5, row_block
 from .things_meta import label_stimuli
+
+# ----------------------------------------------------------------------
+# The two CSV tables of a THINGS-fMRI subject: voxel metadata and stimulus (trial) metadata.
+
+
+
+
+
+STIMULUS_REQUIRED = ("trial_type", "session", "stimulus")
+"""StimulusMetadata columns the reader needs (``concept`` is optional)."""
+
+TRIAL_TYPES = ("train", "test")
+_META_COLUMNS = frozenset({"voxel_id", "subject_id", "voxel_x", "voxel_y", "voxel_z"})
+_META_PREFIXES = ("nc_", "splithalf_", "prf-")
+_NOT_COORDS = frozenset({"voxel_id", "subject_id"})
+_RESERVED = frozenset({"channel", "channel_id", "roi", "roi_mask", "stimulus", "repeat"})
+_CSV_ROWS = 50_000
+
+
+def _require_file(path: Path) -> None:
+    if not path.is_file():
+        raise InputError(path, "file", "does not exist")
+
+
+def _is_meta_column(name: str) -> bool:
+    return name in _META_COLUMNS or name.startswith(_META_PREFIXES)
+
+
+def _shrink(chunk: pd.DataFrame) -> pd.DataFrame:
+    """Downcast integer ROI-like columns (0/1 flags) so that a 200-column table stays small."""
+    for name in chunk.columns:
+        if not _is_meta_column(name) and chunk[name].dtype.kind in "iu":
+            chunk[name] = pd.to_numeric(chunk[name], downcast="integer")
+    return chunk
+
+
+def read_voxel_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``sub-0X_VoxelMetadata.csv``, keeping column names exactly.
+
+    Names may contain spaces (``LO1 (prf)``) or embedded newlines
+    (``glasser-p9-\\n46v``). Integer flag columns are downcast to save memory.
+
+    Parameters
+    ----------
+    path : str or path
+        The CSV file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per voxel, in file order.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable, or ``voxel_id`` is missing, not
+        integer, or not unique.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "sub-01_VoxelMetadata.csv"
+    >>> _ = p.write_text('voxel_id,voxel_x,V1,"glasser-p9-\\n46v"\\n7,3,1,0\\n9,4,0,1\\n')
+    >>> df = read_voxel_metadata(p)
+    >>> list(df.columns), df["voxel_id"].tolist()
+    (['voxel_id', 'voxel_x', 'V1', 'glasser-p9-\\n46v'], [7, 9])
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        with pd.read_csv(path, chunksize=_CSV_ROWS) as reader:
+            df = pd.concat([_shrink(c) for c in reader], ignore_index=True)
+    except (ValueError, UnicodeDecodeError) as e:  # ParserError, EmptyDataError
+        raise InputError(path, "file", f"not a readable CSV table ({type(e).__name__})") from None
+    if "voxel_id" not in df.columns:
+        raise InputError(path, "voxel_id", "missing column")
+    ids = df["voxel_id"]
+    if ids.dtype.kind not in "iu":
+        raise InputError(path, "voxel_id", f"expected integers, got dtype {ids.dtype}")
+    if ids.duplicated().any():
+        raise InputError(
+            path, "voxel_id", f"duplicate voxel ids, e.g. {ids[ids.duplicated()].iat[0]}"
+        )
+    return df
+
+
+def _roi_columns(df: pd.DataFrame) -> list[str]:
+    """Columns that are not known metadata and hold only 0/1 values."""
+    out = []
+    for name in df.columns:
+        vals = df[name].to_numpy()
+        if not _is_meta_column(name) and vals.dtype.kind in "biuf" and np.isin(vals, (0, 1)).all():
+            out.append(name)
+    return out
+
+
+def _channel_coords(df: pd.DataFrame) -> dict[str, tuple]:
+    """``channel_id``, the ROI table and every other column as a channel coordinate."""
+    rois = _roi_columns(df)
+    coords: dict[str, tuple] = {
+        "channel_id": ("channel", df["voxel_id"].to_numpy(dtype=np.int64)),
+        "roi": ("roi", text_coord(rois)),
+        "roi_mask": (("channel", "roi"), df[rois].to_numpy(dtype=bool).reshape(len(df), len(rois))),
+    }
+    for name in df.columns:
+        if name in rois or name in _NOT_COORDS or name in _RESERVED:
+            continue
+        col = df[name]
+        if col.dtype.kind in "biuf":
+            coords[name] = ("channel", col.to_numpy())
+        else:
+            coords[name] = ("channel", text_coord(col.fillna("").astype(str)))
+    return coords
+
+
+def _first_bad(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _integer_column(df: pd.DataFrame, name: str, path: Path, required: bool) -> pd.DataFrame:
+    num = pd.to_numeric(df[name].str.strip(), errors="coerce")
+    bad = num.isna().to_numpy() | (num.to_numpy() % 1 != 0)
+    if bad.any():
+        if not required:
+            return df
+        i = _first_bad(bad)
+        raise InputError(path, name, f"non-integer value {df[name].iat[i]!r} at trial {i}")
+    df[name] = num.to_numpy().astype(np.int64)
+    return df
+
+
+def read_stimulus_metadata(path: str | os.PathLike) -> pd.DataFrame:
+    """Read ``sub-0X_StimulusMetadata.csv`` (one row per trial) and check it.
+
+    Parameters
+    ----------
+    path : str or path
+        The CSV file.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per trial in file order; ``trial_type`` is lower case
+        ``train``/``test``, ``session`` is int64 (``run``, ``subject_id`` and
+        ``trial_id`` too when they hold integers), text columns are str.
+
+    Raises
+    ------
+    InputError
+        The file is missing or unreadable, a required column (``trial_type``,
+        ``session``, ``stimulus``) is missing, a trial type is unknown, a
+        stimulus is empty or a session is not an integer.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "sub-01_StimulusMetadata.csv"
+    >>> _ = p.write_text("trial_type,session,stimulus\\nTrain,1,dog_12s.jpg\\ntest,2,cat_01b.jpg\\n")
+    >>> read_stimulus_metadata(p)[["trial_type", "session"]].to_dict("list")
+    {'trial_type': ['train', 'test'], 'session': [1, 2]}
+    """
+    path = Path(path)
+    _require_file(path)
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise InputError(path, "file", f"not a readable CSV table ({type(e).__name__})") from None
+    for name in STIMULUS_REQUIRED:
+        if name not in df.columns:
+            raise InputError(path, name, "missing required column")
+    if len(df) == 0:
+        raise InputError(path, "trial_type", "no trials")
+    df["trial_type"] = df["trial_type"].str.strip().str.lower()
+    bad = ~df["trial_type"].isin(TRIAL_TYPES).to_numpy()
+    if bad.any():
+        i = _first_bad(bad)
+        raise InputError(
+            path,
+            "trial_type",
+            f"unknown value {df['trial_type'].iat[i]!r} at trial {i} "
+            f"(expected train or test; {int(bad.sum())} of {len(df)} trials affected)",
+        )
+    df["stimulus"] = df["stimulus"].str.strip()
+    if (empty := (df["stimulus"] == "").to_numpy()).any():
+        raise InputError(path, "stimulus", f"empty value at trial {_first_bad(empty)}")
+    df = _integer_column(df, "session", path, required=True)
+    for name in ("run", "subject_id", "trial_id"):
+        if name in df.columns:
+            df = _integer_column(df, name, path, required=False)
+    return df
+
+
+# ----------------------------------------------------------------------
+# Where the betas and voxel ids are in a pandas fixed-format ``ResponseData.h5``, without pandas.
+
+
+
+
+pass  # merged
+
+GROUP = "ResponseData"
+"""HDF5 group (pandas key) holding the response frame."""
+
+_BLOCK_VALUES = re.compile(r"block(\d+)_values")
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Where the betas and voxel ids are in ``ResponseData.h5``."""
+
+    values: str  # dataset name of the float block
+    voxel_axis: int  # 0: stored (voxel, trial); 1: stored (trial, voxel)
+    voxel_ids: np.ndarray
+    chunks: tuple[int, ...] | None
+    dtype: np.dtype
+
+
+def _is_pickled(d: h5py.Dataset) -> bool:
+    """Object (VLArray) nodes hold pickled Python objects: never read them."""
+    return d.dtype.kind == "O" or h5py.check_vlen_dtype(d.dtype) is not None
+
+
+def _transposed(d: h5py.Dataset) -> bool:
+    return bool(d.attrs.get("transposed", False))
+
+
+def _items(grp: h5py.Group, i: int) -> list[str] | None:
+    """Column names of block ``i`` when stored as plain strings, else None (pickled or absent)."""
+    d = grp.get(f"block{i}_items")
+    if not isinstance(d, h5py.Dataset) or d.dtype.kind != "S" or d.ndim != 1:
+        return None
+    return [b.decode("utf-8", "replace") for b in d[()]]  # small
+
+
+def _blocks(grp: h5py.Group) -> dict[int, h5py.Dataset]:
+    out = {}
+    for name, node in grp.items():
+        m = _BLOCK_VALUES.fullmatch(name)
+        if m and isinstance(node, h5py.Dataset):
+            out[int(m.group(1))] = node
+    return dict(sorted(out.items()))
+
+
+def _orientation(d: h5py.Dataset, n_voxels: int, n_trials: int) -> int | None:
+    """Voxel axis of a 2-D block whose sizes fit (n_voxels, n_trials) either way, else None."""
+    a, b = d.shape
+    fits = [(a, b) == (n_voxels, n_trials), (a, b) == (n_trials, n_voxels)]
+    if all(fits):  # square: pandas stores (rows, columns) when ``transposed``
+        return 0 if _transposed(d) else 1
+    return 0 if fits[0] else 1 if fits[1] else None
+
+
+def _size_error(path: Path, d: h5py.Dataset, n_vox: int, n_trials: int, names: tuple) -> InputError:
+    a, b = d.shape
+    vax = 0 if b == n_trials else 1 if a == n_trials else (0 if _transposed(d) else 1)
+    got_vox, got_trials = d.shape[vax], d.shape[1 - vax]
+    if got_vox != n_vox:
+        msg = f"{got_vox} voxels but {names[0]} has {n_vox} rows"
+    else:
+        msg = f"{got_trials} trials but {names[1]} has {n_trials} rows"
+    return InputError(path, d.name.lstrip("/"), f"shape {d.shape}: {msg}")
+
+
+def _find_values(path: Path, blocks: dict, n_vox: int, n_trials: int, names: tuple) -> int:
+    """Index of the float response block."""
+    floats = {i: d for i, d in blocks.items() if d.dtype.kind == "f" and d.ndim == 2}
+    for i, d in floats.items():
+        if _orientation(d, n_vox, n_trials) is not None:
+            return i
+    if floats:
+        i = max(floats, key=lambda k: floats[k].size)
+        raise _size_error(path, floats[i], n_vox, n_trials, names)
+    pickled = [d for d in blocks.values() if _is_pickled(d)]
+    if pickled:
+        raise InputError(
+            path,
+            pickled[0].name.lstrip("/"),
+            "responses stored as pickled Python objects; reading them would need unpickling",
+        )
+    raise InputError(path, GROUP, "no 2-D float block of responses")
+
+
+def _id_column(d: h5py.Dataset, n_items: int, col: int, n_vox: int) -> np.ndarray | None:
+    """Column ``col`` of an (n_vox, n_items) block stored either way, or None if sizes differ."""
+    if d.ndim != 2:
+        return None
+    if d.shape == (n_vox, n_items) and (_transposed(d) or d.shape[0] != d.shape[1]):
+        return d[:, col]  # small: one id per voxel
+    if d.shape == (n_items, n_vox):
+        return d[col, :]  # small
+    return None
+
+
+def _find_voxel_ids(
+    path: Path, grp: h5py.Group, blocks: dict, skip: int, n_vox: int
+) -> tuple[str, np.ndarray]:
+    """``(field, ids)`` of the ``voxel_id`` column, read without unpickling."""
+    unnamed = []
+    for i, d in blocks.items():
+        if i == skip:
+            continue
+        field = d.name.lstrip("/")
+        items = _items(grp, i)
+        if items is not None and "voxel_id" in items:
+            if _is_pickled(d):
+                raise InputError(
+                    path,
+                    field,
+                    "voxel_id stored as pickled Python objects; reading it would need unpickling",
+                )
+            ids = _id_column(d, len(items), items.index("voxel_id"), n_vox)
+            if ids is None or d.dtype.kind not in "iuf":
+                raise InputError(
+                    path, field, f"voxel_id block has shape {d.shape}, dtype {d.dtype}"
+                )
+            return field, ids
+        if items is None and d.dtype.kind in "iu" and d.ndim == 2 and 1 in d.shape:
+            unnamed.append((i, d))
+    if len(unnamed) == 1:  # labels pickled, but a lone integer column: the voxel ids
+        _, d = unnamed[0]
+        ids = _id_column(d, 1, 0, n_vox)
+        if ids is not None:
+            return d.name.lstrip("/"), ids
+    if any(_is_pickled(d) for i, d in blocks.items() if i != skip):
+        raise InputError(
+            path,
+            f"{GROUP}/voxel_id",
+            "voxel ids only stored as pickled Python objects; reading them would need unpickling",
+        )
+    raise InputError(path, f"{GROUP}/voxel_id", "no integer voxel_id column")
+
+
+def _check_extent(path: Path, f: h5py.File, d: h5py.Dataset) -> None:
+    """A contiguous dataset must lie inside the file (catches truncated copies without reading)."""
+    if d.chunks is not None or f.userblock_size:
+        return
+    offset = d.id.get_offset()
+    if offset is None:
+        raise InputError(path, d.name.lstrip("/"), "no data stored")
+    if offset + d.id.get_storage_size() > path.stat().st_size:
+        raise InputError(
+            path, d.name.lstrip("/"), "data extend past the end of the file (truncated)"
+        )
+
+
+def _inspect_response(path: Path, n_vox: int, n_trials: int, names: tuple) -> tuple[_Layout, str]:
+    """Locate the response block and voxel ids; returns the layout and the ids field name.
+
+    Only attributes and the (small) voxel ids are read.
+    """
+    _require_file(path)
+    with open_h5(path) as f:
+        grp = f.get(GROUP)
+        if not isinstance(grp, h5py.Group):
+            raise InputError(path, GROUP, "no such group (expected a pandas fixed-format frame)")
+        blocks = _blocks(grp)
+        i = _find_values(path, blocks, n_vox, n_trials, names)
+        values = blocks[i]
+        _check_extent(path, f, values)
+        field, ids = _find_voxel_ids(path, grp, blocks, i, n_vox)
+        return _Layout(
+            values=values.name,
+            voxel_axis=_orientation(values, n_vox, n_trials),
+            voxel_ids=np.asarray(ids),
+            chunks=values.chunks,
+            dtype=values.dtype,
+        ), field
+
+
+def _check_ids(path: Path, field: str, ids: np.ndarray, expected: np.ndarray, csv: str) -> None:
+    if ids.dtype.kind == "f" and not np.all(np.isfinite(ids) & (ids % 1 == 0)):
+        raise InputError(path, field, "voxel ids are not integers")
+    diff = np.flatnonzero(ids.astype(np.int64) != expected)
+    if diff.size:
+        k = int(diff[0])
+        raise InputError(
+            path,
+            field,
+            f"voxel ids differ from {csv} voxel_id at {diff.size} of {ids.size} rows, "
+            f"first at row {k}: {int(ids[k])} vs {int(expected[k])}",
+        )
+
+
+# ----------------------------------------------------------------------
+# Trials to stimuli for THINGS-fMRI: the design and the lazy per-block averaging of the betas.
+
+
+
+
+pass  # merged
+
+
+@dataclass(frozen=True)
+class _Design:
+    """How trials map to stimuli (all small index arrays)."""
+
+    stimulus_ids: np.ndarray  # (n_stimulus,) str, order of first appearance
+    is_test: np.ndarray  # (n_stimulus,) bool
+    n_repeats: np.ndarray  # (n_stimulus,) int64
+    source: np.ndarray  # (n_stimulus,) trial of each stimulus (first repeat for test ones)
+    test_pos: np.ndarray  # (n_test,) stimulus position of each test stimulus
+    test_trials: np.ndarray  # (n_test, R) trial indices, -1 = padding
+    test_sessions: np.ndarray  # (n_test, R) sessions, -1 = padding
+    concepts: pd.Series | None  # concept per stimulus from the file, if present
+
+
+def _design(stim: pd.DataFrame, path: Path) -> _Design:
+    """Group trials into stimuli; train stimuli are shown once, test stimuli any number of times."""
+    codes, ids = pd.factorize(stim["stimulus"].to_numpy())
+    n = len(ids)
+    test = (stim["trial_type"] == "test").to_numpy()
+    n_train = np.bincount(codes[~test], minlength=n)
+    n_test = np.bincount(codes[test], minlength=n)
+    both = np.flatnonzero((n_train > 0) & (n_test > 0))
+    if both.size:
+        raise InputError(
+            path,
+            "stimulus",
+            f"{ids[both[0]]!r} is both a train and a test stimulus "
+            f"({both.size} of {n} stimuli affected)",
+        )
+    dup = np.flatnonzero(n_train > 1)
+    if dup.size:
+        raise InputError(
+            path,
+            "stimulus",
+            f"train stimulus {ids[dup[0]]!r} appears {n_train[dup[0]]} times; "
+            f"train stimuli are shown once ({dup.size} of {n} stimuli affected)",
+        )
+    train_trials = np.flatnonzero(~test)
+    test_trials_flat = np.flatnonzero(test)
+    test_pos = np.flatnonzero(n_test > 0)
+    row_of = np.full(n, -1, dtype=np.int64)
+    row_of[test_pos] = np.arange(test_pos.size)
+    rows = row_of[codes[test_trials_flat]]
+    rank = pd.Series(rows).groupby(rows).cumcount().to_numpy()
+    shape = (test_pos.size, int(n_test.max()) if test_pos.size else 0)
+    trials = np.full(shape, -1, dtype=np.int64)
+    trials[rows, rank] = test_trials_flat
+    sessions = np.full(shape, -1, dtype=np.int64)
+    sessions[rows, rank] = stim["session"].to_numpy()[test_trials_flat]
+    source = np.empty(n, dtype=np.int64)
+    source[codes[train_trials]] = train_trials
+    if test_pos.size:
+        source[test_pos] = trials[:, 0]
+    concepts = None
+    if "concept" in stim.columns:
+        first = stim["concept"].groupby(codes).first()
+        concepts = pd.Series(first.to_numpy(), index=pd.Index(ids, name="stimulus_id"))
+    return _Design(
+        stimulus_ids=np.asarray(ids, dtype=object),
+        is_test=n_test > 0,
+        n_repeats=(n_train + n_test).astype(np.int64),
+        source=source,
+        test_pos=test_pos,
+        test_trials=trials,
+        test_sessions=sessions,
+        concepts=concepts,
+    )
+
+
+_TILE = 64
+
+
+def _voxel_major(block: np.ndarray, voxel_axis: int) -> np.ndarray:
+    return block if voxel_axis == 0 else block.T
+
+
+def _stimulus_block(
+    block: np.ndarray,
+    *,
+    voxel_axis: int,
+    source: np.ndarray,
+    test_trials: np.ndarray,
+    test_pos: np.ndarray,
+) -> np.ndarray:
+    """One voxel block -> (n_stimulus, block voxels): train columns, test repeats averaged."""
+    x = _voxel_major(block, voxel_axis)
+    # Gather and transpose in the worker thread, so the store writes C-ordered
+    # (stimulus, voxel) blocks without another copy. Tiles of 64 trials keep the
+    # transposition cache-friendly (measured 1.75x faster than one np.take on x.T).
+    out = np.empty((source.size, x.shape[0]), dtype=x.dtype)
+    for j in range(0, source.size, _TILE):
+        out[j : j + _TILE] = x[:, source[j : j + _TILE]].T
+    if test_pos.size:
+        valid = test_trials >= 0
+        vals = x[:, np.where(valid, test_trials, 0)].astype(np.float64)  # (v, n_test, R)
+        vals[:, ~valid] = 0.0
+        out[test_pos] = (vals.sum(axis=2) / valid.sum(axis=1)).T
+    return out
+
+
+def _repeats_block(block: np.ndarray, *, voxel_axis: int, test_trials: np.ndarray) -> np.ndarray:
+    """One voxel block -> (n_test, R, block voxels), NaN where a stimulus has fewer repeats.
+
+    ``block`` holds only the test trials' columns (see :func:`_test_array`), and
+    ``test_trials`` indexes into them.
+    """
+    x = _voxel_major(block, voxel_axis)
+    valid = test_trials >= 0
+    vals = x[:, np.where(valid, test_trials, 0)]  # (v, n_test, R), a copy
+    vals[:, ~valid] = np.nan
+    return np.moveaxis(vals, 0, -1)
+
+
+def _raw_array(path: Path, layout: _Layout, chunk_bytes: int) -> da.Array:
+    """The stored betas as dask, in blocks of whole voxels aligned to any HDF5 chunking."""
+    h5 = H5Array(path, layout.values)
+    n_vox = h5.shape[layout.voxel_axis]
+    n_trials = h5.shape[1 - layout.voxel_axis]
+    multiple = layout.chunks[layout.voxel_axis] if layout.chunks else 1
+    rows = min(n_vox, row_block(n_trials, layout.dtype.itemsize, chunk_bytes, multiple))
+    chunks = (rows, -1) if layout.voxel_axis == 0 else (-1, rows)
+    st = path.stat()
+    name = "things-fmri-betas-" + tokenize(
+        str(path.resolve()), layout.values, st.st_size, st.st_mtime_ns
+    )
+    return da.from_array(h5, chunks=chunks, name=name, meta=np.empty((0, 0), layout.dtype))
+
+
+def _test_array(path: Path, raw: da.Array, layout: _Layout, trials: np.ndarray) -> da.Array:
+    """Only the given trials' columns of the betas, in the same voxel blocks as ``raw``.
+
+    The repeats are written apart from the stimulus rows, so reading just their
+    columns (one HDF5 selection per block) avoids reading every block twice.
+    """
+    h5 = H5Columns(path, layout.values, trials, axis=1 - layout.voxel_axis)
+    chunks = list(raw.chunks)
+    chunks[1 - layout.voxel_axis] = (trials.size,)
+    name = "things-fmri-test-" + tokenize(raw.name, trials)
+    return da.from_array(h5, chunks=tuple(chunks), name=name, meta=np.empty((0, 0), layout.dtype))
+
+
+def _lazy_responses(
+    raw: da.Array, layout: _Layout, design: _Design, path: Path
+) -> tuple[da.Array, da.Array]:
+    """Stimulus-level (stimulus, voxel) and repeats (test stimulus, repeat, voxel) dask arrays."""
+    ind = "vt" if layout.voxel_axis == 0 else "tv"
+    dtype = layout.dtype
+    stim = partial(
+        _stimulus_block,
+        voxel_axis=layout.voxel_axis,
+        source=design.source,
+        test_trials=design.test_trials,
+        test_pos=design.test_pos,
+    )
+    response = da.blockwise(
+        stim,
+        "sv",
+        raw,
+        ind,
+        new_axes={"s": design.stimulus_ids.size},
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0), dtype),
+        name="things-fmri-response-" + tokenize(raw, stim),
+    )
+    valid = design.test_trials >= 0
+    cols = np.unique(design.test_trials[valid])
+    local = np.where(valid, np.searchsorted(cols, np.where(valid, design.test_trials, 0)), -1)
+    test_raw = _test_array(path, raw, layout, cols) if cols.size else raw
+    reps = partial(_repeats_block, voxel_axis=layout.voxel_axis, test_trials=local)
+    n_test, n_rep = design.test_trials.shape
+    repeats = da.blockwise(
+        reps,
+        "srv",
+        test_raw,
+        ind,
+        new_axes={"s": n_test, "r": n_rep},
+        concatenate=True,
+        dtype=dtype,
+        meta=np.empty((0, 0, 0), dtype),
+        name="things-fmri-repeats-" + tokenize(test_raw, reps),
+    )
+    return response, repeats
+
+
+pass  # merged
+pass  # merged
+pass  # merged
+pass  # merged
+pass  # merged
+pass  # merged
 
 __all__ = [
     "FMRI_ROIS",

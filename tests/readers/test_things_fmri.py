@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from memxr.errors import InputError
-from memxr.readers._h5 import H5Array
+from memxr.readers.formats.hdf5 import H5Array
 from memxr.readers.things_fmri import (
     FMRI_ROIS,
     read_stimulus_metadata,

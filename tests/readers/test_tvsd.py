@@ -12,13 +12,8 @@ import numpy as np
 import pytest
 
 from memxr.errors import InputError
-from memxr.readers._h5 import H5Array
-from memxr.readers.tvsd import (
-    MONKEY_AREAS,
-    normalize_monkey,
-    read_normmua,
-    read_things_imgs,
-)
+from memxr.readers.formats.hdf5 import H5Array
+from memxr.readers.tvsd import MONKEY_AREAS, normalize_monkey, read_normmua, read_things_imgs
 from memxr.schema import validate
 
 AREAS = ("V1", "V4", "IT")

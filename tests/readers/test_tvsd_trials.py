@@ -12,7 +12,7 @@ import pytest
 import scipy.io
 
 from memxr.errors import InputError
-from memxr.readers._h5 import H5Array
+from memxr.readers.formats.hdf5 import H5Array
 from memxr.readers.tvsd import read_normmua
 from memxr.readers.tvsd_trials import read_mapping, read_trials, repeat_index, slab_plan
 from memxr.schema import validate

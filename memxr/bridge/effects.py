@@ -1,0 +1,291 @@
+"""The memorability effect of every human ROI and monkey area on the shared images, and
+:func:`bridge`, which runs the three comparisons of :mod:`memxr.bridge` for one pair.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from .. import align, stats
+from .decoding import DECODING_COLUMNS, DECODING_MODELS, cross_decode
+from .inputs import _check_scores, _concept_groups, _ids, _pair, _roi_values, _set_hash, _subject
+from .rsa import METRICS, RSA_COLUMNS, rdm, rsa
+
+__all__ = [
+    "DECODING_COLUMNS",
+    "DECODING_MODELS",
+    "EFFECT_COLUMNS",
+    "METRICS",
+    "RSA_COLUMNS",
+    "bridge",
+    "cross_decode",
+    "rdm",
+    "rsa",
+    "shared_effects",
+]
+
+EFFECT_COLUMNS = (
+    "species",
+    "subject",
+    "roi",
+    "method",
+    "r",
+    "p",
+    "ci_low",
+    "ci_high",
+    "p_fdr",
+    "n",
+    "pair",
+)
+"""Leading columns of the ``bridge_effects`` table (extra columns follow)."""
+
+
+# ----------------------------------------------------------------------------- effects
+
+
+def shared_effects(
+    human: xr.Dataset,
+    monkey: xr.Dataset,
+    human_rois: Sequence[str] | str | None = None,
+    monkey_rois: Sequence[str] | str | None = None,
+    method: str = "spearman",
+    how: str = "mean",
+    *,
+    windows: Mapping[str, tuple[float, float]] | None = None,
+    **correlate_kw: Any,
+) -> pd.DataFrame:
+    """Memorability effects per human ROI and per monkey area on the same shared images.
+
+    Both cubes are restricted to their labelled stimuli (:func:`memxr.align.labelled`)
+    and then to the images both saw, in the human cube's order
+    (:func:`memxr.align.align_pair`). Every ROI's reduced response
+    (:func:`memxr.reduce.roi_reduce`; a time-resolved monkey cube is averaged over
+    each area's window first, :func:`memxr.reduce.window_reduce`) is correlated with
+    memorability in one call of :func:`memxr.stats.correlate`, so all rows use the
+    same stimuli, the same permutations and bootstrap draws, and one FDR family.
+
+    Parameters
+    ----------
+    human, monkey : xarray.Dataset
+        Cubes (:mod:`memxr.schema`), e.g. a THINGS-fMRI subject and a TVSD monkey
+        (``tvsd-normmua``, or ``tvsd-trials`` with a ``time`` dim).
+    human_rois, monkey_rois : str or sequence of str, optional
+        ROI names (:mod:`memxr.reduce`); default each cube's default ROIs.
+    method : {"spearman", "pearson"}
+        Correlation method.
+    how : {"mean", "l2", "sum"}
+        ROI reduction.
+    windows : mapping of ROI name to (start, stop) ms, optional
+        Time windows of a time-resolved cube (default :data:`memxr.reduce.AREA_WINDOWS`).
+    **correlate_kw
+        ``n_permutations``, ``n_bootstrap``, ``seed``, ``ci``, ``groups`` for
+        :func:`memxr.stats.correlate`. By default ``groups`` is the concept of each
+        image when concepts are known (images of unknown concept are groups of their
+        own), else None.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per human ROI then per monkey area, columns :data:`EFFECT_COLUMNS`
+        (``species`` "human" or "macaque"; ``p_fdr`` Benjamini-Hochberg over all rows
+        of the pair), then ``how``, ``n_channels``, ``stimulus_set`` (a hash of the
+        shared stimulus ids in order: equal for every row) and ``groups``.
+        ``attrs``: ``stimulus_ids`` (the shared images), ``n_shared``, the
+        correlation parameters.
+
+    Raises
+    ------
+    ValueError
+        When fewer than three labelled images are shared.
+
+    Examples
+    --------
+    >>> from memxr.schema import example_cube
+    >>> h = example_cube(n_stimulus=12, n_channel=2, seed=0)
+    >>> m = example_cube(n_stimulus=10, n_channel=2, seed=1).assign_attrs(subject="monkeyF")
+    >>> m["memorability"] = h["memorability"][:10]
+    >>> eff = shared_effects(h, m, "A", "A", n_permutations=9, n_bootstrap=9)
+    >>> eff.n.tolist(), eff.stimulus_set.nunique(), list(eff.columns[:4])
+    ([10, 10], 1, ['species', 'subject', 'roi', 'method'])
+    """
+    if "time" in human.dims:
+        raise ValueError("shared_effects: the human cube has a time dim; reduce it first")
+    h, m = align.align_pair(align.labelled(human), align.labelled(monkey))
+    n = h.sizes["stimulus"]
+    if n < 3:
+        raise ValueError(f"shared_effects: only {n} labelled images are shared; need at least 3")
+    _check_scores(h, m)
+    xh = _roi_values(h, human_rois, how, windows)
+    xm = _roi_values(m, monkey_rois, how, windows)
+    rows = xr.concat(
+        [xr.DataArray(x.variable).rename(roi="row") for x in (xh, xm)], dim="row", join="override"
+    )
+    groups = _concept_groups(h)
+    if "groups" in correlate_kw:
+        grouping = "given"
+    else:
+        grouping = "none" if groups is None else "concept"
+    kw = {"groups": groups, **correlate_kw, "compute": True}
+    res = stats.correlate(rows, h["memorability"].values, method=method, **kw)
+    ids = _ids(h)
+    species = ["human"] * xh.sizes["roi"] + ["macaque"] * xm.sizes["roi"]
+    out = pd.DataFrame(
+        {
+            "species": species,
+            "subject": [_subject(human)] * xh.sizes["roi"] + [_subject(monkey)] * xm.sizes["roi"],
+            "roi": [str(r) for r in np.r_[xh["roi"].values, xm["roi"].values]],
+            "method": method,
+            "r": res["r"].values,
+            "p": res["p"].values,
+            "ci_low": res["ci_low"].values,
+            "ci_high": res["ci_high"].values,
+            "p_fdr": res["p_fdr"].values,
+            "n": int(res["n"]),
+            "pair": _pair(human, monkey),
+            "how": how,
+            "n_channels": np.r_[xh["n_channels"].values, xm["n_channels"].values].astype(np.int64),
+            "stimulus_set": _set_hash(ids),
+            "groups": grouping,
+        }
+    )
+    out.attrs = {**res.attrs, "stimulus_ids": ids, "n_shared": n, "pair": _pair(human, monkey)}
+    out.attrs["groups"] = grouping
+    return out
+
+
+# ----------------------------------------------------------------------------- all three
+
+
+def _concat(frames: list[pd.DataFrame], columns: Sequence[str]) -> pd.DataFrame:
+    """Rows of the non-empty frames; the reasons of the empty ones in ``attrs``."""
+    full = [f for f in frames if len(f)]
+    reasons = {
+        str(f.attrs.get("direction", f.attrs.get("level", i))): f.attrs["reason"]
+        for i, f in enumerate(frames)
+        if not len(f) and "reason" in f.attrs
+    }
+    out = pd.concat(full, ignore_index=True) if full else pd.DataFrame(columns=list(columns))
+    out.attrs = {"reasons": reasons} if reasons else {}
+    return out
+
+
+def bridge(
+    human: xr.Dataset,
+    monkey: xr.Dataset,
+    human_rois: Sequence[str] | str | None = None,
+    monkey_rois: Sequence[str] | str | None = None,
+    *,
+    method: str = "spearman",
+    how: str = "mean",
+    levels: Sequence[str] = ("image", "concept"),
+    split: str | None = "train",
+    n_permutations: int = 1000,
+    n_bootstrap: int = 1000,
+    n_decoding_permutations: int = 200,
+    max_items: int = 2000,
+    seed: int = 0,
+    windows: Mapping[str, tuple[float, float]] | None = None,
+) -> dict[str, pd.DataFrame]:
+    """All three bridges of one human-monkey pair, as the tables of the results contract.
+
+    Parameters
+    ----------
+    human, monkey : xarray.Dataset
+        A THINGS-fMRI cube and a TVSD cube.
+    human_rois, monkey_rois : str or sequence of str, optional
+        ROI names; default each cube's default ROIs.
+    method, how
+        Of :func:`shared_effects`.
+    levels : sequence of {"image", "concept"}
+        RSA levels (:func:`rsa`).
+    split : {"train", "test"} or None
+        Images of the RSA (:func:`rsa`); effects and decoding use every shared image.
+    n_permutations, n_bootstrap : int
+        Resamples of the effects (and permutations of the RSA Mantel tests).
+    n_decoding_permutations : int
+        Permutations of :func:`cross_decode`.
+    max_items, seed, windows
+        Passed on.
+
+    Returns
+    -------
+    dict of str to pandas.DataFrame
+        ``effects`` (:func:`shared_effects`), ``rsa`` (:func:`rsa` for each level),
+        ``decoding`` (:func:`cross_decode` monkey -> human, then human -> monkey).
+        A part without a meaningful result is an empty table whose
+        ``attrs["reasons"]`` says why (keyed by level or direction).
+
+    Examples
+    --------
+    >>> from memxr.schema import example_cube
+    >>> h = example_cube(n_stimulus=8, seed=0)
+    >>> m = example_cube(n_stimulus=8, seed=1).assign_attrs(dataset="tvsd-normmua",
+    ...                                                   subject="monkeyF")
+    >>> m["memorability"] = h["memorability"]
+    >>> out = bridge(h, m, "A", "A", n_permutations=9, n_bootstrap=9, n_decoding_permutations=9)
+    >>> sorted(out), len(out["effects"]), len(out["rsa"]), len(out["decoding"])
+    (['decoding', 'effects', 'rsa'], 2, 1, 0)
+    >>> out["rsa"].attrs["reasons"]["concept"]
+    'only 1 shared concepts of the train split; an RDM needs at least 3'
+    >>> out["decoding"].attrs["reasons"]["monkeyF->sub-00"]
+    'only 8 labelled images are shared (need 20)'
+    """
+    n_shared = len(align.shared_stimuli(align.labelled(human), align.labelled(monkey)))
+    if n_shared >= 3:
+        effects = shared_effects(
+            human,
+            monkey,
+            human_rois,
+            monkey_rois,
+            method,
+            how,
+            windows=windows,
+            n_permutations=n_permutations,
+            n_bootstrap=n_bootstrap,
+            seed=seed,
+        )
+    else:
+        effects = pd.DataFrame(columns=list(EFFECT_COLUMNS))
+        effects.attrs = {"reasons": {"effects": f"only {n_shared} labelled images are shared"}}
+    rsas = [
+        rsa(
+            human,
+            monkey,
+            human_rois,
+            monkey_rois,
+            level=level,
+            n_permutations=n_permutations,
+            seed=seed,
+            max_items=max_items,
+            split=split,
+            windows=windows,
+        )
+        for level in levels
+    ]
+    for level, frame in zip(levels, rsas, strict=True):
+        frame.attrs.setdefault("level", level)
+    decoding = [
+        cross_decode(
+            src,
+            tgt,
+            src_rois,
+            tgt_rois,
+            n_permutations=n_decoding_permutations,
+            seed=seed,
+            windows=windows,
+        )
+        for src, tgt, src_rois, tgt_rois in (
+            (monkey, human, monkey_rois, human_rois),
+            (human, monkey, human_rois, monkey_rois),
+        )
+    ]
+    return {
+        "effects": effects,
+        "rsa": _concat(rsas, RSA_COLUMNS),
+        "decoding": _concat(decoding, DECODING_COLUMNS),
+    }

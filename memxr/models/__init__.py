@@ -1,0 +1,30 @@
+"""Pattern and magnitude models of memorability under cross-validation grouped by concept.
+
+:func:`fit_models` fits every (feature set x model) under the same folds, with permutation
+chance levels, on the active Dask client. The modules: :mod:`.estimators` (names, pipelines,
+the ridge alpha search), :mod:`.folds` (folds, training-fold labels, permutations),
+:mod:`.task` (one fit on one fold), :mod:`.inputs` (checked inputs), :mod:`.execution`
+(where the tasks run), :mod:`.scoring` (scores from the pooled out-of-fold outputs) and
+:mod:`.fit` (the public function).
+
+May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml and
+:mod:`memxr.schema`; never readers, stores, pipeline, report or the command line.
+"""
+
+from .estimators import CLASSIFIERS, MODELS, REGRESSORS, RIDGE_ALPHAS, make_model, ridge_cv_alpha
+from .fit import ModelResults, fit_models
+from .folds import grouped_permutation, make_folds, split_labels
+
+__all__ = [
+    "CLASSIFIERS",
+    "MODELS",
+    "REGRESSORS",
+    "RIDGE_ALPHAS",
+    "ModelResults",
+    "fit_models",
+    "grouped_permutation",
+    "make_folds",
+    "make_model",
+    "ridge_cv_alpha",
+    "split_labels",
+]

@@ -1,0 +1,291 @@
+"""Memorability models on neural features, with concept-grouped cross-validation.
+
+Each feature set (``(stimulus, feature[, time])``, see :mod:`memxr.features`)
+is fit by each model in cross-validation; scores are computed on the pooled
+out-of-fold predictions with scikit-learn and SciPy on NumPy arrays, and
+compared with a permutation null built inside the same cross-validation.
+
+Models
+------
+Regressors (predict memorability): ``linear`` (LinearRegression), ``ridge``
+(alpha chosen inside the training fold: by inner folds of its concepts with
+grouped CV, :func:`ridge_cv_alpha`; by RidgeCV's leave-one-out with random
+CV), ``svr`` (SVR), ``mlp_reg`` (MLPRegressor), ``sgd_reg`` (dask-ml
+``Incremental`` around SGDRegressor).
+The target is standardized on the training fold, predictions are returned in
+memorability units.
+
+Classifiers (high vs low memorability): ``svc`` (SVC), ``mlp_clf``
+(MLPClassifier), ``logistic`` (dask-ml ``LogisticRegression(solver="lbfgs")``),
+``sgd_clf`` (dask-ml ``Incremental`` around SGDClassifier, logistic loss).
+Labels come from the training fold only: above its median (``split="median"``),
+or its extremes (``split="quantile"``, ``q=(0.25, 0.75)``: at or below the
+lower quantile, at or above the upper one; the middle is left out of training
+and test). Test stimuli are labelled with the training-fold thresholds.
+
+Every model standardizes the features inside its pipeline, fit on the training
+fold only.
+
+Cross-validation
+----------------
+``GroupKFold`` by concept by default (stimuli of unknown concept, ``""``, are
+groups of their own); ``cv="random"`` asks for a plain shuffled ``KFold``, and
+every result row then says ``cv="random"``. Stimuli with NaN memorability are
+dropped first (their count is the ``n_dropped`` column).
+
+Scores
+------
+Regressors: Pearson r, Spearman rho and R^2 of the pooled out-of-fold
+predictions against the observed memorability. Classifiers: accuracy of the
+pooled out-of-fold classes; ROC AUC of the decision values (``decision_function``
+or ``predict_proba``) per test fold, averaged over folds (decision values of
+different fold models do not share a scale).
+
+Permutations
+------------
+The null distribution refits the whole cross-validation on permuted targets.
+With grouped CV whole concepts trade their memorability values: concepts of
+the same size exchange their blocks of values (shuffled within the block), so
+the concept structure of the target is kept; concepts whose size no other
+concept shares are pooled and shuffled at the stimulus level. With random CV
+the stimuli are permuted. The p-value is ``(1 + #{null >= observed}) / (1 +
+n_permutations)`` of Pearson r (regressors) or ROC AUC (classifiers).
+
+Distribution
+------------
+Scikit-learn models run one task per (feature set, model, time bin,
+permutation, fold) through joblib's ``dask`` backend on the active
+:class:`distributed.Client` (or sequentially in-process without one); the
+tasks are pure functions of their inputs, so the numbers are identical either
+way. dask-ml's own estimators (``logistic``; ``sgd_*`` on dask-backed
+features) are distributed algorithms themselves: their folds run from the
+calling process and each fit is a dask computation on the cluster, streaming
+dask-backed features chunk by chunk (``sgd_*``: ``partial_fit`` over row
+chunks, ``epochs`` passes; for pattern matrices larger than memory).
+``logistic`` persists its scaled training rows in the cluster's memory, since
+dask-glm passes over them at every iteration.
+
+Examples
+--------
+>>> import numpy as np, xarray as xr
+>>> rng = np.random.default_rng(0)
+>>> mem = np.repeat(rng.normal(size=12), 3) + 0.3 * rng.normal(size=36)
+>>> X = xr.DataArray(mem[:, None] + 0.5 * rng.normal(size=(36, 2)), dims=("stimulus", "feature"),
+...                  coords={"concept": ("stimulus", np.repeat([f"c{i}" for i in range(12)], 3)),
+...                          "memorability": ("stimulus", mem)})
+>>> res = fit_models({"roi": X}, "memorability", models=("linear",), cv=3,
+...                  n_permutations=9, client=False)
+>>> row = res.table.iloc[0]
+>>> row.cv, int(row.n_folds), bool(row.pearson_r > 0.5), float(row.chance_p)
+('grouped', 3, True, 0.1)
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..schema import text_coord
+from .estimators import CLASSIFIERS, MODELS, REGRESSORS, make_model, ridge_cv_alpha
+from .estimators import RIDGE_ALPHAS as RIDGE_ALPHAS
+from .execution import _assemble, _default_client, _parallel, _plan, _run_in_caller
+from .folds import grouped_permutation, make_folds, split_labels
+from .inputs import _prepare
+from .scoring import _predictions, _summarize
+from .task import _Options
+
+__all__ = [
+    "CLASSIFIERS",
+    "MODELS",
+    "REGRESSORS",
+    "ModelResults",
+    "fit_models",
+    "grouped_permutation",
+    "make_folds",
+    "make_model",
+    "ridge_cv_alpha",
+    "split_labels",
+]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelResults:
+    """Scores, out-of-fold predictions and permutation nulls of :func:`fit_models`.
+
+    Attributes
+    ----------
+    table : pandas.DataFrame
+        One row per feature set x model (x time bin): ``feature_set, model,
+        kind, cv, n_stimuli, n_dropped, n_folds[, time], pearson_r,
+        spearman_rho, r2, accuracy, roc_auc, metric, label_split, chance_mean,
+        chance_p, n_permutations, noise_ceiling, fraction_of_ceiling``. ``metric`` names
+        the score behind ``chance_*`` and ``fraction_of_ceiling``.
+    predictions : xarray.Dataset or None
+        ``prediction`` (memorability for regressors, class for classifiers),
+        ``decision`` (classifier score), ``label`` (class of each test
+        stimulus, NaN when left out) over ``(feature_set, model, stimulus[,
+        time])``, with ``observed`` memorability and the ``fold`` of each stimulus.
+    null : xarray.DataArray
+        The permutation scores, ``(feature_set, model[, time], permutation)``.
+    params : dict
+        The settings of the run (JSON-serializable).
+    """
+
+    table: pd.DataFrame
+    predictions: xr.Dataset | None
+    null: xr.DataArray
+    params: dict = field(default_factory=dict)
+
+    def to_xarray(self) -> xr.Dataset:
+        """Everything as one Dataset: table columns over ``(feature_set, model[, time])``.
+
+        Examples
+        --------
+        >>> import numpy as np, xarray as xr
+        >>> x = xr.DataArray(np.random.default_rng(0).normal(size=(12, 2)),
+        ...                  dims=("stimulus", "feature"))
+        >>> res = fit_models(x, np.arange(12.0), models=("linear",), cv="random",
+        ...                  n_permutations=0, client=False)
+        >>> sorted(res.to_xarray()["pearson_r"].dims)
+        ['feature_set', 'model']
+        """
+        index = ["feature_set", "model"] + (["time"] if "time" in self.table else [])
+        ds = self.table.set_index(index).to_xarray()
+        for name in list(ds.variables):
+            if ds[name].dtype == object:
+                ds[name] = ds[name].copy(
+                    data=text_coord(ds[name].values.ravel()).reshape(ds[name].shape)
+                )
+        ds = ds.assign_coords(
+            feature_set=text_coord(ds.feature_set.values), model=text_coord(ds.model.values)
+        )
+        ds["null"] = self.null
+        if self.predictions is not None:
+            ds = xr.merge([ds, self.predictions], compat="override", join="outer")
+        ds.attrs = {"memxr_step": "fit_models", "params": json.dumps(self.params)}
+        return ds
+
+
+def fit_models(
+    features: Mapping[str, xr.DataArray] | xr.DataArray,
+    y: str | xr.DataArray | np.ndarray = "memorability",
+    models: Sequence[str] = ("ridge", "svc"),
+    cv: int | str | tuple = 5,
+    groups: str | np.ndarray | None = "concept",
+    n_permutations: int = 100,
+    seed: int = 0,
+    client: Any = None,
+    keep_predictions: bool = True,
+    *,
+    split: str = "median",
+    q: tuple[float, float] = (0.25, 0.75),
+    noise_ceiling: float | Mapping[str, float] | None = None,
+    model_params: Mapping[str, Mapping[str, Any]] | None = None,
+    epochs: int = 5,
+) -> ModelResults:
+    """Cross-validated memorability models on feature sets, with permutation chance levels.
+
+    Parameters
+    ----------
+    features : DataArray or dict of str to DataArray
+        Feature sets ``(stimulus, feature[, time])`` over the same stimuli
+        (from :mod:`memxr.features`); a time dim fits each time bin apart.
+        Dask-backed sets stay lazy for ``logistic`` and ``sgd_*``; the other
+        models compute them into memory.
+    y : str, DataArray or array
+        The target: a coordinate name on the features (``"memorability"``),
+        a DataArray (aligned by ``stimulus_id`` when both carry it) or an array.
+    models : sequence of str
+        Names from :data:`MODELS`.
+    cv : int, "grouped", "random" or (kind, n_folds)
+        Number of concept-grouped folds (default 5); ``"random"`` for
+        shuffled KFold, labelled ``cv="random"`` in the results.
+    groups : str, array or None
+        The grouping of stimuli: a coordinate name (``"concept"``) or an array.
+    n_permutations : int
+        Permutations of the target for the chance level and p-value (0: none).
+    seed : int
+        Seeds the folds, the permutations and the estimators.
+    client : distributed.Client, False or None
+        Where the scikit-learn tasks run: the given client; None, the active
+        client if any (else sequentially); False, sequentially in-process.
+        The dask-ml models compute with the dask scheduler in effect (dask-glm
+        picks up the active client by itself).
+    keep_predictions : bool
+        Keep the out-of-fold predictions (``ModelResults.predictions``).
+    split : {"median", "quantile"}
+        How classifiers label stimuli (see :func:`split_labels`).
+    q : (float, float)
+        Quantiles of ``split="quantile"``.
+    noise_ceiling : float or dict of str to float, optional
+        Ceiling of Pearson r, one for all or per feature set; gives the
+        ``fraction_of_ceiling`` column (regressors).
+    model_params : dict of str to dict, optional
+        Estimator parameters per model name (e.g. ``{"svr": {"C": 10}}``).
+    epochs : int
+        Passes over the training data of ``sgd_*`` models.
+
+    Returns
+    -------
+    ModelResults
+
+    Raises
+    ------
+    ValueError
+        For unknown models, grouped folds without groups, fewer concepts than
+        folds, NaN features, or feature sets over different stimuli.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> x = xr.DataArray(np.random.default_rng(1).normal(size=(20, 3)),
+    ...                  dims=("stimulus", "feature"),
+    ...                  coords={"memorability": ("stimulus", np.r_[np.nan, np.ones(19)])})
+    >>> res = fit_models(x, "memorability", ("linear",), cv="random", n_permutations=0,
+    ...                  client=False)
+    >>> int(res.table.n_dropped[0]), res.table.cv[0]
+    (1, 'random')
+    """
+    run = _prepare(features, y, models, cv, groups, n_permutations, seed)
+    split_labels(np.arange(4.0), np.arange(4.0), split, q)  # check split and q up front
+    if int(epochs) < 1:
+        raise ValueError(f"epochs must be >= 1, got {epochs}")
+    opts = _Options(
+        seed=int(seed),
+        split=split,
+        q=(float(q[0]), float(q[1])),
+        grouped=run.kind == "grouped",
+        params={k: dict(v) for k, v in (model_params or {}).items()},
+        epochs=int(epochs),
+    )
+    client = _default_client() if client is None else (client or None)
+    pool, caller = _plan(run, opts)
+    results = _parallel(pool, client) + _run_in_caller(caller, client)
+    outs, fold_of = _assemble(results, run.y.size, run.folds)
+    table, null = _summarize(run, outs, fold_of, noise_ceiling, split)
+    preds = _predictions(run, outs, fold_of) if keep_predictions else None
+    params = {
+        "models": run.models,
+        "cv": run.kind,
+        "n_folds": run.n_folds,
+        "groups": groups if isinstance(groups, str) or groups is None else "array",
+        "n_permutations": run.n_perm,
+        "permutation": "concept blocks" if run.kind == "grouped" else "stimuli",
+        "seed": int(seed),
+        "split": split,
+        "q": [float(v) for v in q],
+        "target": run.y_name,
+        "n_dropped": run.n_dropped,
+        "model_params": {k: {p: repr(v) for p, v in d.items()} for k, d in opts.params.items()},
+        "epochs": int(epochs),
+    }
+    return ModelResults(table=table, predictions=preds, null=null, params=params)

@@ -1,0 +1,175 @@
+"""One task of :func:`memxr.models.fit_models`: fit one model on one fold, predict its test fold.
+
+A task is a pure function of its inputs (features, target, folds, :class:`_Task`,
+:class:`_Options`), so it gives the same numbers in-process, through joblib's dask backend or
+from the calling process with dask-backed features (dask-ml models).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .estimators import (
+    _DASK_READY,
+    _INCREMENTAL,
+    CLASSIFIERS,
+    RIDGE_ALPHAS,
+    _scaler,
+    make_model,
+    ridge_cv_alpha,
+)
+from .folds import split_labels
+
+logger = logging.getLogger("memxr.models")  # records under the public module's name
+
+
+@dataclass(frozen=True)
+class _Task:
+    feature_set: str
+    model: str
+    time: int  # index of the time bin, -1 without a time dim
+    perm: int  # -1 for the observed targets
+    fold: int
+
+
+@dataclass(frozen=True)
+class _Options:
+    seed: int
+    split: str
+    q: tuple[float, float]
+    grouped: bool
+    params: Mapping[str, Mapping[str, Any]]
+    epochs: int
+
+
+def _is_dask(x: Any) -> bool:
+    return hasattr(x, "dask") and hasattr(x, "chunks")
+
+
+def _to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.compute() if _is_dask(x) else x)
+
+
+def _drop_empty_chunks(x: Any) -> Any:
+    rows = tuple(c for c in x.chunks[0] if c > 0)
+    return x.rechunk({0: rows}) if rows != x.chunks[0] else x
+
+
+def _rows(x: Any, idx: np.ndarray) -> Any:
+    if _is_dask(x):
+        return _drop_empty_chunks(x[idx])
+    return x[idx]
+
+
+def _as_target(y: np.ndarray, like: Any) -> Any:
+    if _is_dask(like):
+        import dask.array as da
+
+        return da.from_array(y, chunks=(like.chunks[0],))
+    return y
+
+
+def _inner_cv(groups: np.ndarray | None, train: np.ndarray, seed: int) -> Any:
+    if groups is None:
+        return None
+    from sklearn.model_selection import GroupKFold
+
+    g = groups[train]
+    k = min(3, int(np.unique(g).size))
+    if k < 2:
+        return None
+    return list(GroupKFold(n_splits=k, shuffle=True, random_state=seed).split(train, groups=g))
+
+
+def _scores_out(pipe: Any, x: Any) -> np.ndarray:
+    if hasattr(pipe, "decision_function"):
+        return _to_numpy(pipe.decision_function(x)).ravel()
+    return _to_numpy(pipe.predict_proba(x))[:, 1]
+
+
+def _fit_steps(pipe: Any, x_tr: Any, t_tr: Any, name: str, epochs: int) -> None:
+    """Fit the dask-ml steps one by one, so that the scaled training rows are reused."""
+    scale, model = pipe.named_steps["scale"], pipe.named_steps["model"]
+    scaled = scale.fit(x_tr).transform(x_tr)
+    if name == "logistic" and _is_dask(scaled):
+        scaled = scaled.persist()  # dask-glm passes over the training rows at every iteration
+    extra = {"classes": [0, 1]} if name == "sgd_clf" else {}
+    model.fit(scaled, t_tr, **extra)
+    if name in _INCREMENTAL:  # further passes of partial_fit over the row chunks
+        for _ in range(1, epochs):
+            model.partial_fit(scaled, t_tr, **extra)
+
+
+def _fit_fold(
+    x: Any,
+    y: np.ndarray,
+    groups: np.ndarray | None,
+    train: np.ndarray,
+    test: np.ndarray,
+    task: _Task,
+    opts: _Options,
+) -> dict[str, np.ndarray]:
+    """Fit one model on one training fold; out-of-fold outputs for the test fold."""
+    if task.time >= 0:
+        x = x[:, :, task.time]
+    if _is_dask(x):
+        x = x.rechunk({1: -1})
+    name = task.model
+    params = dict(opts.params.get(name, {}))
+    classifier = name in CLASSIFIERS
+    n_test = len(test)
+    out = {
+        "prediction": np.full(n_test, np.nan),
+        "decision": np.full(n_test, np.nan),
+        "label": np.full(n_test, np.nan),
+    }
+    y_tr, y_te = y[train], y[test]
+    if classifier:
+        lab_tr, lab_te, _ = split_labels(y_tr, y_te, opts.split, opts.q)
+        keep_tr, keep_te = np.isfinite(lab_tr), np.isfinite(lab_te)
+        train, target = train[keep_tr], lab_tr[keep_tr].astype(np.int64)
+        out["label"] = lab_te
+        if np.unique(target).size < 2:
+            logger.warning("%s: one class only in training fold %d; no prediction", name, task.fold)
+            return out
+    else:
+        keep_te = np.ones(n_test, dtype=bool)
+        mu, sd = float(np.mean(y_tr)), float(np.std(y_tr)) or 1.0
+        target = (y_tr - mu) / sd
+    x_tr = _rows(x, train)
+    if name == "ridge" and opts.grouped and "alpha" not in params:
+        inner = _inner_cv(groups, train, opts.seed)
+        if inner is not None:  # alpha from folds of training concepts, on scaled features
+            scaled = _scaler(False).fit_transform(_to_numpy(x_tr))
+            params["alpha"] = ridge_cv_alpha(
+                scaled, target, inner, params.pop("alphas", RIDGE_ALPHAS)
+            )
+    pipe = make_model(name, seed=opts.seed, dask_input=_is_dask(x), **params)
+    t_tr = _as_target(target, x_tr)
+    if name in _DASK_READY:
+        _fit_steps(pipe, x_tr, t_tr, name, opts.epochs)
+    else:
+        pipe.fit(x_tr, t_tr)
+    sel = test[keep_te]
+    if sel.size:
+        x_te = _rows(x, sel)
+        pred = _to_numpy(pipe.predict(x_te)).ravel().astype(float)
+        if classifier:
+            out["decision"][keep_te] = _scores_out(pipe, x_te)
+        else:
+            pred = pred * sd + mu
+        out["prediction"][keep_te] = pred
+    return out
+
+
+def _run_task(x, y, groups, train, test, task: _Task, opts: _Options):
+    """One joblib task: nested parallelism stays inside the task."""
+    import joblib
+
+    with joblib.parallel_config(backend="sequential"):
+        return task, _fit_fold(x, y, groups, train, test, task, opts)

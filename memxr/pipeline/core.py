@@ -1,0 +1,274 @@
+"""Building blocks of the pipeline: steps, keys, the run context, atomic writers, state.
+
+Examples
+--------
+>>> import pathlib, tempfile
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> with atomic(d / "a.txt") as tmp:
+...     _ = tmp.write_text("done")
+>>> (d / "a.txt").read_text(), sorted(p.name for p in d.iterdir())
+('done', ['a.txt'])
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import shutil
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from ..provenance import __version__, now_utc
+from .spec import Spec, canonical_json
+
+STATE = Path(".memxr") / "state.json"
+
+
+_PACKAGES = (
+    "memxr",
+    "numpy",
+    "pandas",
+    "scipy",
+    "dask",
+    "distributed",
+    "xarray",
+    "zarr",
+    "scikit-learn",
+    "dask-ml",
+    "h5py",
+)
+
+
+ANALYSIS_OUTPUTS = {
+    "correlations": ["results/correlations.zarr", "tables/correlations.csv"],
+    "timecourse": ["results/timecourse.zarr", "tables/timecourse.csv"],
+    "models": ["results/models.zarr", "tables/models.csv", "tables/predictions.csv"],
+    "bridge": [
+        "results/bridge.zarr",
+        "tables/bridge_effects.csv",
+        "tables/bridge_rsa.csv",
+        "tables/bridge_decoding.csv",
+    ],
+}
+
+
+def versions() -> dict[str, str]:
+    """Versions of memxr and the packages its numbers depend on.
+
+    Examples
+    --------
+    >>> v = versions()
+    >>> sorted(k for k in v if k in ("dask", "xarray", "zarr"))
+    ['dask', 'xarray', 'zarr']
+    """
+    out = {"python": sys.version.split()[0]}
+    for name in _PACKAGES:
+        try:
+            out[name] = __version__ if name == "memxr" else metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+@dataclass
+class Step:
+    """One unit of the pipeline: parameters, inputs, outputs and the action.
+
+    ``after`` names the steps whose outputs it reads; ``files`` lists raw files
+    or stores (outside OUT) that it reads; ``outputs`` are paths relative to OUT
+    (or absolute, for a catalog outside it).
+    """
+
+    name: str
+    params: dict
+    action: Callable[[Context, Step], None]
+    after: list[str] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+    outputs: list[str] = field(default_factory=list)
+    cube: dict | None = None
+
+
+@dataclass
+class Context:
+    """What every step sees: the spec, OUT, the client, the log, the keys and the state."""
+
+    spec: Spec
+    out: Path
+    client: Any
+    log: Callable[[str], None]
+    progress: bool
+    keys: dict[str, str] = field(default_factory=dict)
+    state: dict = field(default_factory=dict)
+
+    def path(self, rel: str) -> Path:
+        return self.out / rel
+
+    def store(self, cube: dict) -> Path:
+        """The cube store of a spec cube entry."""
+        if cube["kind"] == "store":
+            return self.spec.resolve(cube["input"])
+        return self.out / "stores" / f"{cube['name']}.zarr"
+
+    def provenance(self, step: Step, cubes: list[dict]) -> dict:
+        """The attrs of a result store: spec hash and a provenance JSON."""
+        core = {
+            "spec_hash": self.spec.spec_hash,
+            "spec_name": self.spec.name,
+            "step": step.name,
+            "step_key": self.keys[step.name],
+            "versions": versions(),
+            "inputs": {c["name"]: store_inputs(self.store(c)) for c in cubes},
+            "created": now_utc(),
+        }
+        return {"spec_hash": self.spec.spec_hash, "provenance": json.dumps(core, sort_keys=True)}
+
+
+def fingerprint(paths: list[Path], root: Path | None = None) -> list[list]:
+    """(relative name, size, mtime) of every file under ``paths``: cheap identity of inputs."""
+    rows = []
+    for p in paths:
+        files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
+        base = root or (p if p.is_dir() else p.parent)
+        for f in files:
+            st = f.stat()
+            rel = os.path.relpath(f, base)
+            rows.append([Path(rel).as_posix(), st.st_size, st.st_mtime_ns])
+    return rows
+
+
+def step_key(step: Step, keys: dict[str, str]) -> str:
+    """SHA-256 of the step's name, parameters, memxr version, upstream keys and input files."""
+    desc = {
+        "step": step.name,
+        "params": step.params,
+        "memxr": __version__,
+        "after": {a: keys[a] for a in step.after},
+        "files": fingerprint(step.files),
+    }
+    return hashlib.sha256(canonical_json(desc).encode()).hexdigest()
+
+
+@contextlib.contextmanager
+def atomic(target: Path) -> Iterator[Path]:
+    """A temporary sibling of ``target`` that replaces it when the block succeeds."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
+    remove_path(tmp)
+    try:
+        yield tmp
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        if target.exists():
+            os.replace(target, old)
+        os.replace(tmp, target)
+        remove_path(old)
+    finally:
+        remove_path(tmp)
+
+
+def remove_path(path: Path) -> None:
+    """Remove a file or a folder (a store) if it exists."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    elif path.exists() or path.is_symlink():
+        path.unlink()
+
+
+def text_vars(ds: xr.Dataset) -> xr.Dataset:
+    """Object (text) variables as str objects, as Zarr v3 wants them."""
+    from ..schema import text_coord
+
+    for name in list(ds.variables):
+        v = ds[name]
+        if v.dtype.kind in "OUT":
+            flat = ["" if x is None or x != x else str(x) for x in np.asarray(v.values).ravel()]
+            ds[name] = v.copy(data=text_coord(flat).reshape(v.shape))
+    return ds
+
+
+def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None:
+    """Datasets as the groups of one Zarr store (root attrs: provenance), atomically."""
+    from ..store.layout import _quiet_zarr
+
+    tree = {"/": xr.Dataset(attrs=attrs)}
+    for name, ds in groups.items():
+        ds = text_vars(ds.drop_indexes([k for k in ds.xindexes if k not in ds.dims]))
+        for v in ds.variables.values():
+            v.encoding = {}
+        tree[name] = ds
+    with atomic(target) as tmp, _quiet_zarr():
+        xr.DataTree.from_dict(tree).to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+
+
+def write_zarr(ds: xr.Dataset, target: Path) -> None:
+    """One in-memory Dataset as a Zarr store, atomically."""
+    from ..store.layout import _quiet_zarr
+
+    ds = text_vars(ds.copy())
+    for v in ds.variables.values():
+        v.encoding = {}
+    with atomic(target) as tmp, _quiet_zarr():
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+
+
+def write_csv(df: pd.DataFrame, target: Path) -> None:
+    """A tidy table as CSV (10 significant digits), atomically."""
+    with atomic(target) as tmp:
+        df.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def frame_dataset(df: pd.DataFrame) -> xr.Dataset:
+    """A tidy table as a Dataset over ``row`` (its ``reasons`` attrs as JSON)."""
+    ds = xr.Dataset.from_dataframe(df.reset_index(drop=True).rename_axis("row"))
+    reasons = df.attrs.get("reasons")
+    if reasons:
+        ds.attrs["reasons"] = json.dumps(reasons, sort_keys=True)
+    return ds
+
+
+def store_inputs(path: Path) -> list[dict]:
+    """The ``inputs`` records (name, size, sha256) of a cube store."""
+    import zarr
+
+    try:
+        return json.loads(zarr.open_group(str(path), mode="r").attrs.get("inputs", "[]"))
+    except Exception:  # noqa: BLE001 - provenance of an unreadable store is empty
+        return []
+
+
+def compute(ctx: Context, obj: Any) -> Any:
+    """Compute a dask-backed object on the client (with a progress bar on a terminal)."""
+    if ctx.client is None:
+        return obj.compute()
+    fut = ctx.client.compute(obj)
+    if ctx.progress:
+        from distributed import progress
+
+        progress(fut)
+        print(file=sys.stderr)
+    return fut.result()
+
+
+def load_state(out: Path) -> dict:
+    """The record of finished steps in OUT (empty when absent or unreadable)."""
+    path = out / STATE
+    try:
+        state = json.loads(path.read_text())
+        return state if isinstance(state.get("steps"), dict) else {"steps": {}}
+    except (OSError, ValueError):
+        return {"steps": {}}
+
+
+def save_state(out: Path, state: dict) -> None:
+    """Record the finished steps, atomically (after each step)."""
+    with atomic(out / STATE) as tmp:
+        tmp.write_text(json.dumps(state, indent=1, sort_keys=True))

@@ -1,0 +1,301 @@
+"""Key findings of a run: plain-text sentences written from its tidy tables.
+
+One function per analysis (ROI correlations, time courses, models, human and
+macaque); :func:`key_findings` joins them. Public through :mod:`memxr.report`.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from .tables import ALPHA, _num, _text
+
+__all__ = ["key_findings"]
+
+_MAX_LIST = 8
+
+
+def _fmt_p(p: float) -> str:
+    return f"{p:.1e}" if 0 < p < 0.001 else f"{p:.3f}"
+
+
+def _unit(df: pd.DataFrame, keys: Sequence[str] = ("dataset", "subject")) -> list:
+    """(label, rows) per combination of the ``keys`` columns present."""
+    keys = [k for k in keys if k in df]
+    if not keys:
+        return [("", df)]
+    out = []
+    for key, rows in df.groupby([_text(df, k) for k in keys], sort=True):
+        parts = key if isinstance(key, tuple) else (key,)
+        out.append((" ".join(p for p in parts if p), rows))
+    return out
+
+
+def _primary_method(df: pd.DataFrame) -> pd.DataFrame:
+    """The Pearson rows when the table has several methods (else the first method)."""
+    if "method" not in df or df.empty:
+        return df
+    methods = list(dict.fromkeys(_text(df, "method")))
+    keep = "pearson" if "pearson" in methods else methods[0]
+    return df.loc[_text(df, "method") == keep]
+
+
+def _lead(label: str) -> str:
+    """``"label: "`` (nothing when the table names no dataset or subject)."""
+    return f"{label}: " if label else ""
+
+
+def _listing(items: Sequence[str]) -> str:
+    items = list(items)
+    if len(items) > _MAX_LIST:
+        return ", ".join(items[:_MAX_LIST]) + f" and {len(items) - _MAX_LIST} more"
+    return ", ".join(items)
+
+
+def _roi_label(row: pd.Series, several_how: bool) -> str:
+    return f"{row['roi']} [{row['how']}]" if several_how else str(row["roi"])
+
+
+def _findings_correlations(df: pd.DataFrame) -> list[str]:
+    if df.empty or not {"roi", "r"} <= set(df):
+        return []
+    out = []
+    several_how = _text(df, "how").nunique() > 1
+    per_dataset: dict[str, list[set[str]]] = {}
+    for label, rows in _unit(df):
+        rows = rows.assign(_r=_num(rows, "r"), _p=_num(rows, "p_fdr"))
+        prim = _primary_method(rows)
+        sig = prim.loc[prim["_p"] < ALPHA].sort_values("_r", key=np.abs, ascending=False)
+        other = rows.loc[(rows["_p"] < ALPHA) & ~rows.index.isin(prim.index)]
+        dataset = str(rows["dataset"].iloc[0]) if "dataset" in rows else ""
+        names = [_roi_label(r, several_how) for _, r in sig.iterrows()]
+        per_dataset.setdefault(dataset, []).append(set(names))
+        method = f"{str(prim['method'].iloc[0]).capitalize()} r" if "method" in prim else "r"
+        if names:
+            parts = [
+                f"{_roi_label(r, several_how)} ({method} = {r['_r']:.2f}, "
+                f"p_fdr = {_fmt_p(r['_p'])})"
+                for _, r in sig.iterrows()
+            ]
+            also = sorted(set(_roi_label(r, several_how) for _, r in other.iterrows()) - set(names))
+            extra = f"; significant with another method only: {_listing(also)}" if also else ""
+            found = f"FDR-significant memorability correlations in {_listing(parts)}"
+            out.append(f"{_lead(label)}{found}{extra}.")
+        elif np.isfinite(prim["_r"]).any():
+            best = prim.loc[prim["_r"].abs().idxmax()]
+            pv = f", p_fdr = {_fmt_p(best['_p'])}" if np.isfinite(best["_p"]) else ""
+            strongest = f"{_roi_label(best, several_how)}, {method} = {best['_r']:.2f}{pv}"
+            verdict = (
+                f"no ROI reached p_fdr < {ALPHA}"
+                if np.isfinite(rows["_p"]).any()
+                else "no FDR-adjusted p-values in the table"
+            )
+            out.append(f"{_lead(label)}{verdict} (strongest: {strongest}).")
+    for dataset, sets in per_dataset.items():
+        if len(sets) > 1:
+            common = sorted(set.intersection(*sets))
+            where = f"{dataset}: " if dataset else ""
+            out.append(
+                f"{where}significant in all {len(sets)} subjects: {_listing(common)}."
+                if common
+                else f"{where}no ROI was significant in all {len(sets)} subjects."
+            )
+    return out
+
+
+def _is_it(roi: str) -> bool:
+    return re.search(r"(^|[^A-Za-z])IT([^A-Za-z]|$)", roi) is not None
+
+
+def _peaks(df: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, subject, roi, method): peak r, its time, first and number of FDR bins."""
+    if df.empty or not {"roi", "time", "r"} <= set(df):
+        return pd.DataFrame()
+    work = df.assign(_t=_num(df, "time"), _r=_num(df, "r"), _p=_num(df, "p_fdr"))
+    keys = [k for k in ("dataset", "subject", "roi", "method") if k in work]
+    rows = []
+    for key, g in work.groupby([_text(work, k) for k in keys], sort=False):
+        g = g.loc[np.isfinite(g["_r"])]
+        if g.empty:
+            continue
+        peak = g.loc[g["_r"].idxmax()]
+        sig = g.loc[g["_p"] < ALPHA, "_t"]
+        rows.append(
+            dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+            | {
+                "peak_time": peak["_t"],
+                "peak_r": peak["_r"],
+                "p_fdr_at_peak": peak["_p"],
+                "first_significant_time": sig.min() if sig.size else np.nan,
+                "n_significant_bins": int(sig.size),
+                "n_bins": int(len(g)),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def _peak_text(row: pd.Series) -> str:
+    onset = (
+        f", FDR-significant from {row['first_significant_time']:g} ms"
+        if np.isfinite(row["first_significant_time"])
+        else ", no FDR-significant bin"
+    )
+    return f"at {row['peak_time']:g} ms (r = {row['peak_r']:.2f}{onset})"
+
+
+def _findings_timecourse(df: pd.DataFrame) -> list[str]:
+    peaks = _peaks(df)
+    if peaks.empty:
+        return []
+    out = []
+    for label, rows in _unit(_primary_method(peaks)):
+        it = rows["roi"].astype(str).map(_is_it)
+        for _, row in rows.loc[it].iterrows():
+            out.append(f"{_lead(label)}the {row['roi']} effect peaks {_peak_text(row)}.")
+        rest = [f"{row['roi']} {_peak_text(row)}" for _, row in rows.loc[~it].iterrows()]
+        if rest:
+            out.append(f"{_lead(label)}peaks of the other areas: {_listing(rest)}.")
+    return out
+
+
+def _model_scores(df: pd.DataFrame) -> pd.DataFrame:
+    metric = _text(df, "metric")
+    if "metric" not in df:
+        metric = _text(df, "kind").map({"classifier": "roc_auc"}).replace("", "pearson_r")
+        metric = metric.fillna("pearson_r")
+    score = pd.Series(np.nan, index=df.index, dtype=float)
+    for name in dict.fromkeys(metric):
+        if name in df:
+            mask = metric == name
+            score[mask] = _num(df.loc[mask], name)
+    return df.assign(_metric=metric, _score=score)
+
+
+def _findings_models(df: pd.DataFrame) -> list[str]:
+    if df.empty or not {"feature_set", "model"} <= set(df):
+        return []
+    work = _model_scores(df)
+    work = work.loc[np.isfinite(work["_score"])]
+    out = []
+    for label, rows in _unit(work):
+        for metric, part in rows.groupby("_metric", sort=False):
+            grouped = part.loc[_text(part, "cv") != "random"] if "cv" in part else part
+            pool = grouped if not grouped.empty else part
+            best = pool.loc[pool["_score"].idxmax()]
+            out.append(_lead(label) + _describe_model(best, metric, part))
+    return out
+
+
+def _describe_model(best: pd.Series, metric: str, part: pd.DataFrame) -> str:
+    name = {"pearson_r": "Pearson r", "roc_auc": "ROC AUC", "accuracy": "accuracy"}.get(
+        metric, metric
+    )
+    cv = str(best.get("cv", "")) if pd.notna(best.get("cv")) else ""
+    cv_text = {"grouped": "concept-grouped CV", "random": "random-split CV"}.get(cv, f"cv: {cv}")
+    when = ""
+    if "time" in best and np.isfinite(pd.to_numeric(best["time"], errors="coerce")):
+        when = f" at {float(best['time']):g} ms"
+    text = (
+        f"best model {best['model']} on {best['feature_set']}"
+        + (f" ({cv_text})" if cv else "")
+        + f"{when}: "
+        f"{name} = {best['_score']:.3f}"
+    )
+    chance = pd.to_numeric(best.get("chance_mean"), errors="coerce")
+    if np.isfinite(chance):
+        text += f" vs permutation chance {chance:.3f}"
+        p = pd.to_numeric(best.get("chance_p"), errors="coerce")
+        if np.isfinite(p):
+            text += f" (p = {_fmt_p(float(p))})"
+    frac = pd.to_numeric(best.get("fraction_of_ceiling"), errors="coerce")
+    ceiling = pd.to_numeric(best.get("noise_ceiling"), errors="coerce")
+    if np.isfinite(frac) and np.isfinite(ceiling):
+        text += f"; {100 * frac:.0f}% of the noise ceiling ({ceiling:.2f})"
+    if cv == "grouped" and "cv" in part:
+        same = part.loc[
+            (_text(part, "cv") == "random")
+            & (_text(part, "model") == str(best["model"]))
+            & (_text(part, "feature_set") == str(best["feature_set"]))
+        ]
+        if not same.empty:
+            text += f"; random-split CV gives {same['_score'].max():.3f}"
+    return text + "."
+
+
+def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame) -> list[str]:
+    out = []
+    if not effects.empty and {"roi", "r"} <= set(effects):
+        for pair, rows in _unit(effects, ("pair",)):
+            rows = _primary_method(rows)
+            sig = rows.loc[_num(rows, "p_fdr") < ALPHA]
+            n = _num(rows, "n").max()
+            parts = []
+            for species in dict.fromkeys(_text(rows, "species")):
+                names = list(dict.fromkeys(_text(sig.loc[_text(sig, "species") == species], "roi")))
+                parts.append(f"{species or 'areas'}: {_listing(names) if names else 'none'}")
+            shared = f" on {n:.0f} shared stimuli" if np.isfinite(n) else ""
+            out.append(
+                f"{pair or 'cross-species'}{shared}: significant memorability effects "
+                f"(p_fdr < {ALPHA}) in " + "; ".join(parts) + "."
+            )
+    if not rsa.empty and {"human_roi", "monkey_area", "rsa_r"} <= set(rsa):
+        for label, rows in _unit(rsa, ("pair", "level")):
+            r = _num(rows, "rsa_r")
+            if not np.isfinite(r).any():
+                continue
+            best = rows.loc[r.idxmax()]
+            n_sig = int((_num(rows, "p_fdr") < ALPHA).sum())
+            match = f"{best['human_roi']} ~ {best['monkey_area']}"
+            out.append(
+                f"{_lead(f'RSA {label}'.strip())}strongest match {match} "
+                f"(rsa r = {float(r.max()):.2f}); {n_sig} of {len(rows)} ROI-area pairs "
+                "FDR-significant."
+            )
+    if not dec.empty and "pearson_r" in dec:
+        r = _num(dec, "pearson_r")
+        if np.isfinite(r).any():
+            best = dec.loc[r.idxmax()]
+            p = pd.to_numeric(best.get("p"), errors="coerce")
+            pv = f", p = {_fmt_p(float(p))}" if np.isfinite(p) else ""
+            out.append(
+                f"Cross-species decoding: best {best.get('direction', 'direction')} "
+                f"(r = {float(r.max()):.2f}{pv})."
+            )
+    return out
+
+
+def key_findings(tables: Mapping[str, pd.DataFrame]) -> list[str]:
+    """Plain-text sentences summarizing the tables (escape them before writing HTML).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"subject": "sub-01", "roi": ["V1", "IT"], "method": "pearson",
+    ...                    "r": [0.01, 0.3], "p_fdr": [0.9, 0.004]})
+    >>> key_findings({"correlations": df})
+    ['sub-01: FDR-significant memorability correlations in IT (Pearson r = 0.30, p_fdr = 0.004).']
+    """
+    return [sentence for _, sentences in _findings(tables) for sentence in sentences]
+
+
+def _findings(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, list[str]]]:
+    """(topic, sentences) for each analysis with something to say."""
+    empty = pd.DataFrame()
+    topics = [
+        ("ROI correlations", _findings_correlations(tables.get("correlations", empty))),
+        ("Time courses", _findings_timecourse(tables.get("timecourse", empty))),
+        ("Models", _findings_models(tables.get("models", empty))),
+        (
+            "Human and macaque",
+            _findings_bridge(
+                tables.get("bridge_effects", empty),
+                tables.get("bridge_rsa", empty),
+                tables.get("bridge_decoding", empty),
+            ),
+        ),
+    ]
+    return [(topic, sentences) for topic, sentences in topics if sentences]

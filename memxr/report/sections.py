@@ -1,0 +1,215 @@
+"""The per-analysis sections of a report and its methods notes.
+
+Each table of a run gets a section: heading, explanation, figure and a compact
+table (a summary for the time courses and the predictions).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import plots
+from .findings import _model_scores, _peaks
+from .html import _esc, _img, _table_html
+from .summary import _spec
+from .tables import TABLES, _num, _text
+
+_SECTIONS = {
+    "correlations": (
+        "ROI responses and memorability",
+        "Per ROI, the stimulus-wise response (ROI reduction given in column how) is correlated "
+        "with the THINGS memorability score across stimuli. Bars: Pearson and Spearman r with "
+        "bootstrap confidence intervals; dashed segments: noise ceiling of the ROI; marks: "
+        "BH-FDR adjusted p (* < .05, ** < .01, *** < .001). Highlighted rows are FDR-significant.",
+        (
+            "dataset",
+            "subject",
+            "roi",
+            "method",
+            "how",
+            "r",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_fdr",
+            "sig",
+            "n",
+            "n_channels",
+            "noise_ceiling",
+        ),
+    ),
+    "timecourse": (
+        "Time course of the memorability effect",
+        "Correlation with memorability in each time bin per area; bands are bootstrap "
+        "confidence intervals, dots mark FDR-significant bins. The table gives, per line, the "
+        "peak and the first FDR-significant bin (the full table is in the CSV).",
+        None,
+    ),
+    "models": (
+        "Memorability models",
+        "Cross-validated predictions of memorability from neural features. Bars: the score "
+        "named in column metric; black segments: mean of the permutation null (grey band: its "
+        "interval when recorded); dashed segments: noise ceiling. Hatched bars use random-split "
+        "CV (shown for comparison with concept-grouped CV).",
+        (
+            "dataset",
+            "subject",
+            "feature_set",
+            "model",
+            "kind",
+            "cv",
+            "time",
+            "metric",
+            "score",
+            "chance_mean",
+            "chance_p",
+            "noise_ceiling",
+            "fraction_of_ceiling",
+            "pearson_r",
+            "spearman_rho",
+            "r2",
+            "accuracy",
+            "roc_auc",
+            "n_stimuli",
+            "n_folds",
+            "n_permutations",
+        ),
+    ),
+    "predictions": (
+        "Out-of-fold predictions",
+        "Predicted against observed memorability for each held-out stimulus (dotted: identity, "
+        "solid: least-squares fit). The figure shows, for each subject, the regressor with the "
+        "best Pearson r under concept-grouped CV; the table summarizes every model.",
+        None,
+    ),
+    "bridge_effects": (
+        "Human and macaque on shared stimuli",
+        "Memorability correlations of human ROIs and monkey areas computed on the same shared "
+        "stimuli for each human-monkey pair.",
+        None,
+    ),
+    "bridge_rsa": (
+        "Cross-species representational similarity",
+        "Correlation between the representational dissimilarity matrices of each human ROI and "
+        "monkey area over the shared images (or concepts); marks from BH-FDR adjusted p.",
+        None,
+    ),
+    "bridge_decoding": (
+        "Cross-species decoding",
+        "Memorability decoders trained on one species and tested on the other.",
+        None,
+    ),
+}
+
+
+def _section_table(name: str, df: pd.DataFrame) -> str:
+    if df.empty:
+        return _table_html(df)
+    if name == "timecourse":
+        peaks = _peaks(df)
+        return _table_html(peaks) if not peaks.empty else _table_html(df)
+    if name == "predictions":
+        return _table_html(_prediction_summary(df))
+    if name == "models":
+        scored = _model_scores(df).rename(columns={"_score": "score"})
+        return _table_html(scored, _SECTIONS[name][2])
+    columns = _SECTIONS[name][2] if name in _SECTIONS else None
+    return _table_html(_with_marks(df), columns)
+
+
+def _prediction_summary(df: pd.DataFrame) -> pd.DataFrame:
+    if not {"observed", "predicted"} <= set(df):
+        return df
+    keys = [k for k in ("dataset", "subject", "feature_set", "model") if k in df]
+    work = df.assign(_o=_num(df, "observed"), _p=_num(df, "predicted"))
+    rows = []
+    groups = work.groupby([_text(work, k) for k in keys], sort=False) if keys else [((), work)]
+    for key, g in groups:
+        g = g.loc[np.isfinite(g["_o"]) & np.isfinite(g["_p"])]
+        ok = len(g) >= 3 and np.ptp(g["_o"]) > 0 and np.ptp(g["_p"]) > 0
+        r = float(np.corrcoef(g["_o"], g["_p"])[0, 1]) if ok else np.nan
+        rows.append(
+            dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+            | {"n": len(g), "pearson_r": r}
+        )
+    return pd.DataFrame(rows)
+
+
+def _with_marks(df: pd.DataFrame) -> pd.DataFrame:
+    """Add a ``sig`` column of ``*`` marks from ``p_fdr``."""
+    if "p_fdr" not in df or "sig" in df:
+        return df
+    out = df.copy()
+    marks = [plots.stars(p) for p in pd.to_numeric(df["p_fdr"], errors="coerce")]
+    out.insert(list(df.columns).index("p_fdr") + 1, "sig", marks)
+    return out
+
+
+def _sections(tables: Mapping[str, pd.DataFrame], pngs: Mapping[str, Path]) -> str:
+    parts = []
+    names = [t for t in TABLES if t in tables] + sorted(t for t in tables if t not in TABLES)
+    for name in names:
+        heading, text, _ = _SECTIONS.get(name, (name.replace("_", " "), "", None))
+        fig = _img(pngs[name], heading) if name in pngs else ""
+        parts.append(
+            f'<section id="{_esc(name)}"><h2>{_esc(heading)}</h2>'
+            + (f"<p>{_esc(text)}</p>" if text else "")
+            + (f"<figure>{fig}</figure>" if fig else "")
+            + f'<p class="note">Table: tables/{_esc(name)}.csv</p>'
+            + _section_table(name, tables[name])
+            + "</section>"
+        )
+    return "\n".join(parts)
+
+
+def _methods(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str]:
+    """Methods notes for the analyses present (plain text)."""
+    notes = []
+    if any(t in tables for t in ("correlations", "timecourse", "bridge_effects")):
+        notes.append(
+            "Correlations: Pearson r is reported together with Spearman's rank correlation, "
+            "which is robust to outliers and to monotone non-linear relations. p-values are "
+            "two-sided permutation p-values, (1 + #{|r_perm| >= |r|}) / (1 + P); confidence "
+            "intervals are percentile bootstrap intervals. When a grouping (e.g. THINGS "
+            "concept) is set, permutations and bootstrap resample whole concepts, since "
+            "images of one concept share memorability."
+        )
+        notes.append(
+            "Multiple comparisons: p_fdr is the Benjamini-Hochberg false discovery rate "
+            "adjustment over the ROIs (and time bins) of one analysis; marks * < .05, "
+            "** < .01, *** < .001 on p_fdr."
+        )
+    if "correlations" in tables or "models" in tables:
+        notes.append(
+            "Noise ceiling: ceiling_r is the square root of the Spearman-Brown corrected "
+            "split-half reliability of the ROI response across repeated presentations, the "
+            "highest correlation any predictor can reach with it."
+        )
+    if "models" in tables:
+        models = tables["models"]
+        n_perm = _num(models, "n_permutations").max() if not models.empty else np.nan
+        n_folds = _num(models, "n_folds").max() if not models.empty else np.nan
+        perm = f"{n_perm:.0f} permutations" if np.isfinite(n_perm) else "permutations"
+        folds = f"{n_folds:.0f}-fold " if np.isfinite(n_folds) else ""
+        notes.append(
+            f"Models: {folds}cross-validation grouped by THINGS concept (all images of a "
+            "concept fall in the same fold), so that a model cannot score by recognising "
+            "concepts seen in training; random-split CV, where reported (cv = random), is "
+            "optimistic for that reason. Chance levels: the whole cross-validated pipeline is "
+            f"refit on {perm} of memorability; chance_mean is the mean null score and "
+            "chance_p = (1 + #{null >= observed}) / (1 + P). Classifiers predict high vs low "
+            "memorability (threshold from the training folds) and are scored by ROC AUC."
+        )
+    if any(t.startswith("bridge") for t in tables):
+        notes.append(
+            "Cross-species analyses use only the stimuli shown to both the human subject and "
+            "the monkey of each pair, so every row of a pair has the same n."
+        )
+    spec = _spec(prov)
+    if spec:
+        notes.append("All parameters are in the spec recorded under Provenance.")
+    return notes

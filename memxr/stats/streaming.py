@@ -1,0 +1,139 @@
+"""The streaming pass of :mod:`memxr.stats` over xarray/dask data.
+
+Every sum a correlation needs is one ``tensordot`` of ``x`` (or ``x**2``) with the resampled
+design over the stimulus axis (:func:`_contract`); the design's blocks are generated per
+stimulus chunk of ``x`` from the small tables (:func:`_design_dask`). ``x`` is rechunked so
+that (features or stimuli) x design columns stay within the block budget (:func:`_plan`), and
+ranked along the stimulus axis for Spearman (:func:`_rank`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Sequence
+
+import dask
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from .kernels import _common_sums, _design_rows, _rank_kernel, _Tables
+
+_RANK_BYTES = 128 * 2**20
+"""Largest block holding a whole stimulus axis, for the rank transform."""
+
+_COL = "_memxr_col"
+_W = "_memxr_w"  # columns [1, w_1 .. w_B]: unit weight, then the bootstrap weights
+_Z = "_memxr_z"  # columns [y, z_1 .. z_P, w_1 y .. w_B y]
+
+
+def _feature_chunks(a: xr.DataArray, dim: str, limit: int) -> dict[Hashable, int]:
+    """Chunk sizes that keep at most ``limit`` features (non-``dim`` elements) per block."""
+    out: dict[Hashable, int] = {}
+    budget = max(1, limit)
+    for d in reversed([d for d in a.dims if d != dim]):
+        current = max(a.chunksizes[d])
+        new = min(current, budget)
+        if new < current:
+            out[d] = new
+        budget = max(1, budget // new)
+    return out
+
+
+def _rank(a: xr.DataArray, dim: str) -> xr.DataArray:
+    """Average ranks along ``dim`` (the whole axis in one chunk, features split to fit)."""
+    if a.chunks is not None:
+        chunks = _feature_chunks(a, dim, _RANK_BYTES // (8 * a.sizes[dim]))
+        a = a.chunk({**chunks, dim: -1})
+    out = xr.apply_ufunc(
+        _rank_kernel,
+        a,
+        input_core_dims=[[dim]],
+        output_core_dims=[[dim]],
+        dask="parallelized",
+        output_dtypes=[np.float64],
+    )
+    return out.transpose(*a.dims)
+
+
+def _prepare(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) -> xr.DataArray:
+    """Bare float64 data of the analysed stimuli, ranked for Spearman, shifted by its first row.
+
+    The shift (exact for correlations) keeps the one-pass sums free of cancellation when a
+    feature's mean is large compared with its spread.
+    """
+    bare = xr.DataArray(a.variable)
+    if keep is not None:
+        bare = bare.isel({dim: keep})
+    if method == "spearman":
+        bare = _rank(bare.astype(np.float64), dim)
+    # One pass: cast to float64 and shift together (the same numbers as astype, then subtract).
+    first = bare.isel({dim: 0})
+    return xr.apply_ufunc(np.subtract, bare, first, kwargs={"dtype": np.float64}, dask="allowed")
+
+
+def _plan(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
+    """Rechunk so that blocks of (features or stimuli) x design columns stay small."""
+    limit = max(1, block_bytes // (8 * n_cols))
+    chunks: dict[Hashable, int] = _feature_chunks(a, dim, limit)
+    if max(a.chunksizes[dim]) > limit:
+        chunks[dim] = limit
+    return a.chunk(chunks) if chunks else a
+
+
+def _design_dask(t: _Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
+    """The design as dask arrays whose blocks are generated per stimulus chunk of ``x``."""
+    tables = dask.delayed(t, traverse=False)
+    nz, nw, nc = t.widths
+    full, weights = [], []
+    start = 0
+    for size in chunks:  # one task per stimulus chunk
+        block = dask.delayed(_design_rows, pure=True, nout=2)(tables, start, start + size)
+        full.append(da.from_delayed(block[0], (size, nz + nw + nc), dtype=np.float64))
+        weights.append(da.from_delayed(block[1], (size, nw), dtype=np.float64))
+        start += size
+    return da.concatenate(full, axis=0), da.concatenate(weights, axis=0)
+
+
+def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
+    """``sum over dim of a * m[:, k]`` for every column k: one streaming matrix product.
+
+    Each (stimulus chunk, feature chunk) block is multiplied with the matching rows of ``m``
+    and the partial products are summed over the stimulus chunks (a tree reduction), so the
+    pass reads every block of ``a`` once and holds no whole axis of it.
+    """
+    data = da.tensordot(a.data, m, axes=(a.get_axis_num(dim), 0))
+    return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
+
+
+def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
+    return s.isel({_COL: slice(start, stop)}).rename({_COL: name})
+
+
+def _sums(
+    xs: xr.DataArray, cs: xr.DataArray | None, t: _Tables, dim: str, block_bytes: int
+) -> list[xr.DataArray]:
+    """Arguments of :func:`_finalize_kernel`: lazy x-side sums and the small y-side sums."""
+    nz, nw, nc = t.widths
+    full, omega = _design_dask(t, xs.chunksizes[dim])
+    s1 = _contract(xs, full, dim, _COL)
+    col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
+    common = {k: xr.DataArray(v, dims=col[k]) for k, v in _common_sums(t, block_bytes).items()}
+    args = [
+        common["sw"],
+        _cols(s1, nz, nz + nw, _W),
+        _contract(xs * xs, omega, dim, _W),
+        common["sy"],
+        common["syy"],
+        _cols(s1, 0, nz, _Z),
+    ]
+    if t.c is not None:
+        args += [common["sc"], common["scc"], _cols(s1, nz + nw, nz + nw + nc, _W), common["scy"]]
+    elif cs is not None:
+        s3 = _contract(cs, full, dim, _COL)
+        args += [
+            _cols(s3, nz, nz + nw, _W),
+            _contract(cs * cs, omega, dim, _W),
+            _contract(xs * cs, omega, dim, _W),
+            _cols(s3, 0, nz, _Z),
+        ]
+    return args

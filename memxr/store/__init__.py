@@ -1,0 +1,85 @@
+"""Zarr stores of cubes: atomic, resumable writes; lazy opens; a summary of what a store holds.
+
+Chunk policy
+------------
+Every data variable keeps its leading axes whole in each chunk (``stimulus`` for
+``response``; ``repeat_stimulus`` and ``repeat`` for ``response_repeats``) and is
+split along ``channel`` (and ``time`` for time-resolved cubes) into chunks of
+about ``target_bytes`` (64 MiB by default, :data:`CHUNK_BYTES`):
+
+* an ROI reduction or a statistic along the stimulus axis (correlation with
+  memorability, split-half reliability) reads each chunk once, whole, and needs
+  no other chunk to finish a channel;
+* the split is *balanced*: ``n`` equal chunks of at most the target rather than
+  full chunks plus a tiny last one (an uncompressed edge chunk is stored at full
+  size, so a ragged split wastes disk: measured 1.25x for 4.0002 chunks);
+* a time-resolved cube splits channel and time about equally (the squarest
+  split among those filling at least 90 % of the target), so a time window
+  and an ROI both read a bounded number of chunks;
+* dask chunks are rechunked to the Zarr chunks exactly before writing
+  (``to_zarr`` refuses dask chunks straddling Zarr chunks); coordinates are
+  small and stored as one chunk each.
+
+For THINGS-fMRI (8,740 x 211,339 float32) this gives 111 chunks of
+8,740 x 1,904 (63.5 MiB); for a TVSD time-resolved cube (22,348 x 1,024 x 300
+float64) 864 chunks of 22,348 x 19 x 19 (61.6 MiB).
+Why 64 MiB (``benchmarks/bench_codecs.py``: 256 MiB float32 cube, 2 cores, warm
+page cache, no compression, best of 3): reads ran at 2.5-2.7 GB/s with 15-28 MiB
+chunks, 1.7 GB/s with 51 MiB and 1.3 GB/s with 128 MiB chunks (glibc serves
+allocations above its 32 MiB mmap threshold with fresh pages, faulted in on each
+read), writes at 1.3-1.55 GB/s for every size. 64 MiB is kept as the default to
+stay in the 50-200 MB range that bounds the number of chunks, files and dask
+tasks (about 860 instead of 1,700 for one 55 GB trial cube) and keeps memory per
+task predictable; a store meant for repeated whole scans can be written with
+``chunk_bytes=28 << 20`` instead.
+
+Writing
+-------
+:func:`write_cube` writes into a hidden sibling ``.NAME.partial-FINGERPRINT``
+(same folder, so the final :func:`os.replace` is atomic), region by region (a
+region is up to :data:`REGION_CHUNKS` chunks), appending each finished region
+to a progress log. Killed and rerun with the same cube, it skips the finished
+regions. The fingerprint covers everything that determines the store except
+the data values themselves (dims, sizes, dtypes, chunks, codec, Zarr format,
+attributes but ``created``, coordinate values): rewriting a cube whose data
+changed but nothing else requires removing the partial first.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from memxr.schema import example_cube
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> path = write_cube(example_cube(), d / "cube.zarr", progress=False)
+>>> cube = open_cube(path)
+>>> float(cube["response"].sel(stimulus_id="thing_01s.jpg")[0].round(3))
+-0.536
+>>> print(format_info(store_info(path)).splitlines()[0])
+store      cube.zarr (zarr v3, ...)
+
+Modules: :mod:`.layout` (chunk plan, codecs, fingerprint), :mod:`.write`, :mod:`.access`
+(opening local paths and fsspec URLs), :mod:`.info` (what a store holds), :mod:`.atomic`
+(the one way files and folders are put into place), :mod:`.catalog` (a table of stores) and
+:mod:`.export` (netCDF-4 and Zarr 2 copies).
+
+May import: numpy, pandas, xarray, dask, zarr, fsspec, :mod:`memxr.schema`,
+:mod:`memxr.errors` and :mod:`memxr.provenance`; never readers or analyses.
+"""
+
+from .access import open_cube
+from .info import format_info, store_info
+from .layout import CHUNK_BYTES, CODEC, PROGRESS_LOG, chunk_plan, compressors, fingerprint
+from .write import REGION_CHUNKS, write_cube
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CODEC",
+    "PROGRESS_LOG",
+    "REGION_CHUNKS",
+    "chunk_plan",
+    "compressors",
+    "fingerprint",
+    "format_info",
+    "open_cube",
+    "store_info",
+    "write_cube",
+]

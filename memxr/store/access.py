@@ -1,0 +1,123 @@
+"""Opening cube stores: local paths and fsspec URLs, lazily, with one-line errors.
+
+Examples
+--------
+>>> _name("https://host/data/cube.zarr/"), _is_url("cube.zarr")
+('cube.zarr', False)
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import xarray as xr
+import zarr
+
+from ..errors import InputError
+from ..schema import validate
+from .layout import _loaded_coords, _quiet_zarr
+
+__all__ = ["open_cube"]
+
+_COORD_LOAD_BYTES = 256 << 20
+
+
+def _is_url(path_or_url: str | os.PathLike) -> bool:
+    return isinstance(path_or_url, str) and "://" in path_or_url
+
+
+def _remote_errors() -> tuple[type[BaseException], ...]:
+    """Errors of an unreachable host or a refused request (aiohttp's when fsspec uses it)."""
+    try:
+        from aiohttp import ClientError
+    except ImportError:  # pragma: no cover - aiohttp comes with fsspec's HTTP support
+        return (OSError,)
+    return (OSError, ClientError)
+
+
+def _check_protocol(url: str) -> None:
+    """One-line error for a URL protocol that fsspec does not know or cannot load."""
+    import fsspec
+
+    protocol = url.split("://", 1)[0]
+    try:
+        fsspec.get_filesystem_class(protocol)
+    except (ValueError, ImportError) as e:
+        raise InputError(_name(url), "store", f"cannot open {protocol}:// URLs: {e}") from e
+
+
+def _open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
+    """``xr.open_zarr`` with one-line errors for a missing or unreadable store."""
+    if not _is_url(path_or_url) and not Path(path_or_url).exists():
+        raise InputError(path_or_url, "store", "does not exist")
+    kwargs = {"storage_options": storage_options} if _is_url(path_or_url) else {}
+    if _is_url(path_or_url):
+        _check_protocol(path_or_url)
+    try:
+        with _quiet_zarr():
+            return xr.open_zarr(os.fspath(path_or_url), chunks=chunks, **kwargs)
+    except (FileNotFoundError, KeyError) as e:
+        raise InputError(_name(path_or_url), "store", "does not exist") from e
+    except (zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
+        raise InputError(_name(path_or_url), "store", "is not a Zarr store") from e
+    except _remote_errors() as e:
+        raise InputError(_name(path_or_url), "store", f"cannot be read: {e}") from e
+
+
+def _name(path_or_url) -> str:
+    return str(path_or_url).rstrip("/").rsplit("/", 1)[-1]
+
+
+def open_cube(
+    path_or_url: str | os.PathLike,
+    *,
+    chunks: Any = None,
+    storage_options: dict | None = None,
+) -> xr.Dataset:
+    """Open a cube store lazily (dask), with decoded labels and a ``stimulus_id`` index.
+
+    Parameters
+    ----------
+    path_or_url : str or path
+        A local store or an fsspec URL (``file://``, ``http://``, ``s3://`` ...).
+    chunks : optional
+        Dask chunks; default: the store's own chunks.
+    storage_options : dict, optional
+        Passed to fsspec for URLs.
+
+    Returns
+    -------
+    xarray.Dataset
+        The cube, validated; coordinates in memory (text as ``str``), data lazy.
+        ``.sel(stimulus_id=...)`` works (and ``repeat_stimulus_id`` when present).
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When the store does not exist.
+    memxr.schema.SchemaError
+        When the store does not hold a valid cube (the message names the store).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from memxr.schema import example_cube
+    >>> from memxr.store import write_cube
+    >>> p = write_cube(example_cube(), pathlib.Path(tempfile.mkdtemp()) / "c.zarr", progress=False)
+    >>> cube = open_cube(p.as_uri())
+    >>> cube["response"].chunks is not None, type(cube["stimulus_id"].values[0]).__name__
+    (True, 'str')
+    >>> open_cube(p.parent / "nope.zarr")
+    Traceback (most recent call last):
+    ...
+    memxr.errors.InputError: nope.zarr: store: does not exist
+    """
+    ds = _open_raw(path_or_url, {} if chunks is None else chunks, storage_options)
+    ds = _loaded_coords(ds, _COORD_LOAD_BYTES)
+    validate(ds, name=str(path_or_url))
+    for key in ("stimulus_id", "repeat_stimulus_id"):
+        if key in ds.coords and key not in ds.xindexes:
+            ds = ds.set_xindex(key)
+    return ds

@@ -1,0 +1,306 @@
+"""A catalog of stores: one tab-separated line per store, by default ``stores/catalog.tsv``.
+
+Columns (:data:`COLUMNS`):
+
+``name``
+    The store's folder name without ``.zarr`` (the key: a store of the same
+    name replaces the line).
+``dataset``, ``subject``, ``spec_hash``, ``created``
+    The store's attributes.
+``shape``
+    Its dimensions, ``dim=size`` separated by spaces (e.g.
+    ``stimulus=8740 channel=211339 repeat_stimulus=100 repeat=12 roi=30``).
+``checksum``
+    :func:`store_checksum`: metadata, files and sizes, coordinates and a sample
+    of the data, read in a bounded time whatever the size of the store.
+``path``
+    The store relative to the catalog's folder (POSIX separators), so that a
+    folder of stores and its catalog can be moved or shared together.
+
+The file is plain TSV with a header (``pandas.read_csv(path, sep="\\t")``,
+spreadsheets, ``cut``); :func:`update_catalog` rewrites it atomically
+(temporary sibling, then :func:`os.replace`).
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from memxr.schema import example_cube
+>>> from memxr.store import write_cube
+>>> d = pathlib.Path(tempfile.mkdtemp())
+>>> store = write_cube(example_cube(), d / "things-fmri_sub-00.zarr", progress=False)
+>>> table = update_catalog(d / "catalog.tsv", [store])
+>>> table.loc[0, ["name", "shape", "path"]].tolist()
+['things-fmri_sub-00', 'stimulus=6 channel=4 roi=1', 'things-fmri_sub-00.zarr']
+>>> read_catalog(d / "catalog.tsv")["checksum"][0] == store_checksum(store)
+True
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Iterable
+from pathlib import Path
+
+import pandas as pd
+
+from ..errors import InputError
+from .write import open_cube
+
+__all__ = [
+    "COLUMNS",
+    "SAMPLE_BYTES",
+    "WHOLE_ARRAY_BYTES",
+    "read_catalog",
+    "store_checksum",
+    "update_catalog",
+]
+
+COLUMNS = ("name", "dataset", "subject", "shape", "checksum", "spec_hash", "path", "created")
+"""Columns of a catalog, in order."""
+
+_CONSOLIDATED = (".zmetadata", "zarr.json")  # Zarr format 2, then 3
+WHOLE_ARRAY_BYTES = 64 << 20
+"""Arrays of at most this many bytes on disk are hashed whole by :func:`store_checksum`."""
+SAMPLE_BYTES = 32 << 10
+"""Bytes hashed at each end of a chunk file of a larger array."""
+_BLOCK = 16 << 20
+_VERSION = b"memxr store checksum 1\n"
+
+
+# --------------------------------------------------------------------------- checksum
+
+
+def _files(root: Path) -> list[tuple[str, Path, int]]:
+    """Every file of a store as (relative POSIX name, path, size), sorted by name."""
+    files = [(p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file()]
+    return [(name, p, p.stat().st_size) for name, p in sorted(files)]
+
+
+def _consolidated(root: Path) -> bytes:
+    """Bytes of the store's consolidated metadata (``.zmetadata`` or the root ``zarr.json``)."""
+    for name in _CONSOLIDATED:
+        f = root / name
+        if f.is_file():
+            data = f.read_bytes()  # small: metadata
+            if name == ".zmetadata" or b'"consolidated_metadata"' in data:
+                return data
+    raise InputError(root, "store", "has no consolidated metadata (.zmetadata or zarr.json)")
+
+
+def _hash_file(h, path: Path, size: int, whole: bool) -> None:
+    with open(path, "rb") as f:
+        if whole or size <= 2 * SAMPLE_BYTES:
+            while block := f.read(_BLOCK):
+                h.update(block)
+            return
+        h.update(f.read(SAMPLE_BYTES))
+        f.seek(size - SAMPLE_BYTES)
+        h.update(f.read(SAMPLE_BYTES))
+
+
+def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
+    """SHA-256 of a store's metadata, its files and sizes, and a bounded sample of its bytes.
+
+    What it covers, in this order:
+
+    1. the consolidated metadata, byte for byte: every array's dims, shape,
+       dtype, chunk shape, codecs and fill value, and every attribute
+       (``created``, ``spec_hash``, ``inputs`` with the SHA-256 of the raw files);
+    2. the relative name and size of every file, sorted by name (a missing,
+       extra or resized chunk changes the checksum);
+    3. the bytes of every array of at most :data:`WHOLE_ARRAY_BYTES` on disk,
+       whole: all coordinates (labels, memorability, ROI masks) and small cubes;
+    4. for larger arrays (the data variables of real cubes), the first and
+       last :data:`SAMPLE_BYTES` of each chunk file: with chunks holding the
+       whole stimulus axis, the first and last stimuli of every channel block.
+
+    So a rewrite with other data, labels or attributes changes the checksum,
+    whatever its timing; a copy (``cp -r``, ``rsync``, a download) keeps it,
+    and so does opening or reading the store.
+
+    Why it is cheap: what is read is bounded by the coordinates plus 64 KiB
+    per chunk, whatever the size of the data: for a 55 GB time-resolved
+    store of ~1,000 chunks, ~65 MB instead of 55 GB. The price: a change of a
+    large array that spares both ends of every chunk it touches (one value in
+    the middle of a chunk, edited in place) is not seen. memxr never edits a
+    store in place; ``full=True`` hashes every byte of every file (its value
+    differs from the cheap one), to check a copy byte for byte.
+
+    Parameters
+    ----------
+    path : str or path
+        A local Zarr store (format 2 or 3) with consolidated metadata.
+    full : bool
+        Hash every byte of every file.
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When the store does not exist or has no consolidated metadata.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, shutil
+    >>> from memxr.schema import example_cube
+    >>> from memxr.store import write_cube
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> a = write_cube(example_cube(), d / "a.zarr", progress=False)
+    >>> b = shutil.copytree(a, d / "b.zarr")
+    >>> store_checksum(a) == store_checksum(b), store_checksum(a) == store_checksum(a, full=True)
+    (True, False)
+    """
+    root = Path(path)
+    if not root.is_dir():
+        raise InputError(root, "store", "does not exist")
+    h = hashlib.sha256(_VERSION + (b"full\n" if full else b""))
+    meta = _consolidated(root)
+    h.update(f"{len(meta)}\n".encode() + meta)
+    files = _files(root)
+    array_bytes: dict[str, int] = {}
+    for name, _, size in files:
+        array = name.split("/", 1)[0] if "/" in name else ""
+        array_bytes[array] = array_bytes.get(array, 0) + size
+    for name, f, size in files:
+        h.update(f"{name}\t{size}\n".encode("utf-8", "surrogateescape"))
+        array = name.split("/", 1)[0] if "/" in name else ""
+        _hash_file(h, f, size, whole=full or array_bytes[array] <= WHOLE_ARRAY_BYTES)
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- catalog
+
+
+def _store_name(path: Path) -> str:
+    name = path.name
+    return name[: -len(".zarr")] if name.endswith(".zarr") else name
+
+
+def _relative(store: Path, folder: Path) -> str:
+    try:
+        return Path(os.path.relpath(store.resolve(), folder.resolve())).as_posix()
+    except ValueError:  # another drive (Windows): no relative path exists
+        return store.resolve().as_posix()
+
+
+def _row(store: Path, folder: Path) -> dict[str, str]:
+    """The catalog line of one store (the store is opened and validated; data not read)."""
+    cube = open_cube(store)
+    a = cube.attrs
+    return {
+        "name": _store_name(store),
+        "dataset": str(a.get("dataset", "")),
+        "subject": str(a.get("subject", "")),
+        "shape": " ".join(f"{d}={n}" for d, n in cube.sizes.items()),
+        "checksum": store_checksum(store),
+        "spec_hash": str(a.get("spec_hash", "")),
+        "path": _relative(store, folder),
+        "created": str(a.get("created", "")),
+    }
+
+
+def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a catalog: one row per store, every column as text (``""`` when empty).
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When the file does not exist or lacks a column of :data:`COLUMNS`.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "catalog.tsv"
+    >>> _ = p.write_text("name\\tdataset\\n")
+    >>> read_catalog(p)
+    Traceback (most recent call last):
+    ...
+    memxr.errors.InputError: catalog.tsv: subject: missing column
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InputError(p, "catalog", "does not exist")
+    table = pd.read_csv(p, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    for col in COLUMNS:
+        if col not in table.columns:
+            raise InputError(p, col, "missing column")
+    extra = [c for c in table.columns if c not in COLUMNS]
+    return table[[*COLUMNS, *extra]]
+
+
+def _write_atomic(table: pd.DataFrame, path: Path) -> None:
+    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
+    try:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            table.to_csv(f, sep="\t", index=False, lineterminator="\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def update_catalog(
+    catalog_path: str | os.PathLike, store_paths: Iterable[str | os.PathLike] | str | os.PathLike
+) -> pd.DataFrame:
+    """Add stores to a catalog, replacing the lines of stores of the same name.
+
+    Every store is opened and checked (:func:`memxr.store.open_cube`) before
+    the catalog is touched; the catalog is then rewritten atomically, sorted by
+    name. A missing catalog is created.
+
+    Parameters
+    ----------
+    catalog_path : str or path
+        The TSV file (e.g. ``stores/catalog.tsv``).
+    store_paths : path or iterable of paths
+        Local stores to add or refresh.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The whole catalog as written.
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When a store does not exist, two given stores have the same name, or
+        the existing catalog is malformed (nothing is written).
+    memxr.schema.SchemaError
+        When a store does not hold a valid cube (nothing is written).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from memxr.schema import example_cube
+    >>> from memxr.store import write_cube
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> s = write_cube(example_cube(), d / "stores" / "x.zarr", progress=False)
+    >>> update_catalog(d / "catalog.tsv", s)["path"].tolist()
+    ['stores/x.zarr']
+    """
+    catalog = Path(catalog_path)
+    if isinstance(store_paths, str | os.PathLike):
+        store_paths = [store_paths]
+    rows: dict[str, dict[str, str]] = {}
+    seen: dict[str, Path] = {}
+    for store in map(Path, store_paths):
+        row = _row(store, catalog.parent)
+        if row["name"] in seen and seen[row["name"]].resolve() != store.resolve():
+            raise InputError(store, "name", f"same name as {seen[row['name']]}")
+        seen[row["name"]] = store
+        rows[row["name"]] = row
+    old = read_catalog(catalog) if catalog.exists() else pd.DataFrame(columns=list(COLUMNS))
+    kept = old[~old["name"].isin(list(rows))]
+    new = pd.DataFrame(list(rows.values()), columns=list(COLUMNS))
+    table = pd.concat([kept, new]) if len(kept) else new
+    table = table.fillna("").sort_values("name", kind="stable").reset_index(drop=True)
+    catalog.parent.mkdir(parents=True, exist_ok=True)
+    _write_atomic(table, catalog)
+    return table

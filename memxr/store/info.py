@@ -1,0 +1,200 @@
+"""What a cube store holds: :func:`store_info` and its text, :func:`format_info`.
+
+Examples
+--------
+>>> _bytes(2048), _bytes(None)
+('2.0 KB', '?')
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from .access import _is_url, _name, _open_raw
+
+__all__ = ["format_info", "store_info"]
+
+
+def _codec_label(codecs: Sequence[Any]) -> str:
+    if not codecs:
+        return "none"
+    labels = []
+    shuffles = {0: "noshuffle", 1: "shuffle", 2: "bitshuffle"}
+    for c in codecs:
+        if hasattr(c, "get_config"):
+            cfg = dict(c.get_config())
+            name = str(cfg.pop("id"))
+        else:
+            d = c.to_dict()
+            name, cfg = str(d["name"]), dict(d.get("configuration") or {})
+        keep = {k: cfg[k] for k in ("cname", "clevel", "level", "shuffle") if k in cfg}
+        if isinstance(keep.get("shuffle"), int):
+            keep["shuffle"] = shuffles.get(keep["shuffle"], keep["shuffle"])
+        inner = ", ".join(f"{k}={getattr(v, 'value', v)}" for k, v in keep.items())
+        labels.append(f"{name}({inner})" if inner else name)
+    return "+".join(labels)
+
+
+def _dtype_label(dtype: np.dtype) -> str:
+    return "str" if dtype.kind in "OTU" else str(dtype)
+
+
+def _disk_bytes(path_or_url) -> int | None:
+    if _is_url(path_or_url):
+        return None
+    return sum(f.stat().st_size for f in Path(path_or_url).rglob("*") if f.is_file())
+
+
+def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = None) -> dict:
+    """What a store holds: dims, variables (dtype, shape, chunks, codec), ROIs, splits, provenance.
+
+    The store is not validated (so that a broken store can be inspected);
+    only coordinates are read.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> from memxr.schema import example_cube
+    >>> from memxr.store import write_cube
+    >>> p = write_cube(example_cube(), pathlib.Path(tempfile.mkdtemp()) / "c.zarr", progress=False)
+    >>> info = store_info(p)
+    >>> info["dims"], info["variables"]["response"]["chunks"], info["rois"]
+    ({'stimulus': 6, 'channel': 4, 'roi': 1}, [6, 4], {'A': 4})
+    """
+    ds = _open_raw(path_or_url, {}, storage_options)
+    kwargs = {"storage_options": storage_options} if _is_url(path_or_url) else {}
+    group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+
+    def describe(name) -> dict:
+        arr = group[str(name)]
+        v = ds[name]
+        return {
+            "dims": list(v.dims),
+            "dtype": _dtype_label(v.dtype),
+            "shape": list(v.shape),
+            "chunks": list(arr.chunks),
+            "codec": _codec_label(arr.compressors),
+        }
+
+    rois: dict[str, int] = {}
+    if "roi_mask" in ds.coords and "roi" in ds.coords:
+        counts = np.asarray(ds["roi_mask"].sum("channel").values)  # small: one count per ROI
+        rois = {str(r): int(n) for r, n in zip(ds["roi"].values, counts, strict=True)}
+    splits: dict[str, int] = {}
+    if "split" in ds.coords:
+        split = [str(v) for v in np.asarray(ds["split"].values).ravel()]  # small: labels
+        labels, counts = np.unique(np.asarray(split, dtype=object), return_counts=True)
+        splits = {str(k): int(n) for k, n in zip(labels, counts, strict=True)}
+    try:
+        records = json.loads(ds.attrs.get("inputs", "[]"))
+    except (TypeError, ValueError):
+        records = []
+    inputs = [
+        {
+            "name": str(r.get("name")),
+            "size": r.get("size"),
+            "sha256": (r.get("sha256") or "")[:12],
+        }
+        for r in records
+        if isinstance(r, Mapping)
+    ]
+    keys = ("dataset", "subject", "units", "memxr_version", "created", "spec_hash")
+    return {
+        "store": _name(path_or_url),
+        "zarr_format": int(group.metadata.zarr_format),
+        "disk_bytes": _disk_bytes(path_or_url),
+        "dims": {str(k): int(n) for k, n in ds.sizes.items()},
+        "variables": {str(n): describe(n) for n in ds.data_vars},
+        "coords": {
+            str(n): {"dims": list(c.dims), "dtype": _dtype_label(c.dtype)}
+            for n, c in ds.coords.items()
+        },
+        "rois": rois,
+        "splits": splits,
+        "attrs": {k: ds.attrs[k] for k in keys if k in ds.attrs},
+        "inputs": inputs,
+    }
+
+
+def _bytes(n: int | None) -> str:
+    if n is None:
+        return "?"
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if n < 1000 or unit == "TB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n} B"
+
+
+def _roi_summary(rois: Mapping[str, int], most: int = 40) -> str:
+    """ROI names with channel counts: the non-empty ones first, long lists cut."""
+    names = [r.replace("\n", "\\n") for r in rois]
+    shown = [f"{n} ({c})" for n, c in zip(names, rois.values(), strict=True) if c][:most]
+    empty = sum(1 for c in rois.values() if not c)
+    rest = sum(1 for c in rois.values() if c) - len(shown)
+    tail = [f"+{rest} more"] if rest else []
+    tail += [f"{empty} empty"] if empty else []
+    return ", ".join(shown) + (f" ... ({', '.join(tail)})" if tail else "")
+
+
+def format_info(info: dict) -> str:
+    """Human-readable text of :func:`store_info` (what ``memxr info STORE`` prints).
+
+    Examples
+    --------
+    >>> info = {"store": "c.zarr", "zarr_format": 3, "disk_bytes": 2048,
+    ...         "dims": {"stimulus": 6, "channel": 4}, "coords": {},
+    ...         "variables": {"response": {"dims": ["stimulus", "channel"], "dtype": "float64",
+    ...                       "shape": [6, 4], "chunks": [6, 4], "codec": "none"}},
+    ...         "rois": {"A": 4}, "splits": {"train": 6}, "attrs": {"dataset": "things-fmri"},
+    ...         "inputs": [{"name": "a.h5", "size": 10, "sha256": "0123456789ab"}]}
+    >>> print(format_info(info))
+    store      c.zarr (zarr v3, 2.0 KB on disk)
+    dims       stimulus=6 channel=4
+    variables  response (stimulus, channel) float64 [6 x 4] chunks 6 x 4 (0.0 MB) codec none
+    rois (1)   A (4)
+    splits     train 6
+    attrs      dataset: things-fmri
+    inputs     a.h5  10 B  sha256 0123456789ab
+    """
+    lines = [
+        f"{'store':<11}{info['store']} (zarr v{info['zarr_format']}, "
+        f"{_bytes(info.get('disk_bytes'))} on disk)",
+        f"{'dims':<11}" + " ".join(f"{k}={v}" for k, v in info["dims"].items()),
+    ]
+    for i, (name, v) in enumerate(info["variables"].items()):
+        itemsize = np.dtype(v["dtype"]).itemsize if v["dtype"] != "str" else 8
+        mb = math.prod(v["chunks"]) * itemsize / 1e6
+        lines.append(
+            f"{'variables' if i == 0 else '':<11}{name} ({', '.join(v['dims'])}) {v['dtype']} "
+            f"[{' x '.join(map(str, v['shape']))}] chunks {' x '.join(map(str, v['chunks']))} "
+            f"({mb:.1f} MB) codec {v['codec']}"
+        )
+    if info.get("coords"):
+        lines.append(
+            f"{'coords':<11}"
+            + ", ".join(f"{n} ({', '.join(c['dims'])})" for n, c in info["coords"].items())
+        )
+    rois = info.get("rois", {})
+    lines.append(f"{f'rois ({len(rois)})':<11}" + (_roi_summary(rois) or "-"))
+    lines.append(
+        f"{'splits':<11}" + (", ".join(f"{k} {n}" for k, n in info["splits"].items()) or "-")
+    )
+    for i, (k, v) in enumerate(info.get("attrs", {}).items()):
+        lines.append(f"{'attrs' if i == 0 else '':<11}{k}: {v}")
+    if not info.get("inputs"):
+        lines.append(f"{'inputs':<11}-")
+    for i, r in enumerate(info.get("inputs", [])):
+        size = _bytes(r["size"]) if isinstance(r.get("size"), int) else "?"
+        lines.append(
+            f"{'inputs' if i == 0 else '':<11}{r['name']}  {size}  sha256 {r['sha256'] or '-'}"
+        )
+    return "\n".join(lines)

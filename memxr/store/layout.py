@@ -1,0 +1,327 @@
+"""Layout of a cube's Zarr store: chunk policy, codec, preparation and fingerprint.
+
+What :func:`memxr.store.write_cube` stores, decided before anything is written:
+the chunk shape of every variable (:func:`chunk_plan`; the policy and the
+measurements behind it are described in :mod:`memxr.store`), the codec of the
+data variables (:func:`compressors`), the cube as it is stored (coordinates in
+memory, text as ``str``) and the :func:`fingerprint` naming a partial store.
+
+Examples
+--------
+>>> import dask.array as da, xarray as xr
+>>> ds = xr.Dataset({"response": (("stimulus", "channel"), da.zeros((10, 4), dtype="f4"))})
+>>> chunk_plan(ds, target_bytes=80)["response"]
+(10, 2)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import math
+import warnings
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+import dask.array as da
+import numpy as np
+import xarray as xr
+
+from ..provenance import __version__, now_utc
+from ..schema import text_coord
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CODEC",
+    "PROGRESS_LOG",
+    "chunk_plan",
+    "compressors",
+    "fingerprint",
+]
+
+CHUNK_BYTES = 64 << 20
+"""Default target size of a chunk (bytes); see :mod:`memxr.store` for why."""
+
+# Codec of the data variables, chosen by benchmarks/bench_codecs.py (noise-like
+# float32 cube of 256 MiB, like fMRI betas, as 5 chunks of 8,740 x 1,536 = 51 MiB,
+# zarr v3, 2 cores, best of 3, warm page cache):
+#
+#   codec                  ratio  write MB/s  read MB/s
+#   none                   1.000        1272       1221
+#   blosc-lz4-shuffle      0.960         660        822
+#   blosc-lz4-bitshuffle   0.933         579        722
+#   blosc-zstd3-shuffle    0.910         315        564
+#   zstd3                  0.930         315        373
+#
+# Betas and MUA are noisy floats: the best codec saves 4-9 % of the disk, while
+# reads (bound by Zarr's own decoding here, not by the disk) run 1.5-3x slower
+# and writes 2-4x slower (lz4 is also 1.5-2x slower at 15, 28 and 128 MiB chunks).
+# A smooth, time-resolved float64 cube (random walk + noise) gave the same
+# picture (ratios 0.89-0.96, no read gain). Hence no compression; the other
+# codecs remain available by name (see `compressors`).
+CODEC = "none"
+
+PROGRESS_LOG = "memxr-progress.log"
+"""Name of the progress log inside a partial store (removed when complete)."""
+
+_WHOLE_DIMS_SPLIT = ("channel", "time")
+
+
+# --------------------------------------------------------------------------- codecs
+
+
+def compressors(zarr_format: int = 3, codec: str = CODEC) -> Any:
+    """The ``compressors`` encoding of a codec name for a Zarr format.
+
+    Parameters
+    ----------
+    zarr_format : {2, 3}
+        Zarr v3 takes ``zarr.codecs`` objects, v2 the numcodecs equivalents.
+    codec : str
+        ``"none"``, ``"blosc-lz4-shuffle"``, ``"blosc-lz4-bitshuffle"``,
+        ``"blosc-zstd3-shuffle"`` or ``"zstd3"``.
+
+    Returns
+    -------
+    list or None
+        ``None`` for no compression (an empty list is refused by Zarr v2).
+
+    Examples
+    --------
+    >>> compressors(3) is None
+    True
+    >>> compressors(2, "zstd3")
+    [Zstd(level=3)]
+    """
+    if codec == "none":
+        return None
+    if zarr_format == 3:
+        from zarr.codecs import BloscCodec, ZstdCodec
+
+        v3 = {
+            "blosc-lz4-shuffle": lambda: BloscCodec(cname="lz4", clevel=5, shuffle="shuffle"),
+            "blosc-lz4-bitshuffle": lambda: BloscCodec(cname="lz4", clevel=5, shuffle="bitshuffle"),
+            "blosc-zstd3-shuffle": lambda: BloscCodec(cname="zstd", clevel=3, shuffle="shuffle"),
+            "zstd3": lambda: ZstdCodec(level=3),
+        }
+        make = v3
+    else:
+        import numcodecs
+
+        sh, bit = numcodecs.Blosc.SHUFFLE, numcodecs.Blosc.BITSHUFFLE
+        make = {
+            "blosc-lz4-shuffle": lambda: numcodecs.Blosc(cname="lz4", clevel=5, shuffle=sh),
+            "blosc-lz4-bitshuffle": lambda: numcodecs.Blosc(cname="lz4", clevel=5, shuffle=bit),
+            "blosc-zstd3-shuffle": lambda: numcodecs.Blosc(cname="zstd", clevel=3, shuffle=sh),
+            "zstd3": lambda: numcodecs.Zstd(level=3),
+        }
+    if codec not in make:
+        raise ValueError(f"unknown codec {codec!r}; one of none, {', '.join(make)}")
+    return [make[codec]()]
+
+
+# --------------------------------------------------------------------------- chunk plan
+
+
+def _balanced(n: int, at_most: int) -> int:
+    """Length of equal chunks splitting ``n`` into the fewest chunks of at most ``at_most``."""
+    n, at_most = max(1, n), max(1, at_most)
+    n_chunks = -(-n // at_most)
+    return -(-n // n_chunks)
+
+
+def _var_chunks(dims: Sequence[str], shape: Sequence[int], itemsize: int, target: int) -> tuple:
+    """Zarr chunk shape of one data variable (see the chunk policy in :mod:`memxr.store`)."""
+    sizes = dict(zip(dims, shape, strict=True))
+    split = [d for d in _WHOLE_DIMS_SPLIT if d in sizes]
+    lead = itemsize * math.prod(max(1, s) for d, s in sizes.items() if d not in split)
+    cells = max(1, target // lead)  # (channel, time) cells per chunk
+    out = {d: max(1, s) for d, s in sizes.items()}
+    if len(split) == 1:
+        out[split[0]] = _balanced(sizes[split[0]], cells)
+    elif len(split) == 2:
+        (a, na), (b, nb) = ((d, max(1, sizes[d])) for d in split)
+        if na * nb > cells:
+            out[a], out[b] = _split_two(na, nb, cells)
+    return tuple(out[d] for d in dims)
+
+
+def _split_two(na: int, nb: int, cells: int) -> tuple[int, int]:
+    """Balanced chunk lengths along two dims holding at most ``cells`` cells.
+
+    Among the splits filling at least 90 % of the best fill, the squarest.
+    """
+    options = set()
+    for k in range(1, min(nb, cells) + 1):
+        tb = _balanced(nb, k)
+        options.add((_balanced(na, cells // tb), tb))
+    best = max(ta * tb for ta, tb in options)
+    good = [o for o in options if o[0] * o[1] >= 0.9 * best]
+    return min(good, key=lambda o: (abs(math.log(o[0] / o[1])), -o[0] * o[1]))
+
+
+def _fitting_dask_chunks(var: xr.Variable, target: int) -> tuple[int, ...] | None:
+    """The variable's own dask chunks when they already follow the policy, else None.
+
+    They do when every dim but ``channel``/``time`` is whole, the chunks are
+    regular (equal but for a smaller last one) and a chunk holds between half
+    of and 1.25 times the target. Keeping them avoids a rechunk (a full copy
+    of every block) between a reader and the store.
+    """
+    if not isinstance(var.data, da.Array):
+        return None
+    out = []
+    for d, n, c in zip(var.dims, var.shape, var.data.chunks, strict=True):
+        if d not in _WHOLE_DIMS_SPLIT and len(c) > 1:
+            return None
+        if len(c) > 1 and (len(set(c[:-1])) > 1 or c[-1] > c[0]):
+            return None
+        out.append(max(1, c[0]) if c else max(1, n))
+    nbytes = var.dtype.itemsize * math.prod(out)
+    return tuple(out) if target // 2 <= nbytes <= target + target // 4 else None
+
+
+def chunk_plan(ds: xr.Dataset, target_bytes: int = CHUNK_BYTES) -> dict[str, tuple[int, ...]]:
+    """Zarr chunk shape of every variable of a cube (nothing is computed).
+
+    Data variables keep every dim whole except ``channel`` and ``time``, which
+    are split into balanced chunks of about ``target_bytes`` (dask chunks that
+    already do so, at half to 1.25 times the target, are kept as they are);
+    coordinates are one chunk each.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        The cube (numpy- or dask-backed; only shapes and dtypes are used).
+    target_bytes : int
+        Target size of a chunk; chunks are at most this size unless the
+        whole leading axes alone are larger.
+
+    Returns
+    -------
+    dict
+        Variable name -> chunk shape (one length per dim).
+
+    Examples
+    --------
+    >>> import dask.array as da, xarray as xr
+    >>> ds = xr.Dataset({"response": (("stimulus", "channel"),
+    ...                               da.zeros((8740, 211339), dtype="f4"))})
+    >>> chunk_plan(ds)["response"]
+    (8740, 1904)
+    >>> ds3 = xr.Dataset({"response": (("stimulus", "channel", "time"),
+    ...                                da.zeros((22348, 1024, 300), dtype="f8"))})
+    >>> chunk_plan(ds3)["response"]
+    (22348, 19, 19)
+    """
+    plan = {}
+    for name, var in ds.variables.items():
+        if name in ds.data_vars:
+            kept = _fitting_dask_chunks(var, target_bytes)
+            plan[name] = kept or _var_chunks(var.dims, var.shape, var.dtype.itemsize, target_bytes)
+        else:
+            plan[name] = tuple(max(1, s) for s in var.shape)
+    return plan
+
+
+def _rechunked(ds: xr.Dataset, plan: Mapping[str, tuple]) -> xr.Dataset:
+    """Data variables as dask arrays whose chunks are exactly the Zarr chunks."""
+    out = ds.copy()
+    for name in ds.data_vars:
+        var = ds[name].variable
+        if isinstance(var.data, da.Array):
+            data = var.data.rechunk(plan[name])
+        else:
+            data = da.from_array(np.asarray(var.data), chunks=plan[name], name=False)
+        out[name] = var.copy(data=data)
+    return out
+
+
+# --------------------------------------------------------------------------- preparation
+
+
+def _decode_text(values: np.ndarray) -> np.ndarray:
+    flat = [v.decode("utf-8") if isinstance(v, bytes) else str(v) for v in values.ravel()]
+    return text_coord(flat).reshape(values.shape)
+
+
+def _loaded_coords(ds: xr.Dataset, max_bytes: int | None = None) -> xr.Dataset:
+    """Coordinates in memory, text as Python ``str`` (bytes, numpy and StringDType text
+    decoded); coordinates larger than ``max_bytes`` stay as they are."""
+    coords = {}
+    for name, c in ds.coords.items():
+        if max_bytes is not None and c.nbytes > max_bytes:
+            continue
+        vals = np.asarray(c.values)  # small: coordinates
+        if vals.dtype.kind in "USTO":
+            vals = _decode_text(vals)
+        coords[name] = c.copy(data=vals)
+    return ds.assign_coords(coords)
+
+
+def _prepared(ds: xr.Dataset) -> xr.Dataset:
+    """Coordinates loaded (text as object str), no encodings, flat indexes, fresh attrs."""
+    ds = ds.copy()
+    extra = [n for n in ds.xindexes if n not in ds.dims]
+    if extra:
+        ds = ds.drop_indexes(extra)
+    ds = _loaded_coords(ds)
+    for var in ds.variables.values():
+        var.encoding = {}
+    ds.attrs = {**ds.attrs, "memxr_version": __version__}
+    ds.attrs.setdefault("created", now_utc())
+    ds.attrs.setdefault("inputs", "[]")
+    return ds
+
+
+def _coord_digest(values: np.ndarray) -> bytes:
+    h = hashlib.sha256(f"{values.dtype.str}{values.shape}".encode())
+    if values.dtype.kind == "O":
+        h.update("\x00".join(map(str, values.ravel())).encode("utf-8", "surrogatepass"))
+    else:
+        h.update(np.ascontiguousarray(values).tobytes())
+    return h.digest()
+
+
+def fingerprint(ds: xr.Dataset, plan: Mapping[str, tuple], zarr_format: int) -> str:
+    """Hash of everything that determines a store's content except the data values.
+
+    ``ds`` must be prepared (coordinates in memory, see :func:`write_cube`).
+
+    Examples
+    --------
+    >>> from memxr.schema import example_cube
+    >>> ds = _prepared(example_cube())
+    >>> fingerprint(ds, chunk_plan(ds), 3) == fingerprint(ds, chunk_plan(ds), 2)
+    False
+    """
+    desc = {
+        "zarr_format": zarr_format,
+        "codec": CODEC,
+        "sizes": {str(k): int(v) for k, v in ds.sizes.items()},
+        "vars": {
+            str(n): [list(v.dims), v.dtype.str, list(v.attrs.items())]
+            for n, v in ds.variables.items()
+        },
+        "data_vars": sorted(map(str, ds.data_vars)),
+        "plan": {str(k): list(v) for k, v in plan.items()},
+        "attrs": {k: v for k, v in ds.attrs.items() if k != "created"},
+    }
+    h = hashlib.sha256(json.dumps(desc, sort_keys=True, default=str).encode())
+    for name in sorted(map(str, ds.coords)):
+        h.update(name.encode() + _coord_digest(np.asarray(ds.coords[name].values)))
+    return h.hexdigest()
+
+
+# --------------------------------------------------------------------------- notices
+
+
+@contextlib.contextmanager
+def _quiet_zarr() -> Iterator[None]:
+    """Silence Zarr's notices that consolidated metadata is not in the v3 spec (xarray uses
+    it) and that the progress log is not part of the hierarchy."""
+    with warnings.catch_warnings():
+        for message in (".*not part in the Zarr format 3", f"Object at {PROGRESS_LOG}"):
+            warnings.filterwarnings("ignore", message=message, category=UserWarning)
+        yield

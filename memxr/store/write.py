@@ -1,0 +1,348 @@
+""":func:`write_cube`: a cube into a Zarr store, atomically and resumably, region by region.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import glob
+import os
+import shutil
+import sys
+from collections.abc import Iterator, Mapping, Sequence
+from concurrent.futures import Future
+from pathlib import Path
+
+import dask.array as da
+import xarray as xr
+import zarr
+
+from ..errors import InputError
+from ..provenance import inputs_attr, now_utc
+from ..schema import validate
+from .access import open_cube
+from .info import format_info, store_info
+from .layout import (
+    CHUNK_BYTES,
+    CODEC,
+    PROGRESS_LOG,
+    _prepared,
+    _quiet_zarr,
+    _rechunked,
+    chunk_plan,
+    compressors,
+    fingerprint,
+)
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CODEC",
+    "REGION_CHUNKS",
+    "chunk_plan",
+    "compressors",
+    "fingerprint",
+    "format_info",
+    "open_cube",
+    "store_info",
+    "write_cube",
+]
+
+REGION_CHUNKS = 4
+"""Chunks per region: the unit of work, of the progress log and of resumption."""
+
+
+# --------------------------------------------------------------------------- regions
+
+
+def _regions(dims: Sequence[str], shape: Sequence[int], chunks: Sequence[int]) -> Iterator[dict]:
+    """Regions of up to REGION_CHUNKS chunks, grouped along the innermost split dim."""
+    split = [(d, n, c) for d, n, c in zip(dims, shape, chunks, strict=True) if c < n]
+    if not split:
+        yield {dims[0]: slice(0, shape[0])} if dims else {}
+        return
+    *outer, (last, n_last, c_last) = split
+    step = c_last * REGION_CHUNKS
+    outer_ranges = [[(s, min(s + c, n)) for s in range(0, n, c)] for _, n, c in outer]
+    for combo in _product(outer_ranges):
+        for s in range(0, n_last, step):
+            region = {d: slice(a, b) for (d, _, _), (a, b) in zip(outer, combo, strict=True)}
+            region[last] = slice(s, min(s + step, n_last))
+            yield region
+
+
+def _product(ranges: list[list]) -> Iterator[tuple]:
+    if not ranges:
+        yield ()
+        return
+    for first in ranges[0]:
+        for rest in _product(ranges[1:]):
+            yield (first, *rest)
+
+
+def _region_key(name: str, region: Mapping[str, slice]) -> str:
+    return name + "|" + ",".join(f"{d}={s.start}:{s.stop}" for d, s in region.items())
+
+
+def _fsync(path: Path) -> None:
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _fsync_region(store: Path, name: str, region: Mapping[str, slice]) -> None:
+    """Make the chunk files of a finished region durable (before logging it)."""
+    arr = zarr.open_array(store / name, mode="r")
+    dims = _array_dims(arr)
+    grid = [range(0, 1)] * len(arr.shape)
+    for i, d in enumerate(dims):
+        c = arr.chunks[i]
+        if d in region:
+            grid[i] = range(region[d].start // c, -(-region[d].stop // c))
+        else:
+            grid[i] = range(0, -(-arr.shape[i] // c))
+    folders = set()
+    for idx in _product([list(g) for g in grid]):
+        f = store / name / arr.metadata.encode_chunk_key(tuple(idx))
+        _fsync(f)
+        folders.add(f.parent)
+    for folder in folders:
+        _fsync(folder)
+
+
+def _array_dims(arr: zarr.Array) -> list[str]:
+    if arr.metadata.zarr_format == 3 and arr.metadata.dimension_names:
+        return list(arr.metadata.dimension_names)
+    return list(arr.attrs.get("_ARRAY_DIMENSIONS", []))
+
+
+# --------------------------------------------------------------------------- write
+
+
+def _resolve_inputs(inputs: Sequence[dict] | Future | None, target: Path) -> str | None:
+    if inputs is None:
+        return None
+    records = inputs.result() if isinstance(inputs, Future) else inputs
+    out = []
+    for r in records:
+        if not isinstance(r, Mapping) or not {"name", "size", "sha256"} <= set(r):
+            raise InputError(target, "inputs", f"record {r!r} lacks name/size/sha256")
+        if os.path.isabs(str(r["name"])):
+            raise InputError(target, "inputs", f"absolute name {Path(r['name']).name!r}")
+        out.append({"name": str(r["name"]), "size": int(r["size"]), "sha256": r["sha256"]})
+    return inputs_attr(out)
+
+
+def _clean_stale(parent: Path, name: str, keep: Path) -> None:
+    for p in parent.glob(f".{glob.escape(name)}.partial-*"):
+        if p != keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _read_log(log: Path, fp: str) -> set[str] | None:
+    """Finished region keys, or None when the log is missing or for another fingerprint."""
+    if not log.exists():
+        return None
+    lines = log.read_text().split("\n")
+    if not lines or lines[0] != f"# memxr progress {fp}":
+        return None
+    return {ln for ln in lines[1:-1] if ln}  # a torn last line (no newline) is not finished
+
+
+def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str) -> set[str]:
+    """Open or create the partial store; return the regions already finished."""
+    log = tmp / PROGRESS_LOG
+    done = _read_log(log, fp) if tmp.exists() else None
+    if done is not None:
+        return done
+    shutil.rmtree(tmp, ignore_errors=True)
+    # Metadata and coordinates only: data variables stand in as never-computed dask arrays.
+    meta = dsd.copy()
+    for name in dsd.data_vars:
+        var = dsd[name].variable
+        meta[name] = var.copy(data=da.empty(var.shape, dtype=var.dtype, chunks=plan[name]))
+    comp = compressors(zarr_format)
+    encoding = {
+        n: {"chunks": plan[n], **({"compressors": comp} if n in dsd.data_vars else {})}
+        for n in dsd.variables
+    }
+    meta.to_zarr(
+        tmp, mode="w", compute=False, encoding=encoding, zarr_format=zarr_format, consolidated=False
+    )
+    with open(log, "w") as f:
+        f.write(f"# memxr progress {fp}\n")
+        f.flush()
+        os.fsync(f.fileno())
+    return set()
+
+
+def _write_regions(
+    tmp: Path,
+    dsd: xr.Dataset,
+    plan: Mapping,
+    zarr_format: int,
+    done: set[str],
+    progress: bool,
+    durable: bool = False,
+) -> None:
+    from tqdm.auto import tqdm
+
+    todo = [
+        (name, region)
+        for name in dsd.data_vars
+        for region in _regions(dsd[name].dims, dsd[name].shape, plan[name])
+    ]
+    total = len(todo)
+    todo = [(n, r) for n, r in todo if _region_key(str(n), r) not in done]
+    bar = tqdm(
+        total=total,
+        initial=total - len(todo),
+        disable=not progress,
+        file=sys.stderr,
+        desc=f"writing {tmp.name.split('.partial-')[0].lstrip('.')}",
+        unit="region",
+    )
+    with bar, open(tmp / PROGRESS_LOG, "a") as log:
+        for name, region in todo:
+            part = dsd[[name]].isel(region)
+            part = part.drop_vars(list(part.coords))
+            part.attrs = {}
+            part.to_zarr(
+                tmp, region=dict(region), mode="r+", zarr_format=zarr_format, consolidated=False
+            )
+            if durable:
+                _fsync_region(tmp, str(name), region)
+            log.write(_region_key(str(name), region) + "\n")
+            log.flush()
+            if durable:
+                os.fsync(log.fileno())
+            bar.update(1)
+
+
+def _finish(tmp: Path, target: Path, zarr_format: int, inputs_json: str | None) -> None:
+    group = zarr.open_group(tmp, mode="r+", zarr_format=zarr_format)
+    attrs = {"created": now_utc()}
+    if inputs_json is not None:
+        attrs["inputs"] = inputs_json
+    group.attrs.update(attrs)
+    zarr.consolidate_metadata(tmp, zarr_format=zarr_format)
+    (tmp / PROGRESS_LOG).unlink()
+    for meta in ("zarr.json", ".zmetadata", ".zattrs", ".zgroup"):
+        if (tmp / meta).exists():
+            _fsync(tmp / meta)
+    _fsync(tmp)
+    if target.exists() or target.is_symlink():
+        old = target.parent / f".{target.name}.old-{os.getpid()}"
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(target, old)
+        try:
+            os.replace(tmp, target)
+        except BaseException:
+            os.replace(old, target)
+            raise
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            old.unlink()
+    else:
+        os.replace(tmp, target)
+    _fsync(target.parent)
+
+
+def write_cube(
+    ds: xr.Dataset,
+    path: str | os.PathLike,
+    *,
+    zarr_format: int = 3,
+    overwrite: bool = False,
+    inputs: Sequence[dict] | Future | None = None,
+    chunk_bytes: int | None = None,
+    progress: bool = True,
+    durable: bool = False,
+) -> Path:
+    """Write a cube as a Zarr store, atomically and resumably.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset
+        A cube following :mod:`memxr.schema` (numpy- or dask-backed). Only one
+        region (a few chunks) is computed at a time, so memory stays flat.
+    path : str or path
+        The store to create.
+    zarr_format : {3, 2}
+        Zarr format; 2 for older readers (zarr-python 2, older xarray).
+    overwrite : bool
+        Replace an existing store; the old one is kept until the new one is
+        complete.
+    inputs : list of dict or concurrent.futures.Future, optional
+        Provenance records ``{"name", "size", "sha256"}`` (names relative), or a
+        future giving them (:func:`memxr.provenance.file_records_async`: hashing
+        runs while the data are written). Stored as ``attrs["inputs"]``; when not
+        given, the cube's own ``inputs`` attribute is kept.
+    chunk_bytes : int, optional
+        Target chunk size (default :data:`CHUNK_BYTES`).
+    progress : bool
+        Show a progress bar over regions on stderr.
+    durable : bool
+        Also survive a power loss or an operating-system crash: every region's
+        chunk files are fsynced before the region is logged as done. Without it
+        (the default) a write killed by a signal (SIGKILL, the OOM killer)
+        still resumes exactly, because the operating system keeps what was
+        written; waiting for the disk after each region would make an ingest
+        disk-bound (measured: 2 GB in 28 s instead of a few seconds).
+
+    Returns
+    -------
+    pathlib.Path
+        The store.
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When ``path`` exists and ``overwrite`` is false (before any work).
+    memxr.schema.SchemaError
+        When ``ds`` is not a valid cube.
+
+    Notes
+    -----
+    The store is built in ``.NAME.partial-FINGERPRINT`` beside ``path`` and
+    renamed into place only when complete, so ``path`` never holds a half
+    store. After a crash or an error, the same call resumes: regions listed in
+    the partial's progress log are not computed again. A partial with another
+    fingerprint (another cube, chunking or format) is removed. The data values
+    are not part of the fingerprint: to rewrite a cube whose values changed but
+    nothing else, remove its partial first.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib, xarray as xr
+    >>> from memxr.schema import example_cube
+    >>> out = pathlib.Path(tempfile.mkdtemp()) / "c.zarr"
+    >>> write_cube(example_cube(), out, zarr_format=2, progress=False).name
+    'c.zarr'
+    >>> xr.open_zarr(out).attrs["dataset"]
+    'things-fmri'
+    >>> write_cube(example_cube(), out, progress=False)
+    Traceback (most recent call last):
+    ...
+    memxr.errors.InputError: c.zarr: out: exists; pass overwrite=True
+    """
+    target = Path(path)
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise InputError(target, "out", "exists; pass overwrite=True")
+    if zarr_format not in (2, 3):
+        raise InputError(target, "zarr_format", f"is {zarr_format!r}, expected 2 or 3")
+    dsd = _prepared(ds)
+    validate(dsd, name=f"cube for {target.name}")
+    plan = chunk_plan(dsd, CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
+    dsd = _rechunked(dsd, plan)
+    fp = fingerprint(dsd, plan, zarr_format)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.parent / f".{target.name}.partial-{fp[:16]}"
+    _clean_stale(target.parent, target.name, keep=tmp)
+    with _quiet_zarr():
+        done = _start(tmp, dsd, plan, zarr_format, fp)
+        _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
+        _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target))
+    return target
