@@ -15,7 +15,7 @@ import pytest
 
 from memxr import plots, report
 from memxr.errors import InputError
-from memxr.report.summary import _inputs
+from memxr.report.summary import inputs_of
 
 PNG = b"\x89PNG\r\n\x1a\n"
 EVIL = "<script>alert(1)</script>"
@@ -361,11 +361,11 @@ def test_load_tables_keeps_text_labels(tmp_path):
 def test_provenance_inputs_in_other_shapes():
     nested = {"inputs": {"things-fmri": [{"name": "a.h5", "size": 3, "sha256": SHA}],
                          "things": {"scores.csv": SHA}}}  # fmt: skip
-    assert _inputs(nested) == [
+    assert inputs_of(nested) == [
         {"name": "things-fmri/a.h5", "size": 3, "sha256": SHA},
         {"name": "things/scores.csv", "size": None, "sha256": SHA},
     ]
-    assert _inputs({"input_checksums": {"x.csv": SHA}}) == [
+    assert inputs_of({"input_checksums": {"x.csv": SHA}}) == [
         {"name": "x.csv", "size": None, "sha256": SHA}]  # fmt: skip
 
 

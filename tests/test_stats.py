@@ -13,7 +13,7 @@ import xarray as xr
 from memxr.schema import example_cube, text_coord
 from memxr.stats import correlate, correlation_map, fdr, partial_correlate
 from memxr.stats import correlation as stats
-from memxr.stats.kernels import _design_rows
+from memxr.stats.kernels import design_rows
 
 FAST = {"n_permutations": 200, "n_bootstrap": 200}
 VARS = ("r", "p", "ci_low", "ci_high", "p_fdr")
@@ -168,7 +168,7 @@ def test_streaming_over_many_feature_chunks(monkeypatch):
     assert large < 4.5 * small  # grows linearly with the number of blocks
 
     # a tiny block budget forces x and the design into many small blocks: same numbers
-    monkeypatch.setattr(stats, "_BLOCK_BYTES", 8 * (1 + 3 * 200 + 2) * 6)
+    monkeypatch.setattr(stats, "BLOCK_BYTES", 8 * (1 + 3 * 200 + 2) * 6)
     lazy = correlate(x.chunk(), y, **FAST)
     assert max(lazy.r.chunks[0]) * max(lazy.r.chunks[1]) <= 6
     assert_same(lazy.compute(), eager)
@@ -278,8 +278,8 @@ def test_grouped_tables_resample_whole_groups():
     rng = np.random.default_rng(13)
     group = rng.permutation(np.repeat(np.arange(5), [1, 2, 3, 4, 6]))
     y = rng.standard_normal(group.size)
-    t = stats._tables(y - y.mean(), np.zeros(group.size), group, None, 50, 40, seed=1)
-    full, omega = _design_rows(t, 0, group.size)
+    t = stats.resampling_tables(y - y.mean(), np.zeros(group.size), group, None, 50, 40, seed=1)
+    full, omega = design_rows(t, 0, group.size)
     w = omega[:, 1:]
     for g in range(5):  # bootstrap weights constant within a group, whole groups drawn
         assert (w[group == g] == w[group == g][0]).all()
@@ -294,7 +294,7 @@ def test_grouped_tables_resample_whole_groups():
     for col in z.T:
         np.testing.assert_allclose(np.sort(mean_of(col)), np.sort(mean_of(y - y.mean())))
     # restricting the rows reproduces the same design (the dask path generates it per chunk)
-    np.testing.assert_array_equal(_design_rows(t, 3, 9)[0], full[3:9])
+    np.testing.assert_array_equal(design_rows(t, 3, 9)[0], full[3:9])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,19 +434,19 @@ def test_partial_permutes_the_residual_of_y(monkeypatch):
     y = c + rng.standard_normal(n)
     x = xr.DataArray(rng.standard_normal((n, 2)), dims=("stimulus", "roi"))
     seen = []
-    original = stats._tables
+    original = stats.resampling_tables
 
     def record(*args, **kwargs):
         seen.append(original(*args, **kwargs))
         return seen[-1]
 
-    monkeypatch.setattr(stats, "_tables", record)
+    monkeypatch.setattr(stats, "resampling_tables", record)
     partial_correlate(x, y, c, n_permutations=20, n_bootstrap=0)
     (t,) = seen
     y0 = (y - y.mean()) / y.std()
     resid = residual(y0, c)
     np.testing.assert_allclose(t.fitted, y0 - resid, atol=1e-12)
-    full, _ = _design_rows(t, 0, n)
+    full, _ = design_rows(t, 0, n)
     for col in full[:, 1:21].T:
         np.testing.assert_allclose(np.sort(col - t.fitted), np.sort(resid), atol=1e-12)
         assert not np.allclose(col, y0)

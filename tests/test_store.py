@@ -38,7 +38,7 @@ from memxr.store import (
     write_cube,
 )
 from memxr.store.info import _codec_label
-from memxr.store.layout import _prepared, _rechunked
+from memxr.store.layout import prepare_cube, rechunk_to_plan
 
 ROIS = ["V1", "FFA", "IT"]
 
@@ -187,7 +187,7 @@ def test_round_trip(tmp_path, backend, n_time, zarr_format):
     assert back.attrs["created"] != cube.attrs["created"]
     assert back.attrs["created"].endswith("Z")
     # the store's chunks are the plan (several of them: the write went region by region)
-    plan = chunk_plan(_prepared(cube), 24 * 4 * 2)
+    plan = chunk_plan(prepare_cube(cube), 24 * 4 * 2)
     group = zarr.open_group(path, mode="r")
     assert group["response"].chunks == plan["response"]
     assert group["response_repeats"].chunks == plan["response_repeats"]
@@ -297,7 +297,7 @@ def test_open_cube_errors(tmp_path):
 
 def _check_aligned(ds: xr.Dataset, plan: dict) -> None:
     with raise_if_dask_computes():
-        out = _rechunked(ds, plan)
+        out = rechunk_to_plan(ds, plan)
     for name in ds.data_vars:
         for size, want, got in zip(ds[name].shape, plan[name], out[name].chunks, strict=True):
             assert sum(got) == size and all(c == want for c in got[:-1]) and got[-1] <= want
@@ -482,7 +482,7 @@ def test_stale_partial_with_other_fingerprint_is_discarded(tmp_path):
 
 
 def test_fingerprint_covers_content_but_not_creation_time():
-    ds = _prepared(make_cube())
+    ds = prepare_cube(make_cube())
     plan = chunk_plan(ds)
     fp = fingerprint(ds, plan, 3)
     assert fingerprint(ds.assign_attrs(created="2000-01-01T00:00:00Z"), plan, 3) == fp

@@ -18,7 +18,15 @@ import scipy.stats
 import xarray as xr
 
 from .. import align, models
-from .inputs import _drop_repeats, _fold_groups, _ids, _names, _pair, _pattern, _subject
+from .inputs import (
+    drop_repeats,
+    fold_groups,
+    ids_of,
+    pair_name,
+    recording_name,
+    roi_names,
+    roi_pattern,
+)
 
 __all__ = ["DECODING_COLUMNS", "DECODING_MODELS", "cross_decode"]
 
@@ -47,8 +55,8 @@ def _is_human(cube: xr.Dataset) -> bool:
 
 def _pair_of(source: xr.Dataset, target: xr.Dataset) -> str:
     if _is_human(target) and not _is_human(source):
-        return _pair(target, source)
-    return _pair(source, target)
+        return pair_name(target, source)
+    return pair_name(source, target)
 
 
 def _empty_decoding(reason: str, **attrs: Any) -> pd.DataFrame:
@@ -132,17 +140,17 @@ def _decoding_sets(
     """
     src, tgt = align.labelled(source), align.labelled(target)
     t_shared, _ = align.align_pair(tgt, src)
-    seen = set(_ids(target))
+    seen = set(ids_of(target))
     concepts = set(np.asarray(t_shared["concept"].values).astype(str).tolist()) - {""}
     src_concepts = np.asarray(src["concept"].values).astype(str)
     own = [
         i
-        for i, (s, c) in enumerate(zip(_ids(src), src_concepts, strict=True))
+        for i, (s, c) in enumerate(zip(ids_of(src), src_concepts, strict=True))
         if s not in seen and not (disjoint_concepts and c in concepts)
     ]
-    shared = pd.Index(_ids(src)).get_indexer(_ids(t_shared))
+    shared = pd.Index(ids_of(src)).get_indexer(ids_of(t_shared))
     rows = np.concatenate([np.asarray(own, dtype=np.int64), shared.astype(np.int64)])
-    return t_shared, _drop_repeats(src).isel(stimulus=rows), len(own)
+    return t_shared, drop_repeats(src).isel(stimulus=rows), len(own)
 
 
 def cross_decode(
@@ -251,7 +259,7 @@ def cross_decode(
     n_permutations = int(n_permutations)
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
-    direction = f"{_subject(source)}->{_subject(target)}"
+    direction = f"{recording_name(source)}->{recording_name(target)}"
     info = {"direction": direction, "pair": _pair_of(source, target)}
     t_sh, s_sel, n_own = _decoding_sets(source, target, disjoint_concepts)
     n_sh = t_sh.sizes["stimulus"]
@@ -261,11 +269,11 @@ def cross_decode(
         )
     if n_own < min_images:
         return _empty_decoding(
-            f"only {n_own} labelled images of {_subject(source)} are not in {_subject(target)}"
+            f"only {n_own} labelled images of {recording_name(source)} are not in {recording_name(target)}"
             f" (need {min_images})",
             **info,
         )
-    groups = _fold_groups(t_sh)
+    groups = fold_groups(t_sh)
     if np.unique(groups).size < n_splits:
         return _empty_decoding(
             f"the shared images span {np.unique(groups).size} concepts, fewer than"
@@ -273,17 +281,17 @@ def cross_decode(
             **info,
         )
     folds = models.make_folds(n_sh, groups, cv=int(n_splits), seed=seed)[0]
-    own_groups = _fold_groups(s_sel.isel(stimulus=slice(0, n_own)))
+    own_groups = fold_groups(s_sel.isel(stimulus=slice(0, n_own)))
     y = np.asarray(t_sh["memorability"].values, dtype=float)
     y_own = np.asarray(s_sel["memorability"].values[:n_own], dtype=float)
     rng_own, rng_target = (np.random.default_rng(q) for q in np.random.SeedSequence(seed).spawn(2))
     own_perms = [models.grouped_permutation(own_groups, rng_own) for _ in range(n_permutations)]
     perms = [models.grouped_permutation(groups, rng_target) for _ in range(n_permutations)]
-    s_rois, t_rois = _names(source, source_rois), _names(target, target_rois)
+    s_rois, t_rois = roi_names(source, source_rois), roi_names(target, target_rois)
     rows = []
     t_cache: dict[str, np.ndarray] = {}
     for s_roi in s_rois:
-        both = _matrix(_pattern(s_sel, s_roi, windows, n_components, seed))
+        both = _matrix(roi_pattern(s_sel, s_roi, windows, n_components, seed))
         cols = _finite_columns(both)
         own, shared = both[:n_own, cols], both[n_own:, cols]
         decoders = [
@@ -292,7 +300,7 @@ def cross_decode(
         ]
         for t_roi in t_rois:
             if t_roi not in t_cache:
-                xt = _matrix(_pattern(t_sh, t_roi, windows, n_components, seed))
+                xt = _matrix(roi_pattern(t_sh, t_roi, windows, n_components, seed))
                 t_cache[t_roi] = xt[:, _finite_columns(xt)]
             xt = t_cache[t_roi]
             mapped = _mapped(xt, shared, folds, seed)
@@ -323,5 +331,5 @@ def cross_decode(
                 }
             )
     out = pd.DataFrame(rows)
-    out.attrs = {**info, "seed": int(seed), "shared_ids": _ids(t_sh)}
+    out.attrs = {**info, "seed": int(seed), "shared_ids": ids_of(t_sh)}
     return out

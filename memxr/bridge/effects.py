@@ -13,7 +13,15 @@ import xarray as xr
 
 from .. import align, stats
 from .decoding import DECODING_COLUMNS, DECODING_MODELS, cross_decode
-from .inputs import _check_scores, _concept_groups, _ids, _pair, _roi_values, _set_hash, _subject
+from .inputs import (
+    check_scores,
+    concept_groups,
+    ids_of,
+    pair_name,
+    recording_name,
+    roi_values,
+    set_hash,
+)
 from .rsa import METRICS, RSA_COLUMNS, rdm, rsa
 
 __all__ = [
@@ -119,25 +127,25 @@ def shared_effects(
     n = h.sizes["stimulus"]
     if n < 3:
         raise ValueError(f"shared_effects: only {n} labelled images are shared; need at least 3")
-    _check_scores(h, m)
-    xh = _roi_values(h, human_rois, how, windows)
-    xm = _roi_values(m, monkey_rois, how, windows)
+    check_scores(h, m)
+    xh = roi_values(h, human_rois, how, windows)
+    xm = roi_values(m, monkey_rois, how, windows)
     rows = xr.concat(
         [xr.DataArray(x.variable).rename(roi="row") for x in (xh, xm)], dim="row", join="override"
     )
-    groups = _concept_groups(h)
+    groups = concept_groups(h)
     if "groups" in correlate_kw:
         grouping = "given"
     else:
         grouping = "none" if groups is None else "concept"
     kw = {"groups": groups, **correlate_kw, "compute": True}
     res = stats.correlate(rows, h["memorability"].values, method=method, **kw)
-    ids = _ids(h)
+    ids = ids_of(h)
     species = ["human"] * xh.sizes["roi"] + ["macaque"] * xm.sizes["roi"]
     out = pd.DataFrame(
         {
             "species": species,
-            "subject": [_subject(human)] * xh.sizes["roi"] + [_subject(monkey)] * xm.sizes["roi"],
+            "subject": [recording_name(human)] * xh.sizes["roi"] + [recording_name(monkey)] * xm.sizes["roi"],
             "roi": [str(r) for r in np.r_[xh["roi"].values, xm["roi"].values]],
             "method": method,
             "r": res["r"].values,
@@ -146,14 +154,14 @@ def shared_effects(
             "ci_high": res["ci_high"].values,
             "p_fdr": res["p_fdr"].values,
             "n": int(res["n"]),
-            "pair": _pair(human, monkey),
+            "pair": pair_name(human, monkey),
             "how": how,
             "n_channels": np.r_[xh["n_channels"].values, xm["n_channels"].values].astype(np.int64),
-            "stimulus_set": _set_hash(ids),
+            "stimulus_set": set_hash(ids),
             "groups": grouping,
         }
     )
-    out.attrs = {**res.attrs, "stimulus_ids": ids, "n_shared": n, "pair": _pair(human, monkey)}
+    out.attrs = {**res.attrs, "stimulus_ids": ids, "n_shared": n, "pair": pair_name(human, monkey)}
     out.attrs["groups"] = grouping
     return out
 

@@ -18,24 +18,24 @@ from ..features import pattern_features
 from ..reduce import AREA_WINDOWS, UnknownROIError, default_rois, roi_reduce, window_reduce
 
 
-def _subject(cube: xr.Dataset) -> str:
+def recording_name(cube: xr.Dataset) -> str:
     return str(cube.attrs.get("subject", ""))
 
 
-def _pair(human: xr.Dataset, monkey: xr.Dataset) -> str:
-    return f"{_subject(human)}~{_subject(monkey)}"
+def pair_name(human: xr.Dataset, monkey: xr.Dataset) -> str:
+    return f"{recording_name(human)}~{recording_name(monkey)}"
 
 
-def _ids(cube: xr.Dataset) -> list[str]:
+def ids_of(cube: xr.Dataset) -> list[str]:
     return [str(s) for s in np.asarray(cube["stimulus_id"].values).tolist()]  # small: labels
 
 
-def _set_hash(ids: Sequence[str]) -> str:
+def set_hash(ids: Sequence[str]) -> str:
     """A short hash naming a set of stimuli in a given order (equal hash = same stimuli)."""
     return hashlib.sha256("\n".join(ids).encode()).hexdigest()[:16]
 
 
-def _concept_groups(cube: xr.Dataset) -> np.ndarray | None:
+def concept_groups(cube: xr.Dataset) -> np.ndarray | None:
     """Concept per stimulus for grouped statistics; unknown concepts ("") are singletons.
 
     None when fewer than two groups result (then the stimuli are exchangeable).
@@ -46,19 +46,19 @@ def _concept_groups(cube: xr.Dataset) -> np.ndarray | None:
     known = concepts != ""
     if not known.any():
         return None
-    ids = np.array(_ids(cube), dtype=object)
+    ids = np.array(ids_of(cube), dtype=object)
     out = concepts.copy()
     out[~known] = np.array([f"\x00{s}" for s in ids[~known]], dtype=object)
     return out if np.unique(out.astype(str)).size > 1 else None
 
 
-def _fold_groups(cube: xr.Dataset) -> np.ndarray:
+def fold_groups(cube: xr.Dataset) -> np.ndarray:
     """Concept groups for folds and permutations; each image its own group when unknown."""
-    groups = _concept_groups(cube)
-    return np.array(_ids(cube), dtype=object) if groups is None else groups
+    groups = concept_groups(cube)
+    return np.array(ids_of(cube), dtype=object) if groups is None else groups
 
 
-def _names(cube: xr.Dataset, rois: Sequence[str] | str | None) -> list[str]:
+def roi_names(cube: xr.Dataset, rois: Sequence[str] | str | None) -> list[str]:
     if rois is None:
         return default_rois(cube)
     return [rois] if isinstance(rois, str) else [str(r) for r in rois]
@@ -73,20 +73,20 @@ def _window(roi: str, windows: Mapping[str, tuple[float, float]]) -> tuple[float
     return float(start), float(stop)
 
 
-def _roi_values(
+def roi_values(
     cube: xr.Dataset,
     rois: Sequence[str] | str | None,
     how: str,
     windows: Mapping[str, tuple[float, float]] | None,
 ) -> xr.DataArray:
     """(stimulus, roi) ROI reductions, averaged over each area's window when timed (lazy)."""
-    out = roi_reduce(cube, _names(cube, rois), how=how)
+    out = roi_reduce(cube, roi_names(cube, rois), how=how)
     if "time" in out.dims:
         out = window_reduce(out, dict(AREA_WINDOWS if windows is None else windows))
     return out
 
 
-def _pattern(
+def roi_pattern(
     cube: xr.Dataset,
     roi: str,
     windows: Mapping[str, tuple[float, float]] | None,
@@ -100,28 +100,28 @@ def _pattern(
     return pattern_features(cube, roi, n_components=n_components, time=time, seed=seed)
 
 
-def _drop_repeats(cube: xr.Dataset) -> xr.Dataset:
+def drop_repeats(cube: xr.Dataset) -> xr.Dataset:
     return cube.drop_dims([d for d in ("repeat_stimulus", "repeat") if d in cube.dims])
 
 
-def _of_split(cube: xr.Dataset, split: str | None) -> xr.Dataset:
+def of_split(cube: xr.Dataset, split: str | None) -> xr.Dataset:
     """The cube without its repeats, restricted to one split (None: all stimuli)."""
-    cube = _drop_repeats(cube)
+    cube = drop_repeats(cube)
     if split is None:
         return cube
     labels = np.asarray(cube["split"].values).astype(str)  # small: one label per stimulus
     return cube.isel(stimulus=np.flatnonzero(labels == split))
 
 
-def _check_scores(a: xr.Dataset, b: xr.Dataset) -> None:
+def check_scores(a: xr.Dataset, b: xr.Dataset) -> None:
     """Warn when two aligned cubes carry different memorability for the same images."""
     sa = np.asarray(a["memorability"].values, dtype=float)  # small: one score per stimulus
     sb = np.asarray(b["memorability"].values, dtype=float)
     differ = ~np.isclose(sa, sb, equal_nan=True)
     if differ.any():
         warnings.warn(
-            f"memorability differs between {_subject(a)} and {_subject(b)} on {int(differ.sum())}"
+            f"memorability differs between {recording_name(a)} and {recording_name(b)} on {int(differ.sum())}"
             f" of {sa.size} shared images (labelled from different tables?); using"
-            f" {_subject(a)}'s scores",
+            f" {recording_name(a)}'s scores",
             stacklevel=3,
         )

@@ -19,7 +19,7 @@ import scipy.stats
 import xarray as xr
 
 from .. import align, stats
-from .inputs import _ids, _names, _of_split, _pair, _pattern
+from .inputs import ids_of, of_split, pair_name, roi_names, roi_pattern
 
 __all__ = ["METRICS", "RSA_COLUMNS", "rdm", "rsa"]
 
@@ -186,7 +186,7 @@ def _rank_vectors(
     """Standardized ranks of each ROI's RDM upper triangle; channels used and dropped."""
     out, used, dropped = [], [], []
     for roi in rois:
-        feats, n_bad = _clean(_pattern(cube, roi, windows), zscore)
+        feats, n_bad = _clean(roi_pattern(cube, roi, windows), zscore)
         used.append(int(feats.sizes["feature"]))
         dropped.append(n_bad)
         if feats.sizes["feature"] == 0:
@@ -311,8 +311,8 @@ def rsa(
     if "time" in human.dims:
         raise ValueError("rsa: the human cube has a time dim; reduce it first")
     h, m = align.align_pair(
-        _of_split(human, split),
-        _of_split(monkey, split),
+        of_split(human, split),
+        of_split(monkey, split),
         by="stimulus_id" if level == "image" else level,
     )
     if level == "concept" and min_concept_images > 1:
@@ -321,7 +321,7 @@ def rsa(
         )
         h, m = h.isel(stimulus=np.flatnonzero(enough)), m.isel(stimulus=np.flatnonzero(enough))
     n_shared = h.sizes["stimulus"]
-    hr, mr = _names(h, human_rois), _names(m, monkey_rois)
+    hr, mr = roi_names(h, human_rois), roi_names(m, monkey_rois)
     columns = list(RSA_COLUMNS)
     if n_shared < 3:
         out = pd.DataFrame(columns=columns)
@@ -355,7 +355,7 @@ def rsa(
         for j, area in enumerate(mr):
             rows.append(
                 {
-                    "pair": _pair(human, monkey),
+                    "pair": pair_name(human, monkey),
                     "level": level,
                     "human_roi": roi,
                     "monkey_area": area,
@@ -376,5 +376,5 @@ def rsa(
                 }
             )
     out = pd.DataFrame(rows)
-    out.attrs = {"items": _ids(h), "seed": int(seed), "zscore": bool(zscore), "level": level}
+    out.attrs = {"items": ids_of(h), "seed": int(seed), "zscore": bool(zscore), "level": level}
     return out

@@ -28,13 +28,13 @@ CLASSIFIERS = ("svc", "mlp_clf", "logistic", "sgd_clf")
 """Model names that predict high vs low memorability."""
 MODELS = REGRESSORS + CLASSIFIERS
 """Every model name :func:`make_model` knows."""
-_DASK_READY = ("logistic", "sgd_reg", "sgd_clf")
-_INCREMENTAL = ("sgd_reg", "sgd_clf")
+DASK_READY = ("logistic", "sgd_reg", "sgd_clf")
+INCREMENTAL = ("sgd_reg", "sgd_clf")
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-2, 6, 9))
 """The alpha grid of ``ridge`` (features and target are standardized)."""
 
 
-def _scaler(dask_input: bool):
+def make_scaler(dask_input: bool):
     if dask_input:
         from dask_ml.preprocessing import StandardScaler
     else:
@@ -65,7 +65,7 @@ def _estimator(name: str, seed: int, inner_cv: Any, params: dict) -> Any:
         from dask_ml.linear_model import LogisticRegression
 
         return LogisticRegression(**{"solver": "lbfgs", **params})
-    if name in _INCREMENTAL:
+    if name in INCREMENTAL:
         from dask_ml.wrappers import Incremental
 
         if name == "sgd_reg":
@@ -120,7 +120,7 @@ def make_model(
     from sklearn.pipeline import Pipeline
 
     est = _estimator(name, seed, inner_cv, dict(params))
-    return Pipeline([("scale", _scaler(dask_input)), ("model", est)])
+    return Pipeline([("scale", make_scaler(dask_input)), ("model", est)])
 
 
 def ridge_cv_alpha(

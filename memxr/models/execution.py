@@ -14,14 +14,14 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from .estimators import _INCREMENTAL
-from .inputs import _check_finite, _Run
-from .task import _fit_fold, _is_dask, _Options, _run_task, _Task, _to_numpy
+from .estimators import INCREMENTAL
+from .inputs import ModelRun, check_finite
+from .task import FitOptions, FoldTask, fit_fold, is_dask, run_task, to_numpy
 
 _CHUNK_BYTES = 64 * 2**20
 
 
-def _default_client():
+def default_client():
     try:
         from distributed import get_client
 
@@ -31,7 +31,7 @@ def _default_client():
 
 
 def _runs_in_caller(model: str, dask_backed: bool) -> bool:
-    return model == "logistic" or (model in _INCREMENTAL and dask_backed)
+    return model == "logistic" or (model in INCREMENTAL and dask_backed)
 
 
 def _dask_rows(x: np.ndarray):
@@ -41,18 +41,18 @@ def _dask_rows(x: np.ndarray):
     row_bytes = max(1, x[0].nbytes)
     rows = int(min(len(x), max(1, _CHUNK_BYTES // row_bytes)))
     arr = da.from_array(x, chunks=(rows,) + x.shape[1:])
-    return dask.persist(arr)[0] if _default_client() is not None else x
+    return dask.persist(arr)[0] if default_client() is not None else x
 
 
 def _numpy_set(name: str, da: xr.DataArray, cache: dict) -> np.ndarray:
     if name not in cache:
-        x = _to_numpy(da.data).astype(np.float64, copy=False)
-        _check_finite(name, x)
+        x = to_numpy(da.data).astype(np.float64, copy=False)
+        check_finite(name, x)
         cache[name] = x
     return cache[name]
 
 
-def _plan(run: _Run, opts: _Options) -> tuple[list, list]:
+def plan_tasks(run: ModelRun, opts: FitOptions) -> tuple[list, list]:
     """Task arguments: for joblib (scikit-learn models) and for the caller (dask-ml models)."""
     import joblib
 
@@ -60,7 +60,7 @@ def _plan(run: _Run, opts: _Options) -> tuple[list, list]:
     lazy: dict[str, Any] = {}
     pool, caller = [], []
     for name, da in run.sets.items():
-        backed = _is_dask(da.data)
+        backed = is_dask(da.data)
         for m in run.models:
             here = _runs_in_caller(m, backed)
             if here:
@@ -72,15 +72,15 @@ def _plan(run: _Run, opts: _Options) -> tuple[list, list]:
             for t in run.time_idx:
                 for p, y in enumerate(run.y_perms):
                     for k, (tr, te) in enumerate(run.folds):
-                        args = (x, y, run.codes, tr, te, _Task(name, m, t, p - 1, k), opts)
+                        args = (x, y, run.codes, tr, te, FoldTask(name, m, t, p - 1, k), opts)
                         if here:
                             caller.append(args)
                         else:
-                            pool.append(joblib.delayed(_run_task)(*args))
+                            pool.append(joblib.delayed(run_task)(*args))
     return pool, caller
 
 
-def _parallel(calls: list, client: Any) -> list:
+def parallel(calls: list, client: Any) -> list:
     import joblib
 
     if not calls:
@@ -91,7 +91,7 @@ def _parallel(calls: list, client: Any) -> list:
         return joblib.Parallel()(calls)
 
 
-def _run_in_caller(calls: list, client: Any) -> list:
+def run_in_caller(calls: list, client: Any) -> list:
     from contextlib import nullcontext
 
     if not calls:
@@ -101,10 +101,10 @@ def _run_in_caller(calls: list, client: Any) -> list:
         # dask-glm internals, not ours: deprecated config key and scipy option
         warnings.filterwarnings("ignore", message=".*fuse_ave_width.*")
         warnings.filterwarnings("ignore", message=".*`disp` and `iprint`.*")
-        return [(c[-2], _fit_fold(*c)) for c in calls]
+        return [(c[-2], fit_fold(*c)) for c in calls]
 
 
-def _assemble(results: list, n: int, folds: list) -> tuple[dict, np.ndarray]:
+def assemble(results: list, n: int, folds: list) -> tuple[dict, np.ndarray]:
     """Out-of-fold arrays per (feature set, model, time bin, permutation); fold per stimulus."""
     fold_of = np.full(n, -1, dtype=np.int64)
     for k, (_, te) in enumerate(folds):

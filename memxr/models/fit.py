@@ -95,11 +95,11 @@ import xarray as xr
 from ..schema import text_coord
 from .estimators import CLASSIFIERS, MODELS, REGRESSORS, make_model, ridge_cv_alpha
 from .estimators import RIDGE_ALPHAS as RIDGE_ALPHAS
-from .execution import _assemble, _default_client, _parallel, _plan, _run_in_caller
+from .execution import assemble, default_client, parallel, plan_tasks, run_in_caller
 from .folds import grouped_permutation, make_folds, split_labels
-from .inputs import _prepare
-from .scoring import _predictions, _summarize
-from .task import _Options
+from .inputs import prepare_run
+from .scoring import prediction_table, summarize
+from .task import FitOptions
 
 __all__ = [
     "CLASSIFIERS",
@@ -255,11 +255,11 @@ def fit_models(
     >>> int(res.table.n_dropped[0]), res.table.cv[0]
     (1, 'random')
     """
-    run = _prepare(features, y, models, cv, groups, n_permutations, seed)
+    run = prepare_run(features, y, models, cv, groups, n_permutations, seed)
     split_labels(np.arange(4.0), np.arange(4.0), split, q)  # check split and q up front
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
-    opts = _Options(
+    opts = FitOptions(
         seed=int(seed),
         split=split,
         q=(float(q[0]), float(q[1])),
@@ -267,12 +267,12 @@ def fit_models(
         params={k: dict(v) for k, v in (model_params or {}).items()},
         epochs=int(epochs),
     )
-    client = _default_client() if client is None else (client or None)
-    pool, caller = _plan(run, opts)
-    results = _parallel(pool, client) + _run_in_caller(caller, client)
-    outs, fold_of = _assemble(results, run.y.size, run.folds)
-    table, null = _summarize(run, outs, fold_of, noise_ceiling, split)
-    preds = _predictions(run, outs, fold_of) if keep_predictions else None
+    client = default_client() if client is None else (client or None)
+    pool, caller = plan_tasks(run, opts)
+    results = parallel(pool, client) + run_in_caller(caller, client)
+    outs, fold_of = assemble(results, run.y.size, run.folds)
+    table, null = summarize(run, outs, fold_of, noise_ceiling, split)
+    preds = prediction_table(run, outs, fold_of) if keep_predictions else None
     params = {
         "models": run.models,
         "cv": run.kind,

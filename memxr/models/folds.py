@@ -71,7 +71,7 @@ def split_labels(
     raise ValueError(f"split must be 'median' or 'quantile', got {split!r}")
 
 
-def _group_codes(groups: np.ndarray) -> np.ndarray:
+def group_codes(groups: np.ndarray) -> np.ndarray:
     """Integer group codes; unknown labels ("" or None) become groups of their own."""
     labels = np.asarray(groups, dtype=object)
     unknown = np.array([g is None or (isinstance(g, float) and g != g) or g == "" for g in labels])
@@ -119,7 +119,7 @@ def make_folds(
     """
     from sklearn.model_selection import GroupKFold, KFold
 
-    kind, k = _cv_kind(cv)
+    kind, k = cv_kind(cv)
     if kind == "random":
         splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
         folds = list(splitter.split(np.zeros(n)))
@@ -129,7 +129,7 @@ def make_folds(
                 "grouped cross-validation needs groups (a concept per stimulus); "
                 "pass cv='random' to split stimuli at random instead"
             )
-        codes = _group_codes(groups)
+        codes = group_codes(groups)
         n_groups = int(np.unique(codes).size)
         if n_groups < k:
             raise ValueError(f"{k} grouped folds need at least {k} concepts, got {n_groups}")
@@ -138,7 +138,7 @@ def make_folds(
     return [(np.sort(tr), np.sort(te)) for tr, te in folds], kind
 
 
-def _cv_kind(cv: int | str | tuple) -> tuple[str, int]:
+def cv_kind(cv: int | str | tuple) -> tuple[str, int]:
     if isinstance(cv, tuple) and len(cv) == 2:
         kind, k = cv
     elif isinstance(cv, str):

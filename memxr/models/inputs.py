@@ -1,7 +1,7 @@
 """The inputs of :func:`memxr.models.fit_models`, checked and prepared for the tasks.
 
 Feature sets, target and groups are checked against each other, stimuli without a target are
-dropped, and the folds and permuted targets of one run are drawn (:func:`_prepare`).
+dropped, and the folds and permuted targets of one run are drawn (:func:`prepare_run`).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pandas as pd
 import xarray as xr
 
 from .estimators import MODELS
-from .folds import _cv_kind, _group_codes, grouped_permutation, make_folds
+from .folds import cv_kind, group_codes, grouped_permutation, make_folds
 
 logger = logging.getLogger("memxr.models")  # records under the public module's name
 
@@ -92,7 +92,7 @@ def _groups(groups: Any, ref: xr.DataArray) -> np.ndarray | None:
     return arr
 
 
-def _check_finite(name: str, x: np.ndarray) -> None:
+def check_finite(name: str, x: np.ndarray) -> None:
     bad = ~np.isfinite(x.reshape(len(x), -1)).all(axis=1)
     if bad.any():
         raise ValueError(
@@ -102,7 +102,7 @@ def _check_finite(name: str, x: np.ndarray) -> None:
 
 
 @dataclass
-class _Run:
+class ModelRun:
     """The prepared inputs of one :func:`fit_models` call."""
 
     sets: dict[str, xr.DataArray]
@@ -126,7 +126,7 @@ class _Run:
         return len(self.y_perms) - 1
 
 
-def _prepare(features, y, models, cv, groups, n_permutations, seed) -> _Run:
+def prepare_run(features, y, models, cv, groups, n_permutations, seed) -> ModelRun:
     sets = _as_feature_sets(features)
     models = [models] if isinstance(models, str) else list(models)
     unknown = [m for m in models if m not in MODELS]
@@ -136,7 +136,7 @@ def _prepare(features, y, models, cv, groups, n_permutations, seed) -> _Run:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
     ref = next(iter(sets.values()))
     y_all, y_name = _target(y, ref)
-    kind, n_folds = _cv_kind(cv)
+    kind, n_folds = cv_kind(cv)
     labels = _groups(groups, ref) if kind == "grouped" else None
     keep = np.flatnonzero(np.isfinite(y_all))
     n_dropped = int(y_all.size - keep.size)
@@ -145,7 +145,7 @@ def _prepare(features, y, models, cv, groups, n_permutations, seed) -> _Run:
         sets = {k: v.isel(stimulus=keep) for k, v in sets.items()}
         labels = None if labels is None else labels[keep]
     folds, kind = make_folds(keep.size, labels, (kind, n_folds), seed)
-    codes = None if labels is None else _group_codes(labels)
+    codes = None if labels is None else group_codes(labels)
     rng = np.random.default_rng(seed)
     y_obs = y_all[keep]
     perms = [
@@ -153,7 +153,7 @@ def _prepare(features, y, models, cv, groups, n_permutations, seed) -> _Run:
         for _ in range(int(n_permutations))
     ]
     times = np.asarray(ref["time"].values, dtype=float) if "time" in ref.dims else None
-    return _Run(
+    return ModelRun(
         sets=sets,
         models=models,
         y=y_obs,

@@ -2,7 +2,7 @@
 
 Regressors: Pearson r, Spearman rho and R^2 of the pooled predictions; classifiers: accuracy
 of the pooled classes and ROC AUC per test fold, averaged. Permutation chance levels and the
-tables of a run (:func:`_summarize`, :func:`_predictions`) are built here.
+tables of a run (:func:`summarize`, :func:`prediction_table`) are built here.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import xarray as xr
 
 from ..schema import text_coord
 from .estimators import CLASSIFIERS, REGRESSORS
-from .inputs import _Run
+from .inputs import ModelRun
 
 
 def _pearson(a: np.ndarray, b: np.ndarray) -> float:
@@ -96,8 +96,8 @@ def _chance(null: np.ndarray, observed: float) -> dict[str, Any]:
 _SCORES = ("pearson_r", "spearman_rho", "r2", "accuracy", "roc_auc")
 
 
-def _summarize(
-    run: _Run, outs: dict, fold_of: np.ndarray, noise_ceiling: Any, split: str
+def summarize(
+    run: ModelRun, outs: dict, fold_of: np.ndarray, noise_ceiling: Any, split: str
 ) -> tuple[pd.DataFrame, xr.DataArray]:
     rows = []
     null = np.full((len(run.sets), len(run.models), len(run.time_idx), run.n_perm), np.nan)
@@ -141,7 +141,7 @@ def _summarize(
     return pd.DataFrame(rows), xr.DataArray(data, dims=dims, coords=coords, name="null")
 
 
-def _predictions(run: _Run, outs: dict, fold_of: np.ndarray) -> xr.Dataset:
+def prediction_table(run: ModelRun, outs: dict, fold_of: np.ndarray) -> xr.Dataset:
     timed = run.times is not None
     shape = (len(run.sets), len(run.models), run.y.size) + ((run.times.size,) if timed else ())
     data = {k: np.full(shape, np.nan) for k in ("prediction", "decision", "label")}

@@ -1,7 +1,7 @@
 """One task of :func:`memxr.models.fit_models`: fit one model on one fold, predict its test fold.
 
-A task is a pure function of its inputs (features, target, folds, :class:`_Task`,
-:class:`_Options`), so it gives the same numbers in-process, through joblib's dask backend or
+A task is a pure function of its inputs (features, target, folds, :class:`FoldTask`,
+:class:`FitOptions`), so it gives the same numbers in-process, through joblib's dask backend or
 from the calling process with dask-backed features (dask-ml models).
 """
 
@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from .estimators import (
-    _DASK_READY,
-    _INCREMENTAL,
     CLASSIFIERS,
+    DASK_READY,
+    INCREMENTAL,
     RIDGE_ALPHAS,
-    _scaler,
     make_model,
+    make_scaler,
     ridge_cv_alpha,
 )
 from .folds import split_labels
@@ -29,7 +29,7 @@ logger = logging.getLogger("memxr.models")  # records under the public module's 
 
 
 @dataclass(frozen=True)
-class _Task:
+class FoldTask:
     feature_set: str
     model: str
     time: int  # index of the time bin, -1 without a time dim
@@ -38,7 +38,7 @@ class _Task:
 
 
 @dataclass(frozen=True)
-class _Options:
+class FitOptions:
     seed: int
     split: str
     q: tuple[float, float]
@@ -47,12 +47,12 @@ class _Options:
     epochs: int
 
 
-def _is_dask(x: Any) -> bool:
+def is_dask(x: Any) -> bool:
     return hasattr(x, "dask") and hasattr(x, "chunks")
 
 
-def _to_numpy(x: Any) -> np.ndarray:
-    return np.asarray(x.compute() if _is_dask(x) else x)
+def to_numpy(x: Any) -> np.ndarray:
+    return np.asarray(x.compute() if is_dask(x) else x)
 
 
 def _drop_empty_chunks(x: Any) -> Any:
@@ -61,13 +61,13 @@ def _drop_empty_chunks(x: Any) -> Any:
 
 
 def _rows(x: Any, idx: np.ndarray) -> Any:
-    if _is_dask(x):
+    if is_dask(x):
         return _drop_empty_chunks(x[idx])
     return x[idx]
 
 
 def _as_target(y: np.ndarray, like: Any) -> Any:
-    if _is_dask(like):
+    if is_dask(like):
         import dask.array as da
 
         return da.from_array(y, chunks=(like.chunks[0],))
@@ -88,36 +88,36 @@ def _inner_cv(groups: np.ndarray | None, train: np.ndarray, seed: int) -> Any:
 
 def _scores_out(pipe: Any, x: Any) -> np.ndarray:
     if hasattr(pipe, "decision_function"):
-        return _to_numpy(pipe.decision_function(x)).ravel()
-    return _to_numpy(pipe.predict_proba(x))[:, 1]
+        return to_numpy(pipe.decision_function(x)).ravel()
+    return to_numpy(pipe.predict_proba(x))[:, 1]
 
 
 def _fit_steps(pipe: Any, x_tr: Any, t_tr: Any, name: str, epochs: int) -> None:
     """Fit the dask-ml steps one by one, so that the scaled training rows are reused."""
     scale, model = pipe.named_steps["scale"], pipe.named_steps["model"]
     scaled = scale.fit(x_tr).transform(x_tr)
-    if name == "logistic" and _is_dask(scaled):
+    if name == "logistic" and is_dask(scaled):
         scaled = scaled.persist()  # dask-glm passes over the training rows at every iteration
     extra = {"classes": [0, 1]} if name == "sgd_clf" else {}
     model.fit(scaled, t_tr, **extra)
-    if name in _INCREMENTAL:  # further passes of partial_fit over the row chunks
+    if name in INCREMENTAL:  # further passes of partial_fit over the row chunks
         for _ in range(1, epochs):
             model.partial_fit(scaled, t_tr, **extra)
 
 
-def _fit_fold(
+def fit_fold(
     x: Any,
     y: np.ndarray,
     groups: np.ndarray | None,
     train: np.ndarray,
     test: np.ndarray,
-    task: _Task,
-    opts: _Options,
+    task: FoldTask,
+    opts: FitOptions,
 ) -> dict[str, np.ndarray]:
     """Fit one model on one training fold; out-of-fold outputs for the test fold."""
     if task.time >= 0:
         x = x[:, :, task.time]
-    if _is_dask(x):
+    if is_dask(x):
         x = x.rechunk({1: -1})
     name = task.model
     params = dict(opts.params.get(name, {}))
@@ -145,20 +145,20 @@ def _fit_fold(
     if name == "ridge" and opts.grouped and "alpha" not in params:
         inner = _inner_cv(groups, train, opts.seed)
         if inner is not None:  # alpha from folds of training concepts, on scaled features
-            scaled = _scaler(False).fit_transform(_to_numpy(x_tr))
+            scaled = make_scaler(False).fit_transform(to_numpy(x_tr))
             params["alpha"] = ridge_cv_alpha(
                 scaled, target, inner, params.pop("alphas", RIDGE_ALPHAS)
             )
-    pipe = make_model(name, seed=opts.seed, dask_input=_is_dask(x), **params)
+    pipe = make_model(name, seed=opts.seed, dask_input=is_dask(x), **params)
     t_tr = _as_target(target, x_tr)
-    if name in _DASK_READY:
+    if name in DASK_READY:
         _fit_steps(pipe, x_tr, t_tr, name, opts.epochs)
     else:
         pipe.fit(x_tr, t_tr)
     sel = test[keep_te]
     if sel.size:
         x_te = _rows(x, sel)
-        pred = _to_numpy(pipe.predict(x_te)).ravel().astype(float)
+        pred = to_numpy(pipe.predict(x_te)).ravel().astype(float)
         if classifier:
             out["decision"][keep_te] = _scores_out(pipe, x_te)
         else:
@@ -167,9 +167,9 @@ def _fit_fold(
     return out
 
 
-def _run_task(x, y, groups, train, test, task: _Task, opts: _Options):
+def run_task(x, y, groups, train, test, task: FoldTask, opts: FitOptions):
     """One joblib task: nested parallelism stays inside the task."""
     import joblib
 
     with joblib.parallel_config(backend="sequential"):
-        return task, _fit_fold(x, y, groups, train, test, task, opts)
+        return task, fit_fold(x, y, groups, train, test, task, opts)

@@ -197,7 +197,7 @@ def text_vars(ds: xr.Dataset) -> xr.Dataset:
 
 def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None:
     """Datasets as the groups of one Zarr store (root attrs: provenance), atomically."""
-    from ..store.layout import _quiet_zarr
+    from ..store.layout import quiet_zarr
 
     tree = {"/": xr.Dataset(attrs=attrs)}
     for name, ds in groups.items():
@@ -205,18 +205,18 @@ def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None
         for v in ds.variables.values():
             v.encoding = {}
         tree[name] = ds
-    with atomic(target) as tmp, _quiet_zarr():
+    with atomic(target) as tmp, quiet_zarr():
         xr.DataTree.from_dict(tree).to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
 
 
 def write_zarr(ds: xr.Dataset, target: Path) -> None:
     """One in-memory Dataset as a Zarr store, atomically."""
-    from ..store.layout import _quiet_zarr
+    from ..store.layout import quiet_zarr
 
     ds = text_vars(ds.copy())
     for v in ds.variables.values():
         v.encoding = {}
-    with atomic(target) as tmp, _quiet_zarr():
+    with atomic(target) as tmp, quiet_zarr():
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
 
 

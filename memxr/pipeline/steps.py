@@ -204,9 +204,9 @@ def magnitudes_step(ctx: Context, step: Step) -> None:
 
 def load_magnitudes(ctx: Context, cube: dict) -> xr.Dataset:
     """The magnitudes of a cube, in memory (stimuli x ROIs [x time bins]: small)."""
-    from ..store.layout import _quiet_zarr
+    from ..store.layout import quiet_zarr
 
-    with _quiet_zarr():
+    with quiet_zarr():
         ds = xr.open_zarr(ctx.path(f"magnitudes/{cube['name']}.zarr")).load()
     return ds
 

@@ -56,15 +56,15 @@ import pandas as pd
 from ..errors import InputError
 from .formats.text import (
     PathLike,
-    _cached,
-    _line,
-    _pick,
-    _read_text,
-    _str_array,
-    _text,
-    _to_float,
-    _to_int,
-    _unique_key,
+    as_text,
+    cached_table,
+    csv_line,
+    pick,
+    read_text,
+    str_array,
+    to_float,
+    to_int,
+    unique_key,
 )
 
 # ----------------------------------------------------------------------
@@ -86,7 +86,7 @@ def _concepts_from_paths(
     file_path: pd.Series, names: pd.Series, path: Path, column: str
 ) -> np.ndarray:
     """The concept folder of each ``images/<concept>/<image_name>`` path (vectorised)."""
-    clean = _text(file_path).str.replace("\\", "/", regex=False).str.replace(r"/+", "/", regex=True)
+    clean = as_text(file_path).str.replace("\\", "/", regex=False).str.replace(r"/+", "/", regex=True)
     clean = clean.str.replace(r"^(?:\./)+", "", regex=True)
     parts = clean.str.extract(_PATH_RE)
     concept = parts["concept"]
@@ -99,7 +99,7 @@ def _concepts_from_paths(
             path,
             column,
             f"{bad.size} paths have no concept folder (expected images/<concept>/<image_name>), "
-            f"e.g. {file_path.iloc[bad[0]]!r} on line {_line(bad[0])}",
+            f"e.g. {file_path.iloc[bad[0]]!r} on line {csv_line(bad[0])}",
         )
     other = np.flatnonzero((parts["name"] != names).to_numpy())
     if other.size:
@@ -108,23 +108,23 @@ def _concepts_from_paths(
             path,
             column,
             f"{other.size} paths do not end in their image_name, "
-            f"e.g. {file_path.iloc[i]!r} for {names.iloc[i]!r} on line {_line(i)}",
+            f"e.g. {file_path.iloc[i]!r} for {names.iloc[i]!r} on line {csv_line(i)}",
         )
-    return _str_array(concept.to_numpy())
+    return str_array(concept.to_numpy())
 
 
 def _build_memorability(path: Path) -> pd.DataFrame:
-    df = _read_text(path, ",")
-    col = _pick(df, path, ("image_nr", "image_name", "file_path", "cr"))
-    names = _text(df[col["image_name"]])
-    _unique_key(names, path, col["image_name"], "image names")
+    df = read_text(path, ",")
+    col = pick(df, path, ("image_nr", "image_name", "file_path", "cr"))
+    names = as_text(df[col["image_name"]])
+    unique_key(names, path, col["image_name"], "image names")
     out = pd.DataFrame(
         {
             "concept": _concepts_from_paths(df[col["file_path"]], names, path, col["file_path"]),
-            "memorability": _to_float(df[col["cr"]], path, col["cr"]).to_numpy(),
-            "image_nr": _to_int(df[col["image_nr"]], path, col["image_nr"]).to_numpy(),
+            "memorability": to_float(df[col["cr"]], path, col["cr"]).to_numpy(),
+            "image_nr": to_int(df[col["image_nr"]], path, col["image_nr"]).to_numpy(),
         },
-        index=pd.Index(_str_array(names), name="stimulus_id", dtype=object),
+        index=pd.Index(str_array(names), name="stimulus_id", dtype=object),
     )
     return out
 
@@ -165,7 +165,7 @@ def read_memorability(path: PathLike) -> pd.DataFrame:
     wind_chimes_01b.jpg  wind_chimes           0.9         1
     goalpost_08s.jpg        goalpost           NaN         2
     """
-    return _cached("memorability", path, _build_memorability).copy()
+    return cached_table("memorability", path, _build_memorability).copy()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -174,25 +174,25 @@ def read_memorability(path: PathLike) -> pd.DataFrame:
 
 
 def _build_concept_categories(path: Path) -> pd.DataFrame:
-    df = _read_text(path, ",")
-    col = _pick(df, path, ("concept", "category", "category_label", "CR"))
-    concept = _text(df[col["concept"]])
-    _unique_key(concept, path, col["concept"], "concepts")
-    cid = _to_int(df[col["category"]], path, col["category"])
+    df = read_text(path, ",")
+    col = pick(df, path, ("concept", "category", "category_label", "CR"))
+    concept = as_text(df[col["concept"]])
+    unique_key(concept, path, col["concept"], "concepts")
+    cid = to_int(df[col["category"]], path, col["category"])
     bad = np.flatnonzero((cid < 0).to_numpy())
     if bad.size:
         raise InputError(
             path,
             col["category"],
-            f"negative category id {cid.iloc[bad[0]]} on line {_line(bad[0])}",
+            f"negative category id {cid.iloc[bad[0]]} on line {csv_line(bad[0])}",
         )
     return pd.DataFrame(
         {
             "category_id": cid.to_numpy(),
-            "category": _str_array(_text(df[col["category_label"]])),
-            "concept_memorability": _to_float(df[col["CR"]], path, col["CR"]).to_numpy(),
+            "category": str_array(as_text(df[col["category_label"]])),
+            "concept_memorability": to_float(df[col["CR"]], path, col["CR"]).to_numpy(),
         },
-        index=pd.Index(_str_array(concept), name="concept", dtype=object),
+        index=pd.Index(str_array(concept), name="concept", dtype=object),
     )
 
 
@@ -240,7 +240,7 @@ def read_concept_categories(path: PathLike) -> pd.DataFrame:
     bat1               1   animal                  0.80
     bow3               0       NA                  0.76
     """
-    return _cached("concept_categories", path, _build_concept_categories).copy()
+    return cached_table("concept_categories", path, _build_concept_categories).copy()
 
 
 # ----------------------------------------------------------------------
@@ -268,25 +268,25 @@ def _definition_column(df: pd.DataFrame) -> str | None:
 
 def _squash(s: pd.Series) -> pd.Series:
     """Text with runs of blanks collapsed, for comparing definitions across files."""
-    return _text(s).str.replace(r"\s+", " ", regex=True)
+    return as_text(s).str.replace(r"\s+", " ", regex=True)
 
 
 def _build_things_concepts(path: Path) -> pd.DataFrame:
     """things_concepts.tsv with a private ``definition`` column (used to join Categories_final)."""
-    df = _read_text(path, "\t")
-    col = _pick(df, path, ("Word", "uniqueID", TOPDOWN_COLUMN))
-    uid = _text(df[col["uniqueID"]])
-    _unique_key(uid, path, col["uniqueID"], "concept ids")
+    df = read_text(path, "\t")
+    col = pick(df, path, ("Word", "uniqueID", TOPDOWN_COLUMN))
+    uid = as_text(df[col["uniqueID"]])
+    unique_key(uid, path, col["uniqueID"], "concept ids")
     out = pd.DataFrame(
         {
-            "word": _str_array(_text(df[col["Word"]])),
-            "topdown_categories": _str_array(_text(df[col[TOPDOWN_COLUMN]])),
+            "word": str_array(as_text(df[col["Word"]])),
+            "topdown_categories": str_array(as_text(df[col[TOPDOWN_COLUMN]])),
         },
-        index=pd.Index(_str_array(uid), name="concept", dtype=object),
+        index=pd.Index(str_array(uid), name="concept", dtype=object),
     )
     defcol = _definition_column(df)
     if defcol is not None:
-        out["definition"] = _str_array(_squash(df[defcol]))
+        out["definition"] = str_array(_squash(df[defcol]))
     return out
 
 
@@ -326,7 +326,7 @@ def read_things_concepts(path: PathLike) -> pd.DataFrame:
     bat2                         bat  weapon, sports equipment
     air_conditioner  air conditioner
     """
-    table = _cached("things_concepts", path, _build_things_concepts)
+    table = cached_table("things_concepts", path, _build_things_concepts)
     return table[["word", "topdown_categories"]].copy()
 
 
@@ -362,7 +362,7 @@ def _resolve_concepts(
     """
     words = words.reset_index(drop=True)
     ids = pd.Series(tc.index.to_numpy(), dtype=object)
-    tc_words = pd.Series(_text(tc["word"]).to_numpy(), dtype=object)
+    tc_words = pd.Series(as_text(tc["word"]).to_numpy(), dtype=object)
     display = set(tc_words)
     tc_defs = tc["definition"] if "definition" in tc.columns else None
     match: dict[int, int] = {}
@@ -402,7 +402,7 @@ def _resolve_concepts(
             f"{left.size} words match no concept of the concept table, "
             f"e.g. {words[left[:3]].tolist()}",
         )
-    return _str_array(ids[[match[i] for i in range(len(words))]].to_numpy())
+    return str_array(ids[[match[i] for i in range(len(words))]].to_numpy())
 
 
 def _as_things_concepts(things_concepts: pd.DataFrame | PathLike) -> pd.DataFrame:
@@ -410,14 +410,14 @@ def _as_things_concepts(things_concepts: pd.DataFrame | PathLike) -> pd.DataFram
         if "word" not in things_concepts.columns:
             raise InputError("things_concepts", "word", "the concept table needs a 'word' column")
         return things_concepts
-    return _cached("things_concepts", things_concepts, _build_things_concepts)
+    return cached_table("things_concepts", things_concepts, _build_things_concepts)
 
 
 def _build_categories_final(path: Path) -> pd.DataFrame:
     """All concept rows with ``word``, private ``definition`` and the 27 category columns."""
-    df = _read_text(path, "\t")
-    wcol = _pick(df, path, ("Word",))["Word"]
-    words = _text(df[wcol])
+    df = read_text(path, "\t")
+    wcol = pick(df, path, ("Word",))["Word"]
+    words = as_text(df[wcol])
     df = df[(words != "").to_numpy()]  # the column-totals row has no word
     defcol = _definition_column(df)
     start = list(df.columns).index(defcol if defcol is not None else wcol) + 1
@@ -427,10 +427,10 @@ def _build_categories_final(path: Path) -> pd.DataFrame:
             path, "header", f"expected {N_CATEGORIES} named category columns after the definition"
         )
     out = pd.DataFrame(index=pd.RangeIndex(len(df)))
-    out["word"] = _str_array(_text(df[wcol]))
-    out["definition"] = _str_array(_squash(df[defcol])) if defcol is not None else ""
+    out["word"] = str_array(as_text(df[wcol]))
+    out["definition"] = str_array(_squash(df[defcol])) if defcol is not None else ""
     for c in cats:
-        v = _to_float(df[c], path, c).fillna(0.0).to_numpy()
+        v = to_float(df[c], path, c).fillna(0.0).to_numpy()
         bad = np.flatnonzero((v != 0) & (v != 1))
         if bad.size:
             raise InputError(
@@ -491,7 +491,7 @@ def read_categories_final(
     >>> bool(cf.loc["bat2", "c22"]), bool(cf.loc["bat2", "c1"])
     (True, False)
     """
-    table = _cached("categories_final", path, _build_categories_final)
+    table = cached_table("categories_final", path, _build_categories_final)
     cats = [c for c in table.columns if c not in ("word", "definition")]
     out = table[cats].copy()
     out.attrs = {}
@@ -584,14 +584,14 @@ def stimulus_table(
         raise TypeError("stimulus_table() needs the memorability table (its rows are the images)")
     if categories is not None and things_concepts is None:
         raise TypeError("stimulus_table(categories=...) needs things_concepts to resolve concepts")
-    mem = _cached("memorability", memorability, _build_memorability)
+    mem = cached_table("memorability", memorability, _build_memorability)
     concept = mem["concept"].to_numpy()
     out = pd.DataFrame({"concept": concept}, index=mem.index.copy())
     unknown: set[str] = set()
     category = np.full(len(out), "", dtype=object)
     category_id = np.full(len(out), UNKNOWN_CATEGORY_ID, dtype=np.int64)
     if concepts is not None:
-        cc = _cached("concept_categories", concepts, _build_concept_categories)
+        cc = cached_table("concept_categories", concepts, _build_concept_categories)
         pos = cc.index.get_indexer(concept)
         hit = pos >= 0
         category[hit] = cc["category"].to_numpy()[pos[hit]]
@@ -601,7 +601,7 @@ def stimulus_table(
     out["category_id"] = category_id
     out["memorability"] = mem["memorability"].to_numpy(dtype="float64")
     if things_concepts is not None:
-        tc = _cached("things_concepts", things_concepts, _build_things_concepts)
+        tc = cached_table("things_concepts", things_concepts, _build_things_concepts)
         pos = tc.index.get_indexer(concept)
         hit = pos >= 0
         top = np.full(len(out), "", dtype=object)
@@ -623,7 +623,7 @@ def stimulus_table(
 
 
 def _ids_array(stimulus_ids: Sequence[str]) -> np.ndarray:
-    ids = _str_array([v.decode() if isinstance(v, bytes) else v for v in stimulus_ids])
+    ids = str_array([v.decode() if isinstance(v, bytes) else v for v in stimulus_ids])
     index = pd.Index(ids)
     if index.has_duplicates:
         dup = index[index.duplicated()].unique()
@@ -641,7 +641,7 @@ def _fallback_array(fallback: Sequence[str] | None, n: int) -> np.ndarray:
         raise InputError(
             "fallback_concepts", "concept", f"has {len(values)} values for {n} stimulus ids"
         )
-    return _str_array(["" if v is None or pd.isna(v) else str(v).strip() for v in values])
+    return str_array(["" if v is None or pd.isna(v) else str(v).strip() for v in values])
 
 
 def label_stimuli(
@@ -707,7 +707,7 @@ def label_stimuli(
     found = np.zeros(n, dtype=bool)
     mismatch = 0
     if memorability is not None:
-        mem = _cached("memorability", memorability, _build_memorability)
+        mem = cached_table("memorability", memorability, _build_memorability)
         pos = mem.index.get_indexer(ids)
         found = pos >= 0
         table_concept = mem["concept"].to_numpy()[pos[found]]
@@ -716,7 +716,7 @@ def label_stimuli(
         score[found] = mem["memorability"].to_numpy(dtype="float64")[pos[found]]
     category = np.full(n, "", dtype=object)
     if concepts is not None:
-        cc = _cached("concept_categories", concepts, _build_concept_categories)
+        cc = cached_table("concept_categories", concepts, _build_concept_categories)
         pos = cc.index.get_indexer(concept)
         hit = pos >= 0
         category[hit] = cc["category"].to_numpy()[pos[hit]]

@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from .tables import ALPHA, _num, _text
+from .tables import ALPHA, num_col, text_col
 
 __all__ = ["key_findings"]
 
@@ -29,7 +29,7 @@ def _unit(df: pd.DataFrame, keys: Sequence[str] = ("dataset", "subject")) -> lis
     if not keys:
         return [("", df)]
     out = []
-    for key, rows in df.groupby([_text(df, k) for k in keys], sort=True):
+    for key, rows in df.groupby([text_col(df, k) for k in keys], sort=True):
         parts = key if isinstance(key, tuple) else (key,)
         out.append((" ".join(p for p in parts if p), rows))
     return out
@@ -39,9 +39,9 @@ def _primary_method(df: pd.DataFrame) -> pd.DataFrame:
     """The Pearson rows when the table has several methods (else the first method)."""
     if "method" not in df or df.empty:
         return df
-    methods = list(dict.fromkeys(_text(df, "method")))
+    methods = list(dict.fromkeys(text_col(df, "method")))
     keep = "pearson" if "pearson" in methods else methods[0]
-    return df.loc[_text(df, "method") == keep]
+    return df.loc[text_col(df, "method") == keep]
 
 
 def _lead(label: str) -> str:
@@ -64,10 +64,10 @@ def _findings_correlations(df: pd.DataFrame) -> list[str]:
     if df.empty or not {"roi", "r"} <= set(df):
         return []
     out = []
-    several_how = _text(df, "how").nunique() > 1
+    several_how = text_col(df, "how").nunique() > 1
     per_dataset: dict[str, list[set[str]]] = {}
     for label, rows in _unit(df):
-        rows = rows.assign(_r=_num(rows, "r"), _p=_num(rows, "p_fdr"))
+        rows = rows.assign(_r=num_col(rows, "r"), _p=num_col(rows, "p_fdr"))
         prim = _primary_method(rows)
         sig = prim.loc[prim["_p"] < ALPHA].sort_values("_r", key=np.abs, ascending=False)
         other = rows.loc[(rows["_p"] < ALPHA) & ~rows.index.isin(prim.index)]
@@ -111,14 +111,14 @@ def _is_it(roi: str) -> bool:
     return re.search(r"(^|[^A-Za-z])IT([^A-Za-z]|$)", roi) is not None
 
 
-def _peaks(df: pd.DataFrame) -> pd.DataFrame:
+def timecourse_peaks(df: pd.DataFrame) -> pd.DataFrame:
     """Per (dataset, subject, roi, method): peak r, its time, first and number of FDR bins."""
     if df.empty or not {"roi", "time", "r"} <= set(df):
         return pd.DataFrame()
-    work = df.assign(_t=_num(df, "time"), _r=_num(df, "r"), _p=_num(df, "p_fdr"))
+    work = df.assign(_t=num_col(df, "time"), _r=num_col(df, "r"), _p=num_col(df, "p_fdr"))
     keys = [k for k in ("dataset", "subject", "roi", "method") if k in work]
     rows = []
-    for key, g in work.groupby([_text(work, k) for k in keys], sort=False):
+    for key, g in work.groupby([text_col(work, k) for k in keys], sort=False):
         g = g.loc[np.isfinite(g["_r"])]
         if g.empty:
             continue
@@ -148,7 +148,7 @@ def _peak_text(row: pd.Series) -> str:
 
 
 def _findings_timecourse(df: pd.DataFrame) -> list[str]:
-    peaks = _peaks(df)
+    peaks = timecourse_peaks(df)
     if peaks.empty:
         return []
     out = []
@@ -162,28 +162,28 @@ def _findings_timecourse(df: pd.DataFrame) -> list[str]:
     return out
 
 
-def _model_scores(df: pd.DataFrame) -> pd.DataFrame:
-    metric = _text(df, "metric")
+def model_scores(df: pd.DataFrame) -> pd.DataFrame:
+    metric = text_col(df, "metric")
     if "metric" not in df:
-        metric = _text(df, "kind").map({"classifier": "roc_auc"}).replace("", "pearson_r")
+        metric = text_col(df, "kind").map({"classifier": "roc_auc"}).replace("", "pearson_r")
         metric = metric.fillna("pearson_r")
     score = pd.Series(np.nan, index=df.index, dtype=float)
     for name in dict.fromkeys(metric):
         if name in df:
             mask = metric == name
-            score[mask] = _num(df.loc[mask], name)
+            score[mask] = num_col(df.loc[mask], name)
     return df.assign(_metric=metric, _score=score)
 
 
 def _findings_models(df: pd.DataFrame) -> list[str]:
     if df.empty or not {"feature_set", "model"} <= set(df):
         return []
-    work = _model_scores(df)
+    work = model_scores(df)
     work = work.loc[np.isfinite(work["_score"])]
     out = []
     for label, rows in _unit(work):
         for metric, part in rows.groupby("_metric", sort=False):
-            grouped = part.loc[_text(part, "cv") != "random"] if "cv" in part else part
+            grouped = part.loc[text_col(part, "cv") != "random"] if "cv" in part else part
             pool = grouped if not grouped.empty else part
             best = pool.loc[pool["_score"].idxmax()]
             out.append(_lead(label) + _describe_model(best, metric, part))
@@ -217,9 +217,9 @@ def _describe_model(best: pd.Series, metric: str, part: pd.DataFrame) -> str:
         text += f"; {100 * frac:.0f}% of the noise ceiling ({ceiling:.2f})"
     if cv == "grouped" and "cv" in part:
         same = part.loc[
-            (_text(part, "cv") == "random")
-            & (_text(part, "model") == str(best["model"]))
-            & (_text(part, "feature_set") == str(best["feature_set"]))
+            (text_col(part, "cv") == "random")
+            & (text_col(part, "model") == str(best["model"]))
+            & (text_col(part, "feature_set") == str(best["feature_set"]))
         ]
         if not same.empty:
             text += f"; random-split CV gives {same['_score'].max():.3f}"
@@ -231,11 +231,11 @@ def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame
     if not effects.empty and {"roi", "r"} <= set(effects):
         for pair, rows in _unit(effects, ("pair",)):
             rows = _primary_method(rows)
-            sig = rows.loc[_num(rows, "p_fdr") < ALPHA]
-            n = _num(rows, "n").max()
+            sig = rows.loc[num_col(rows, "p_fdr") < ALPHA]
+            n = num_col(rows, "n").max()
             parts = []
-            for species in dict.fromkeys(_text(rows, "species")):
-                names = list(dict.fromkeys(_text(sig.loc[_text(sig, "species") == species], "roi")))
+            for species in dict.fromkeys(text_col(rows, "species")):
+                names = list(dict.fromkeys(text_col(sig.loc[text_col(sig, "species") == species], "roi")))
                 parts.append(f"{species or 'areas'}: {_listing(names) if names else 'none'}")
             shared = f" on {n:.0f} shared stimuli" if np.isfinite(n) else ""
             out.append(
@@ -244,11 +244,11 @@ def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame
             )
     if not rsa.empty and {"human_roi", "monkey_area", "rsa_r"} <= set(rsa):
         for label, rows in _unit(rsa, ("pair", "level")):
-            r = _num(rows, "rsa_r")
+            r = num_col(rows, "rsa_r")
             if not np.isfinite(r).any():
                 continue
             best = rows.loc[r.idxmax()]
-            n_sig = int((_num(rows, "p_fdr") < ALPHA).sum())
+            n_sig = int((num_col(rows, "p_fdr") < ALPHA).sum())
             match = f"{best['human_roi']} ~ {best['monkey_area']}"
             out.append(
                 f"{_lead(f'RSA {label}'.strip())}strongest match {match} "
@@ -256,7 +256,7 @@ def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame
                 "FDR-significant."
             )
     if not dec.empty and "pearson_r" in dec:
-        r = _num(dec, "pearson_r")
+        r = num_col(dec, "pearson_r")
         if np.isfinite(r).any():
             best = dec.loc[r.idxmax()]
             p = pd.to_numeric(best.get("p"), errors="coerce")
@@ -279,10 +279,10 @@ def key_findings(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     >>> key_findings({"correlations": df})
     ['sub-01: FDR-significant memorability correlations in IT (Pearson r = 0.30, p_fdr = 0.004).']
     """
-    return [sentence for _, sentences in _findings(tables) for sentence in sentences]
+    return [sentence for _, sentences in findings_by_section(tables) for sentence in sentences]
 
 
-def _findings(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, list[str]]]:
+def findings_by_section(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, list[str]]]:
     """(topic, sentences) for each analysis with something to say."""
     empty = pd.DataFrame()
     topics = [

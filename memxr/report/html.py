@@ -1,7 +1,7 @@
 """HTML building blocks of a report: escaped text, compact tables, images, style.
 
 Every piece of text that comes from a table or from the provenance goes through
-:func:`_esc`; the page carries its own CSS and loads no external resource.
+:func:`esc`; the page carries its own CSS and loads no external resource.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .summary import _input_records, _inputs, _steps, _versions
+from .summary import input_records, inputs_of, steps_table, versions_of
 from .tables import ALPHA
 
 _MAX_ROWS = 200
@@ -64,11 +64,11 @@ def _fmt(value: object, column: str = "") -> str:
     return str(value)
 
 
-def _esc(value: object) -> str:
+def esc(value: object) -> str:
     return html.escape(str(value), quote=True)
 
 
-def _table_html(
+def table_html(
     df: pd.DataFrame, columns: Sequence[str] | None = None, max_rows: int = _MAX_ROWS
 ) -> str:
     """A compact, escaped HTML table (significant rows highlighted when ``p_fdr`` is there)."""
@@ -76,7 +76,7 @@ def _table_html(
         return '<p class="note">The table is empty.</p>'
     cols = [c for c in (columns or df.columns) if c in df.columns]
     shown = df.iloc[:max_rows]
-    head = "".join(f"<th>{_esc(c)}</th>" for c in cols)
+    head = "".join(f"<th>{esc(c)}</th>" for c in cols)
     body = []
     p_fdr = pd.to_numeric(shown["p_fdr"], errors="coerce") if "p_fdr" in shown else None
     for i, (_, row) in enumerate(shown.iterrows()):
@@ -86,7 +86,7 @@ def _table_html(
             v = row[c]
             numeric = isinstance(v, int | float | np.integer | np.floating)
             cls = ' class="num"' if numeric else ""
-            cells.append(f"<td{cls}>{_esc(_fmt(v, c))}</td>")
+            cells.append(f"<td{cls}>{esc(_fmt(v, c))}</td>")
         row_class = ' class="sig"' if sig else ""
         body.append(f"<tr{row_class}>{''.join(cells)}</tr>")
     note = ""
@@ -100,12 +100,12 @@ def _table_html(
     )
 
 
-def _img(path: Path, alt: str) -> str:
+def img_tag(path: Path, alt: str) -> str:
     data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img alt="{_esc(alt)}" src="data:image/png;base64,{data}">'
+    return f'<img alt="{esc(alt)}" src="data:image/png;base64,{data}">'
 
 
-_CSS = """
+STYLE = """
 body{font-family:-apple-system,"Segoe UI",Helvetica,Arial,sans-serif;margin:0 auto;
 max-width:1100px;padding:1.5em 2em;color:#222;line-height:1.45}
 h1{font-size:1.7em;margin-bottom:.2em}h2{font-size:1.3em;border-bottom:1px solid #ccc;
@@ -127,27 +127,27 @@ code{font-size:.9em}
 """
 
 
-def _provenance_html(prov: Mapping) -> str:
+def provenance_html(prov: Mapping) -> str:
     if not prov:
         return '<p class="note">No provenance.json in this run folder.</p>'
     parts = []
-    records = _inputs(prov)
+    records = inputs_of(prov)
     if records:
-        parts.append("<h3>Inputs</h3>" + _table_html(pd.DataFrame(records), max_rows=10_000))
-    outputs = _input_records(prov.get("tables", {}))
+        parts.append("<h3>Inputs</h3>" + table_html(pd.DataFrame(records), max_rows=10_000))
+    outputs = input_records(prov.get("tables", {}))
     if outputs:
-        parts.append("<h3>Output tables</h3>" + _table_html(pd.DataFrame(outputs)))
-    steps = _steps(prov)
+        parts.append("<h3>Output tables</h3>" + table_html(pd.DataFrame(outputs)))
+    steps = steps_table(prov)
     if not steps.empty:
-        parts.append("<h3>Steps</h3>" + _table_html(steps))
-    versions = _versions(prov)
+        parts.append("<h3>Steps</h3>" + table_html(steps))
+    versions = versions_of(prov)
     if versions:
         parts.append(
             "<h3>Versions</h3>"
-            + _table_html(
+            + table_html(
                 pd.DataFrame({"package": list(versions), "version": list(versions.values())})
             )
         )
     text = json.dumps(prov, indent=2, sort_keys=True, default=str)
-    parts.append(f"<details><summary>provenance.json</summary><pre>{_esc(text)}</pre></details>")
+    parts.append(f"<details><summary>provenance.json</summary><pre>{esc(text)}</pre></details>")
     return "\n".join(parts)

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .findings import _model_scores, _peaks
-from .html import _esc, _img, _table_html
-from .summary import _spec
-from .tables import TABLES, _num, _text
+from .findings import model_scores, timecourse_peaks
+from .html import esc, img_tag, table_html
+from .summary import spec_of
+from .tables import TABLES, num_col, text_col
 
 _SECTIONS = {
     "correlations": (
@@ -108,26 +108,26 @@ _SECTIONS = {
 
 def _section_table(name: str, df: pd.DataFrame) -> str:
     if df.empty:
-        return _table_html(df)
+        return table_html(df)
     if name == "timecourse":
-        peaks = _peaks(df)
-        return _table_html(peaks) if not peaks.empty else _table_html(df)
+        peaks = timecourse_peaks(df)
+        return table_html(peaks) if not peaks.empty else table_html(df)
     if name == "predictions":
-        return _table_html(_prediction_summary(df))
+        return table_html(_prediction_summary(df))
     if name == "models":
-        scored = _model_scores(df).rename(columns={"_score": "score"})
-        return _table_html(scored, _SECTIONS[name][2])
+        scored = model_scores(df).rename(columns={"_score": "score"})
+        return table_html(scored, _SECTIONS[name][2])
     columns = _SECTIONS[name][2] if name in _SECTIONS else None
-    return _table_html(_with_marks(df), columns)
+    return table_html(_with_marks(df), columns)
 
 
 def _prediction_summary(df: pd.DataFrame) -> pd.DataFrame:
     if not {"observed", "predicted"} <= set(df):
         return df
     keys = [k for k in ("dataset", "subject", "feature_set", "model") if k in df]
-    work = df.assign(_o=_num(df, "observed"), _p=_num(df, "predicted"))
+    work = df.assign(_o=num_col(df, "observed"), _p=num_col(df, "predicted"))
     rows = []
-    groups = work.groupby([_text(work, k) for k in keys], sort=False) if keys else [((), work)]
+    groups = work.groupby([text_col(work, k) for k in keys], sort=False) if keys else [((), work)]
     for key, g in groups:
         g = g.loc[np.isfinite(g["_o"]) & np.isfinite(g["_p"])]
         ok = len(g) >= 3 and np.ptp(g["_o"]) > 0 and np.ptp(g["_p"]) > 0
@@ -149,24 +149,24 @@ def _with_marks(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _sections(tables: Mapping[str, pd.DataFrame], pngs: Mapping[str, Path]) -> str:
+def sections_html(tables: Mapping[str, pd.DataFrame], pngs: Mapping[str, Path]) -> str:
     parts = []
     names = [t for t in TABLES if t in tables] + sorted(t for t in tables if t not in TABLES)
     for name in names:
         heading, text, _ = _SECTIONS.get(name, (name.replace("_", " "), "", None))
-        fig = _img(pngs[name], heading) if name in pngs else ""
+        fig = img_tag(pngs[name], heading) if name in pngs else ""
         parts.append(
-            f'<section id="{_esc(name)}"><h2>{_esc(heading)}</h2>'
-            + (f"<p>{_esc(text)}</p>" if text else "")
+            f'<section id="{esc(name)}"><h2>{esc(heading)}</h2>'
+            + (f"<p>{esc(text)}</p>" if text else "")
             + (f"<figure>{fig}</figure>" if fig else "")
-            + f'<p class="note">Table: tables/{_esc(name)}.csv</p>'
+            + f'<p class="note">Table: tables/{esc(name)}.csv</p>'
             + _section_table(name, tables[name])
             + "</section>"
         )
     return "\n".join(parts)
 
 
-def _methods(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str]:
+def methods_notes(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str]:
     """Methods notes for the analyses present (plain text)."""
     notes = []
     if any(t in tables for t in ("correlations", "timecourse", "bridge_effects")):
@@ -191,8 +191,8 @@ def _methods(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str]:
         )
     if "models" in tables:
         models = tables["models"]
-        n_perm = _num(models, "n_permutations").max() if not models.empty else np.nan
-        n_folds = _num(models, "n_folds").max() if not models.empty else np.nan
+        n_perm = num_col(models, "n_permutations").max() if not models.empty else np.nan
+        n_folds = num_col(models, "n_folds").max() if not models.empty else np.nan
         perm = f"{n_perm:.0f} permutations" if np.isfinite(n_perm) else "permutations"
         folds = f"{n_folds:.0f}-fold " if np.isfinite(n_folds) else ""
         notes.append(
@@ -209,7 +209,7 @@ def _methods(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str]:
             "Cross-species analyses use only the stimuli shown to both the human subject and "
             "the monkey of each pair, so every row of a pair has the same n."
         )
-    spec = _spec(prov)
+    spec = spec_of(prov)
     if spec:
         notes.append("All parameters are in the spec recorded under Provenance.")
     return notes

@@ -14,12 +14,12 @@ from collections.abc import Mapping
 import pandas as pd
 
 from ..provenance import __version__
-from .tables import _text
+from .tables import text_col
 
 _HEX64 = re.compile(r"^[0-9a-fA-F]{64}$")
 
 
-def _input_records(obj: object, prefix: str = "") -> list[dict]:
+def input_records(obj: object, prefix: str = "") -> list[dict]:
     """Flatten the many shapes an inputs entry can take into ``{name, size, sha256}`` rows."""
     out: list[dict] = []
     if isinstance(obj, Mapping):
@@ -34,7 +34,7 @@ def _input_records(obj: object, prefix: str = "") -> list[dict]:
             if isinstance(value, str) and _HEX64.match(value):
                 out.append({"name": sub, "size": None, "sha256": value})
             elif isinstance(value, Mapping | list):
-                out += _input_records(value, prefix if _looks_like_record(value) else sub)
+                out += input_records(value, prefix if _looks_like_record(value) else sub)
     elif isinstance(obj, list):
         for item in obj:
             if isinstance(item, str):
@@ -42,7 +42,7 @@ def _input_records(obj: object, prefix: str = "") -> list[dict]:
                     {"name": f"{prefix}/{item}" if prefix else item, "size": None, "sha256": None}
                 )
             else:
-                out += _input_records(item, prefix)
+                out += input_records(item, prefix)
     return out
 
 
@@ -54,7 +54,7 @@ def _looks_like_record(value: object) -> bool:
     )
 
 
-def _inputs(prov: Mapping) -> list[dict]:
+def inputs_of(prov: Mapping) -> list[dict]:
     for key in ("inputs", "input_checksums", "checksums", "input_files"):
         if key in prov:
             value = prov[key]
@@ -63,16 +63,16 @@ def _inputs(prov: Mapping) -> list[dict]:
                     value = json.loads(value)
                 except json.JSONDecodeError:
                     return [{"name": value, "size": None, "sha256": None}]
-            return _input_records(value)
+            return input_records(value)
     return []
 
 
-def _spec(prov: Mapping) -> Mapping:
+def spec_of(prov: Mapping) -> Mapping:
     spec = prov.get("spec")
     return spec if isinstance(spec, Mapping) else {}
 
 
-def _versions(prov: Mapping) -> dict[str, str]:
+def versions_of(prov: Mapping) -> dict[str, str]:
     versions = prov.get("versions")
     out = {str(k): str(v) for k, v in versions.items()} if isinstance(versions, Mapping) else {}
     for key, value in prov.items():
@@ -81,12 +81,12 @@ def _versions(prov: Mapping) -> dict[str, str]:
     return out
 
 
-def _summary(prov: Mapping, tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, str]]:
+def run_summary(prov: Mapping, tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, str]]:
     """(field, value) rows of the run summary (plain text)."""
-    spec = _spec(prov)
+    spec = spec_of(prov)
     name = spec.get("name") or prov.get("spec_name") or prov.get("name")
     spec_hash = prov.get("spec_hash") or spec.get("hash")
-    versions = _versions(prov)
+    versions = versions_of(prov)
     rows: list[tuple[str, str]] = []
     if name:
         rows.append(("spec", str(name)))
@@ -102,7 +102,7 @@ def _summary(prov: Mapping, tables: Mapping[str, pd.DataFrame]) -> list[tuple[st
     date = next((prov[k] for k in ("created", "date", "finished", "started") if prov.get(k)), None)
     if date:
         rows.append(("run date", str(date)))
-    rows.append(("report date", _now()))
+    rows.append(("report date", now_text()))
     other = [f"{k} {v}" for k, v in sorted(versions.items()) if k != "memxr"]
     if other:
         rows.append(("packages", ", ".join(other)))
@@ -117,11 +117,11 @@ def _datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
         if df.empty:
             continue
         if "subject" in df and "dataset" in df:
-            for d, s in zip(_text(df, "dataset"), _text(df, "subject"), strict=True):
+            for d, s in zip(text_col(df, "dataset"), text_col(df, "subject"), strict=True):
                 if s:
                     subjects.setdefault(d or "?", set()).add(s)
         if "pair" in df:
-            pairs.update(p for p in _text(df, "pair") if p)
+            pairs.update(p for p in text_col(df, "pair") if p)
     out = {}
     if subjects:
         out["datasets"] = "; ".join(
@@ -132,11 +132,11 @@ def _datasets(tables: Mapping[str, pd.DataFrame]) -> dict[str, str]:
     return out
 
 
-def _now() -> str:
+def now_text() -> str:
     return _dt.datetime.now(_dt.UTC).replace(microsecond=0).isoformat().replace("+00:00", "Z")
 
 
-def _steps(prov: Mapping) -> pd.DataFrame:
+def steps_table(prov: Mapping) -> pd.DataFrame:
     """The pipeline steps recorded in the provenance: name, key, seconds, finished."""
     steps = prov.get("steps")
     if not isinstance(steps, Mapping):

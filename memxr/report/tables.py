@@ -89,13 +89,13 @@ def load_provenance(run_dir: str | os.PathLike) -> dict:
 
 
 
-def _num(df: pd.DataFrame, column: str) -> pd.Series:
+def num_col(df: pd.DataFrame, column: str) -> pd.Series:
     if column not in df:
         return pd.Series(np.nan, index=df.index, dtype=float)
     return pd.to_numeric(df[column], errors="coerce")
 
 
-def _text(df: pd.DataFrame, column: str) -> pd.Series:
+def text_col(df: pd.DataFrame, column: str) -> pd.Series:
     if column not in df:
         return pd.Series("", index=df.index, dtype=object)
     return df[column].fillna("").astype(str)

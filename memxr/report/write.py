@@ -16,11 +16,11 @@ from matplotlib.figure import Figure
 from ..errors import InputError
 from ..provenance import __version__
 from . import plots
-from .findings import _findings
-from .html import _CSS, _esc, _provenance_html
-from .sections import _methods, _sections
-from .summary import _now, _spec, _summary
-from .tables import _num, _text, load_provenance, load_tables
+from .findings import findings_by_section
+from .html import STYLE, esc, provenance_html
+from .sections import methods_notes, sections_html
+from .summary import now_text, run_summary, spec_of
+from .tables import load_provenance, load_tables, num_col, text_col
 
 __all__ = ["figures", "write_report"]
 
@@ -48,11 +48,11 @@ def _best_regressors(models: pd.DataFrame | None) -> pd.DataFrame:
     needed = {"feature_set", "model", "pearson_r"}
     if models is None or models.empty or not needed <= set(models):
         return pd.DataFrame()
-    reg = models.assign(_score=_num(models, "pearson_r"))
+    reg = models.assign(_score=num_col(models, "pearson_r"))
     if "kind" in reg:
-        reg = reg.loc[_text(reg, "kind") == "regressor"]
-    if "cv" in reg and (_text(reg, "cv") == "grouped").any():
-        reg = reg.loc[_text(reg, "cv") == "grouped"]
+        reg = reg.loc[text_col(reg, "kind") == "regressor"]
+    if "cv" in reg and (text_col(reg, "cv") == "grouped").any():
+        reg = reg.loc[text_col(reg, "cv") == "grouped"]
     reg = reg.loc[np.isfinite(reg["_score"])]
     if reg.empty:
         return reg
@@ -162,40 +162,40 @@ def figures(
 def _page(
     title: str, prov: Mapping, tables: Mapping[str, pd.DataFrame], pngs: Mapping[str, Path]
 ) -> str:
-    summary = "".join(f"<dt>{_esc(k)}</dt><dd>{_esc(v)}</dd>" for k, v in _summary(prov, tables))
+    summary = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in run_summary(prov, tables))
     findings_html = (
         "".join(
-            f'<h3>{_esc(topic)}</h3><ul class="findings">'
-            + "".join(f"<li>{_esc(f)}</li>" for f in sentences)
+            f'<h3>{esc(topic)}</h3><ul class="findings">'
+            + "".join(f"<li>{esc(f)}</li>" for f in sentences)
             + "</ul>"
-            for topic, sentences in _findings(tables)
+            for topic, sentences in findings_by_section(tables)
         )
         or '<p class="note">No findings: the run has no result rows to summarize.</p>'
     )
-    methods = "".join(f"<li>{_esc(m)}</li>" for m in _methods(tables, prov))
+    methods = "".join(f"<li>{esc(m)}</li>" for m in methods_notes(tables, prov))
     return f"""<!DOCTYPE html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{_esc(title)}</title>
-<style>{_CSS}</style>
+<title>{esc(title)}</title>
+<style>{STYLE}</style>
 </head>
 <body>
-<h1>{_esc(title)}</h1>
-<p class="meta">memxr {_esc(__version__)} · report written {_esc(_now())}</p>
+<h1>{esc(title)}</h1>
+<p class="meta">memxr {esc(__version__)} · report written {esc(now_text())}</p>
 <section id="summary"><h2>Run summary</h2><dl class="summary">{summary}</dl></section>
 <section id="findings"><h2>Key findings</h2>{findings_html}</section>
-{_sections(tables, pngs)}
+{sections_html(tables, pngs)}
 <section id="methods"><h2>Methods notes</h2><ul>{methods}</ul></section>
-<section id="provenance"><h2>Provenance</h2>{_provenance_html(prov)}</section>
+<section id="provenance"><h2>Provenance</h2>{provenance_html(prov)}</section>
 </body>
 </html>
 """
 
 
 def _default_title(run: Path, prov: Mapping) -> str:
-    name = _spec(prov).get("name") or prov.get("spec_name") or run.resolve().name
+    name = spec_of(prov).get("name") or prov.get("spec_name") or run.resolve().name
     return f"memxr report: {name}"
 
 

@@ -15,8 +15,8 @@ same blocked pass and come back computed.
 
 Layers
 ------
-- private numpy kernels (arrays in, arrays out), in ``memxr.stats.kernels``: ``_tables``,
-  ``_design_rows``, ``_finalize_kernel``, ``_rank_kernel``, ``_fdr_kernel``;
+- private numpy kernels (arrays in, arrays out), in ``memxr.stats.kernels``: ``resampling_tables``,
+  ``_design_rows``, ``finalize_kernel``, ``_rank_kernel``, ``fdr_kernel``;
 - the streaming pass over xarray/dask data (``memxr.stats.streaming``) and the input checks
   (``memxr.stats.inputs``);
 - public xarray wrappers, here: :func:`correlate`, :func:`partial_correlate`,
@@ -68,9 +68,9 @@ from collections.abc import Hashable, Sequence
 import numpy as np
 import xarray as xr
 
-from .inputs import _inputs
-from .kernels import _BLOCK_BYTES, _fdr_kernel, _finalize_kernel, _tables
-from .streaming import _plan, _prepare, _sums
+from .inputs import stimulus_inputs
+from .kernels import BLOCK_BYTES, fdr_kernel, finalize_kernel, resampling_tables
+from .streaming import plan_blocks, prepare_features, stream_sums
 
 __all__ = ["METHODS", "correlate", "correlation_map", "fdr", "partial_correlate"]
 
@@ -108,10 +108,10 @@ def _run(
     compute: bool,
 ) -> xr.Dataset:
     _check_args(method, n_permutations, n_bootstrap, ci)
-    inp = _inputs(x, y, covariate, groups, method, dim)
+    inp = stimulus_inputs(x, y, covariate, groups, method, dim)
     # Freedman-Lane: with a shared covariate, permute the residual of y on [1, c].
     fitted = (inp.y @ inp.c / inp.n) * inp.c if inp.c is not None else np.zeros(inp.n)
-    t = _tables(
+    t = resampling_tables(
         inp.y,
         fitted,
         inp.codes,
@@ -119,19 +119,19 @@ def _run(
         int(n_permutations),
         int(n_bootstrap),
         seed,
-        block_bytes=_BLOCK_BYTES,
+        block_bytes=BLOCK_BYTES,
     )
 
-    xs = _prepare(x, dim, inp.keep, method)
-    cs = None if inp.feature_c is None else _prepare(inp.feature_c, dim, inp.keep, method)
+    xs = prepare_features(x, dim, inp.keep, method)
+    cs = None if inp.feature_c is None else prepare_features(inp.feature_c, dim, inp.keep, method)
     lazy = xs.chunks is not None or (cs is not None and cs.chunks is not None)
     # numpy inputs take the same blocked pass (the design never exists whole), computed below
-    xs = _plan(xs if xs.chunks is not None else xs.chunk(), dim, sum(t.widths), _BLOCK_BYTES)
+    xs = plan_blocks(xs if xs.chunks is not None else xs.chunk(), dim, sum(t.widths), BLOCK_BYTES)
     if cs is not None:
         cs = cs.chunk({d: xs.chunksizes[d] for d in cs.dims})
-    args = _sums(xs, cs, t, dim, _BLOCK_BYTES)
+    args = stream_sums(xs, cs, t, dim, BLOCK_BYTES)
     r, p, lo, hi = xr.apply_ufunc(
-        _finalize_kernel,
+        finalize_kernel,
         *args,
         input_core_dims=[[a.dims[-1]] for a in args],
         output_core_dims=[[], [], [], []],
@@ -400,7 +400,7 @@ def fdr(p: xr.DataArray, dims: str | Sequence[Hashable] | None = None) -> xr.Dat
     if p.chunks is not None and family:
         p = p.chunk({d: -1 for d in family})
     out = xr.apply_ufunc(
-        _fdr_kernel,
+        fdr_kernel,
         p,
         input_core_dims=[family],
         output_core_dims=[family],

@@ -66,7 +66,7 @@ class _Inputs:
     feature_c: xr.DataArray | None  # covariate broadcast against x
 
 
-def _inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str) -> _Inputs:
+def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str) -> _Inputs:
     """Check the inputs, drop stimuli with NaN y (or shared covariate), rank for Spearman."""
     if not isinstance(x, xr.DataArray):
         raise TypeError(f"x must be an xarray.DataArray, got {type(x).__name__}")

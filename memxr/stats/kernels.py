@@ -1,11 +1,11 @@
 """NumPy kernels of :mod:`memxr.stats` (arrays in, arrays out).
 
-- :func:`_tables` draws the permutation and bootstrap tables from a seed (one entry per
-  stimulus or group and resample), and :func:`_design_rows` generates any row block of the
+- :func:`resampling_tables` draws the permutation and bootstrap tables from a seed (one entry per
+  stimulus or group and resample), and :func:`design_rows` generates any row block of the
   resampled design from them, so the design never exists whole;
-- :func:`_common_sums` sums the design's ``y`` side, :func:`_finalize_kernel` turns the
+- :func:`common_sums` sums the design's ``y`` side, :func:`finalize_kernel` turns the
   one-pass sums into the observed, permutation and bootstrap correlations, ``p`` and the CI;
-- :func:`_rank_kernel` ranks for Spearman, :func:`_fdr_kernel` adjusts p-values
+- :func:`rank_kernel` ranks for Spearman, :func:`fdr_kernel` adjusts p-values
   (Benjamini-Hochberg, NaN left out of the family).
 """
 
@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.stats
 
-_BLOCK_BYTES = 32 * 2**20
+BLOCK_BYTES = 32 * 2**20
 """Largest (stimuli or features) x design-columns float64 block of the streaming pass."""
 
 _TIE = 1e-12
@@ -25,7 +25,7 @@ _TIE = 1e-12
 
 
 @dataclass(frozen=True, eq=False)
-class _Tables:
+class Tables:
     """Everything the resampled design depends on (small: one entry per stimulus or group)."""
 
     y: np.ndarray  # (n,) standardized y: the observed column and the bootstrap's y
@@ -53,7 +53,7 @@ class _Tables:
         return 1 + self.n_perm + self.n_boot, nw, nw if self.c is not None else 0
 
 
-def _tables(
+def resampling_tables(
     y: np.ndarray,
     fitted: np.ndarray,
     group: np.ndarray | None,
@@ -61,8 +61,8 @@ def _tables(
     n_perm: int,
     n_boot: int,
     seed: int,
-    block_bytes: int = _BLOCK_BYTES,
-) -> _Tables:
+    block_bytes: int = BLOCK_BYTES,
+) -> Tables:
     """Draw the permutation and bootstrap tables from ``seed`` (independent streams).
 
     ``block_bytes`` bounds the memory of the within-group shuffles; the tables do not depend
@@ -87,7 +87,7 @@ def _tables(
             keys = group[base] + rng_perm.random((min(step, n_perm - lo), n))
             within[lo : lo + step, base] = base[np.argsort(keys, axis=-1)]
     counts = rng_boot.multinomial(n_groups, np.full(n_groups, 1.0 / n_groups), size=n_boot)
-    return _Tables(
+    return Tables(
         y=y,
         fitted=fitted,
         group_mean=group_mean,
@@ -100,13 +100,13 @@ def _tables(
     )
 
 
-def _design_rows(t: _Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+def design_rows(t: Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c]`` and ``[1, w]``.
 
     Examples
     --------
-    >>> t = _tables(np.array([-1.0, 0, 1]), np.zeros(3), None, None, 2, 1, seed=0)
-    >>> m, w = _design_rows(t, 0, 3)
+    >>> t = resampling_tables(np.array([-1.0, 0, 1]), np.zeros(3), None, None, 2, 1, seed=0)
+    >>> m, w = design_rows(t, 0, 3)
     >>> m.shape, w.shape, sorted(m[:, 1]) == [-1.0, 0.0, 1.0]
     ((3, 6), (3, 2), True)
     """
@@ -123,7 +123,7 @@ def _design_rows(t: _Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate(parts, axis=1), omega
 
 
-def _common_sums(t: _Tables, block_bytes: int = _BLOCK_BYTES) -> dict[str, np.ndarray]:
+def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarray]:
     """Sums of the design that do not involve ``x`` (y side and shared covariate side)."""
     nz, nw, nc = t.widths
     n = t.y.size
@@ -132,7 +132,7 @@ def _common_sums(t: _Tables, block_bytes: int = _BLOCK_BYTES) -> dict[str, np.nd
     step = max(1, block_bytes // (8 * (nz + nw + nc)))
     for start in range(0, n, step):  # blocks of stimuli, bounded memory
         stop = min(n, start + step)
-        m, omega = _design_rows(t, start, stop)
+        m, omega = design_rows(t, start, stop)
         zcols = m[:, :nz]
         y = t.y[start:stop, None]
         zeta = np.concatenate(
@@ -164,7 +164,7 @@ def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
         return cov / np.sqrt(var)
 
 
-def _finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
+def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
     """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
 
     Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
@@ -173,7 +173,7 @@ def _finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
     Examples
     --------
     >>> x, y = np.array([0.0, 1, 3]), np.array([-1.0, 0, 1])
-    >>> r, p, lo, hi = _finalize_kernel([3], [x.sum()], [x @ x], [0], [2], [x @ y],
+    >>> r, p, lo, hi = finalize_kernel([3], [x.sum()], [x @ x], [0], [2], [x @ y],
     ...                                 n_perm=0, ci=0.95)
     >>> round(float(r), 4), bool(np.isnan(p))
     (0.982, True)
@@ -208,7 +208,7 @@ def _finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
     return obs, p, lo, hi
 
 
-def _rank_kernel(a: np.ndarray) -> np.ndarray:
+def rank_kernel(a: np.ndarray) -> np.ndarray:
     """Average ranks along the last axis; a slice holding NaN becomes all NaN."""
     return scipy.stats.rankdata(a, axis=-1).astype(np.float64)
 
@@ -226,7 +226,7 @@ def _bh_nan(p: np.ndarray) -> np.ndarray:
     return out
 
 
-def _fdr_kernel(p: np.ndarray, n_core: int) -> np.ndarray:
+def fdr_kernel(p: np.ndarray, n_core: int) -> np.ndarray:
     """Benjamini-Hochberg over the last ``n_core`` axes (scipy's when no value is NaN)."""
     p = np.asarray(p, dtype=np.float64)
     if p.size == 0 or n_core == 0:

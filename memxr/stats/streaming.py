@@ -3,7 +3,7 @@
 Every sum a correlation needs is one ``tensordot`` of ``x`` (or ``x**2``) with the resampled
 design over the stimulus axis (:func:`_contract`); the design's blocks are generated per
 stimulus chunk of ``x`` from the small tables (:func:`_design_dask`). ``x`` is rechunked so
-that (features or stimuli) x design columns stay within the block budget (:func:`_plan`), and
+that (features or stimuli) x design columns stay within the block budget (:func:`plan_blocks`), and
 ranked along the stimulus axis for Spearman (:func:`_rank`).
 """
 
@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .kernels import _common_sums, _design_rows, _rank_kernel, _Tables
+from .kernels import Tables, common_sums, design_rows, rank_kernel
 
 _RANK_BYTES = 128 * 2**20
 """Largest block holding a whole stimulus axis, for the rank transform."""
@@ -45,7 +45,7 @@ def _rank(a: xr.DataArray, dim: str) -> xr.DataArray:
         chunks = _feature_chunks(a, dim, _RANK_BYTES // (8 * a.sizes[dim]))
         a = a.chunk({**chunks, dim: -1})
     out = xr.apply_ufunc(
-        _rank_kernel,
+        rank_kernel,
         a,
         input_core_dims=[[dim]],
         output_core_dims=[[dim]],
@@ -55,7 +55,7 @@ def _rank(a: xr.DataArray, dim: str) -> xr.DataArray:
     return out.transpose(*a.dims)
 
 
-def _prepare(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) -> xr.DataArray:
+def prepare_features(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) -> xr.DataArray:
     """Bare float64 data of the analysed stimuli, ranked for Spearman, shifted by its first row.
 
     The shift (exact for correlations) keeps the one-pass sums free of cancellation when a
@@ -71,7 +71,7 @@ def _prepare(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) ->
     return xr.apply_ufunc(np.subtract, bare, first, kwargs={"dtype": np.float64}, dask="allowed")
 
 
-def _plan(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
+def plan_blocks(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
     """Rechunk so that blocks of (features or stimuli) x design columns stay small."""
     limit = max(1, block_bytes // (8 * n_cols))
     chunks: dict[Hashable, int] = _feature_chunks(a, dim, limit)
@@ -80,14 +80,14 @@ def _plan(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataAr
     return a.chunk(chunks) if chunks else a
 
 
-def _design_dask(t: _Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
+def _design_dask(t: Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
     """The design as dask arrays whose blocks are generated per stimulus chunk of ``x``."""
     tables = dask.delayed(t, traverse=False)
     nz, nw, nc = t.widths
     full, weights = [], []
     start = 0
     for size in chunks:  # one task per stimulus chunk
-        block = dask.delayed(_design_rows, pure=True, nout=2)(tables, start, start + size)
+        block = dask.delayed(design_rows, pure=True, nout=2)(tables, start, start + size)
         full.append(da.from_delayed(block[0], (size, nz + nw + nc), dtype=np.float64))
         weights.append(da.from_delayed(block[1], (size, nw), dtype=np.float64))
         start += size
@@ -109,15 +109,15 @@ def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
     return s.isel({_COL: slice(start, stop)}).rename({_COL: name})
 
 
-def _sums(
-    xs: xr.DataArray, cs: xr.DataArray | None, t: _Tables, dim: str, block_bytes: int
+def stream_sums(
+    xs: xr.DataArray, cs: xr.DataArray | None, t: Tables, dim: str, block_bytes: int
 ) -> list[xr.DataArray]:
     """Arguments of :func:`_finalize_kernel`: lazy x-side sums and the small y-side sums."""
     nz, nw, nc = t.widths
     full, omega = _design_dask(t, xs.chunksizes[dim])
     s1 = _contract(xs, full, dim, _COL)
     col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
-    common = {k: xr.DataArray(v, dims=col[k]) for k, v in _common_sums(t, block_bytes).items()}
+    common = {k: xr.DataArray(v, dims=col[k]) for k, v in common_sums(t, block_bytes).items()}
     args = [
         common["sw"],
         _cols(s1, nz, nz + nw, _W),

@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> _name("https://host/data/cube.zarr/"), _is_url("cube.zarr")
+>>> store_name("https://host/data/cube.zarr/"), is_url("cube.zarr")
 ('cube.zarr', False)
 """
 
@@ -17,14 +17,14 @@ import zarr
 
 from ..errors import InputError
 from ..schema import validate
-from .layout import _loaded_coords, _quiet_zarr
+from .layout import loaded_coords, quiet_zarr
 
 __all__ = ["open_cube"]
 
 _COORD_LOAD_BYTES = 256 << 20
 
 
-def _is_url(path_or_url: str | os.PathLike) -> bool:
+def is_url(path_or_url: str | os.PathLike) -> bool:
     return isinstance(path_or_url, str) and "://" in path_or_url
 
 
@@ -45,28 +45,28 @@ def _check_protocol(url: str) -> None:
     try:
         fsspec.get_filesystem_class(protocol)
     except (ValueError, ImportError) as e:
-        raise InputError(_name(url), "store", f"cannot open {protocol}:// URLs: {e}") from e
+        raise InputError(store_name(url), "store", f"cannot open {protocol}:// URLs: {e}") from e
 
 
-def _open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
+def open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
     """``xr.open_zarr`` with one-line errors for a missing or unreadable store."""
-    if not _is_url(path_or_url) and not Path(path_or_url).exists():
+    if not is_url(path_or_url) and not Path(path_or_url).exists():
         raise InputError(path_or_url, "store", "does not exist")
-    kwargs = {"storage_options": storage_options} if _is_url(path_or_url) else {}
-    if _is_url(path_or_url):
+    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+    if is_url(path_or_url):
         _check_protocol(path_or_url)
     try:
-        with _quiet_zarr():
+        with quiet_zarr():
             return xr.open_zarr(os.fspath(path_or_url), chunks=chunks, **kwargs)
     except (FileNotFoundError, KeyError) as e:
-        raise InputError(_name(path_or_url), "store", "does not exist") from e
+        raise InputError(store_name(path_or_url), "store", "does not exist") from e
     except (zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
-        raise InputError(_name(path_or_url), "store", "is not a Zarr store") from e
+        raise InputError(store_name(path_or_url), "store", "is not a Zarr store") from e
     except _remote_errors() as e:
-        raise InputError(_name(path_or_url), "store", f"cannot be read: {e}") from e
+        raise InputError(store_name(path_or_url), "store", f"cannot be read: {e}") from e
 
 
-def _name(path_or_url) -> str:
+def store_name(path_or_url) -> str:
     return str(path_or_url).rstrip("/").rsplit("/", 1)[-1]
 
 
@@ -114,8 +114,8 @@ def open_cube(
     ...
     memxr.errors.InputError: nope.zarr: store: does not exist
     """
-    ds = _open_raw(path_or_url, {} if chunks is None else chunks, storage_options)
-    ds = _loaded_coords(ds, _COORD_LOAD_BYTES)
+    ds = open_raw(path_or_url, {} if chunks is None else chunks, storage_options)
+    ds = loaded_coords(ds, _COORD_LOAD_BYTES)
     validate(ds, name=str(path_or_url))
     for key in ("stimulus_id", "repeat_stimulus_id"):
         if key in ds.coords and key not in ds.xindexes:

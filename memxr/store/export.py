@@ -64,7 +64,7 @@ from dask.callbacks import Callback
 from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import validate
-from .layout import _loaded_coords, _prepared, _rechunked
+from .layout import loaded_coords, prepare_cube, rechunk_to_plan
 from .write import chunk_plan, open_cube, write_cube
 
 __all__ = ["COMPLEVEL", "NETCDF_ENGINES", "export_netcdf", "export_zarr", "open_netcdf"]
@@ -295,7 +295,7 @@ def export_netcdf(
         raise InputError(target, "--engine", f"is {engine!r}, expected one of {NETCDF_ENGINES}")
     cube, source_name = _source_cube(store_or_cube)
     plan = _store_chunks(cube)
-    dsd = _rechunked(_prepared(cube), plan)
+    dsd = rechunk_to_plan(prepare_cube(cube), plan)
     dsd = _annotate(dsd, source_name, target)
     encoding = _encoding(dsd, plan, int(complevel))
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -350,7 +350,7 @@ def open_netcdf(
         )
     except (OSError, ValueError) as e:
         raise InputError(p, "netcdf", f"is not a netCDF-4 file ({type(e).__name__})") from e
-    ds = _loaded_coords(ds)
+    ds = loaded_coords(ds)
     if "roi_mask" in ds.coords and ds["roi_mask"].dtype != bool:
         ds = ds.assign_coords(roi_mask=ds["roi_mask"].astype(bool))
     validate(ds, name=p.name)

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .access import _is_url, _name, _open_raw
+from .access import is_url, open_raw, store_name
 
 __all__ = ["format_info", "store_info"]
 
@@ -48,7 +48,7 @@ def _dtype_label(dtype: np.dtype) -> str:
 
 
 def _disk_bytes(path_or_url) -> int | None:
-    if _is_url(path_or_url):
+    if is_url(path_or_url):
         return None
     return sum(f.stat().st_size for f in Path(path_or_url).rglob("*") if f.is_file())
 
@@ -69,8 +69,8 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
     >>> info["dims"], info["variables"]["response"]["chunks"], info["rois"]
     ({'stimulus': 6, 'channel': 4, 'roi': 1}, [6, 4], {'A': 4})
     """
-    ds = _open_raw(path_or_url, {}, storage_options)
-    kwargs = {"storage_options": storage_options} if _is_url(path_or_url) else {}
+    ds = open_raw(path_or_url, {}, storage_options)
+    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
     group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
 
     def describe(name) -> dict:
@@ -108,7 +108,7 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
     ]
     keys = ("dataset", "subject", "units", "memxr_version", "created", "spec_hash")
     return {
-        "store": _name(path_or_url),
+        "store": store_name(path_or_url),
         "zarr_format": int(group.metadata.zarr_format),
         "disk_bytes": _disk_bytes(path_or_url),
         "dims": {str(k): int(n) for k, n in ds.sizes.items()},

@@ -225,7 +225,7 @@ def chunk_plan(ds: xr.Dataset, target_bytes: int = CHUNK_BYTES) -> dict[str, tup
     return plan
 
 
-def _rechunked(ds: xr.Dataset, plan: Mapping[str, tuple]) -> xr.Dataset:
+def rechunk_to_plan(ds: xr.Dataset, plan: Mapping[str, tuple]) -> xr.Dataset:
     """Data variables as dask arrays whose chunks are exactly the Zarr chunks."""
     out = ds.copy()
     for name in ds.data_vars:
@@ -246,7 +246,7 @@ def _decode_text(values: np.ndarray) -> np.ndarray:
     return text_coord(flat).reshape(values.shape)
 
 
-def _loaded_coords(ds: xr.Dataset, max_bytes: int | None = None) -> xr.Dataset:
+def loaded_coords(ds: xr.Dataset, max_bytes: int | None = None) -> xr.Dataset:
     """Coordinates in memory, text as Python ``str`` (bytes, numpy and StringDType text
     decoded); coordinates larger than ``max_bytes`` stay as they are."""
     coords = {}
@@ -260,13 +260,13 @@ def _loaded_coords(ds: xr.Dataset, max_bytes: int | None = None) -> xr.Dataset:
     return ds.assign_coords(coords)
 
 
-def _prepared(ds: xr.Dataset) -> xr.Dataset:
+def prepare_cube(ds: xr.Dataset) -> xr.Dataset:
     """Coordinates loaded (text as object str), no encodings, flat indexes, fresh attrs."""
     ds = ds.copy()
     extra = [n for n in ds.xindexes if n not in ds.dims]
     if extra:
         ds = ds.drop_indexes(extra)
-    ds = _loaded_coords(ds)
+    ds = loaded_coords(ds)
     for var in ds.variables.values():
         var.encoding = {}
     ds.attrs = {**ds.attrs, "memxr_version": __version__}
@@ -292,7 +292,7 @@ def fingerprint(ds: xr.Dataset, plan: Mapping[str, tuple], zarr_format: int) -> 
     Examples
     --------
     >>> from memxr.schema import example_cube
-    >>> ds = _prepared(example_cube())
+    >>> ds = prepare_cube(example_cube())
     >>> fingerprint(ds, chunk_plan(ds), 3) == fingerprint(ds, chunk_plan(ds), 2)
     False
     """
@@ -318,7 +318,7 @@ def fingerprint(ds: xr.Dataset, plan: Mapping[str, tuple], zarr_format: int) -> 
 
 
 @contextlib.contextmanager
-def _quiet_zarr() -> Iterator[None]:
+def quiet_zarr() -> Iterator[None]:
     """Silence Zarr's notices that consolidated metadata is not in the v3 spec (xarray uses
     it) and that the progress log is not part of the hierarchy."""
     with warnings.catch_warnings():

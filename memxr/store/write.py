@@ -25,12 +25,12 @@ from .layout import (
     CHUNK_BYTES,
     CODEC,
     PROGRESS_LOG,
-    _prepared,
-    _quiet_zarr,
-    _rechunked,
     chunk_plan,
     compressors,
     fingerprint,
+    prepare_cube,
+    quiet_zarr,
+    rechunk_to_plan,
 )
 
 __all__ = [
@@ -333,15 +333,15 @@ def write_cube(
         raise InputError(target, "out", "exists; pass overwrite=True")
     if zarr_format not in (2, 3):
         raise InputError(target, "zarr_format", f"is {zarr_format!r}, expected 2 or 3")
-    dsd = _prepared(ds)
+    dsd = prepare_cube(ds)
     validate(dsd, name=f"cube for {target.name}")
     plan = chunk_plan(dsd, CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
-    dsd = _rechunked(dsd, plan)
+    dsd = rechunk_to_plan(dsd, plan)
     fp = fingerprint(dsd, plan, zarr_format)
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.parent / f".{target.name}.partial-{fp[:16]}"
     _clean_stale(target.parent, target.name, keep=tmp)
-    with _quiet_zarr():
+    with quiet_zarr():
         done = _start(tmp, dsd, plan, zarr_format, fp)
         _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
         _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target))

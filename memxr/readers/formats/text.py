@@ -26,12 +26,12 @@ _CACHE: dict[tuple, pd.DataFrame] = {}
 _CACHE_LOCK = threading.Lock()
 
 
-def _line(i: int) -> int:
+def csv_line(i: int) -> int:
     """File line of data row ``i`` (0-based), counting the header as line 1."""
     return int(i) + 2
 
 
-def _read_text(path: Path, sep: str) -> pd.DataFrame:
+def read_text(path: Path, sep: str) -> pd.DataFrame:
     """Every cell as text ("" for empty), column names stripped of BOM and blanks."""
     try:
         df = pd.read_csv(
@@ -52,7 +52,7 @@ def _read_text(path: Path, sep: str) -> pd.DataFrame:
     return df
 
 
-def _pick(df: pd.DataFrame, path: Path, names: Sequence[str]) -> dict[str, str]:
+def pick(df: pd.DataFrame, path: Path, names: Sequence[str]) -> dict[str, str]:
     """Map each required column name to the file's column (exact, else case-insensitive)."""
     lower: dict[str, list[str]] = {}
     for c in df.columns:
@@ -69,14 +69,14 @@ def _pick(df: pd.DataFrame, path: Path, names: Sequence[str]) -> dict[str, str]:
     return out
 
 
-def _text(s: pd.Series) -> pd.Series:
+def as_text(s: pd.Series) -> pd.Series:
     """Stripped text column."""
     return s.astype(str).str.strip()
 
 
-def _to_float(s: pd.Series, path: Path, column: str) -> pd.Series:
+def to_float(s: pd.Series, path: Path, column: str) -> pd.Series:
     """Numbers as float64; empty, NA and NaN become NaN; anything else is an error."""
-    t = _text(s)
+    t = as_text(s)
     na = t.str.lower().isin(_NA_TOKENS)
     v = pd.to_numeric(t.mask(na), errors="coerce").astype("float64")
     bad = np.flatnonzero(v.isna().to_numpy() & ~na.to_numpy())
@@ -84,29 +84,29 @@ def _to_float(s: pd.Series, path: Path, column: str) -> pd.Series:
         raise InputError(
             path,
             column,
-            f"{bad.size} values are not numbers, e.g. {t.iloc[bad[0]]!r} on line {_line(bad[0])}",
+            f"{bad.size} values are not numbers, e.g. {t.iloc[bad[0]]!r} on line {csv_line(bad[0])}",
         )
     return v
 
 
-def _to_int(s: pd.Series, path: Path, column: str) -> pd.Series:
+def to_int(s: pd.Series, path: Path, column: str) -> pd.Series:
     """Whole numbers as int64; a missing or fractional value is an error."""
-    v = _to_float(s, path, column)
+    v = to_float(s, path, column)
     bad = np.flatnonzero(~np.isfinite(v.to_numpy()) | (v.to_numpy() % 1 != 0))
     if bad.size:
         raise InputError(
             path,
             column,
-            f"{bad.size} values are not integers, e.g. {s.iloc[bad[0]]!r} on line {_line(bad[0])}",
+            f"{bad.size} values are not integers, e.g. {s.iloc[bad[0]]!r} on line {csv_line(bad[0])}",
         )
     return v.astype("int64")
 
 
-def _unique_key(keys: pd.Series, path: Path, column: str, what: str) -> None:
+def unique_key(keys: pd.Series, path: Path, column: str, what: str) -> None:
     """Refuse empty and duplicated keys."""
     empty = np.flatnonzero((keys == "").to_numpy())
     if empty.size:
-        raise InputError(path, column, f"{empty.size} empty {what}, e.g. on line {_line(empty[0])}")
+        raise InputError(path, column, f"{empty.size} empty {what}, e.g. on line {csv_line(empty[0])}")
     dup = keys[keys.duplicated()]
     if len(dup):
         raise InputError(
@@ -114,14 +114,14 @@ def _unique_key(keys: pd.Series, path: Path, column: str, what: str) -> None:
         )
 
 
-def _str_array(values) -> np.ndarray:
+def str_array(values) -> np.ndarray:
     """Object array of Python ``str``."""
     out = np.empty(len(values), dtype=object)
     out[:] = [str(v) for v in values]
     return out
 
 
-def _cached(kind: str, path: PathLike, build: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
+def cached_table(kind: str, path: PathLike, build: Callable[[Path], pd.DataFrame]) -> pd.DataFrame:
     """``build(path)``, cached on (kind, path, size, mtime); callers must not modify the result."""
     p = Path(path)
     if not p.is_file():
