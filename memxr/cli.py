@@ -94,78 +94,31 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _ingest(args: argparse.Namespace) -> int:
-    from .provenance import file_records_async
-    from .store.write import write_cube
+    from .pipeline import ingest
 
     out: Path = args.out
     if out.exists() and not args.overwrite:
         raise InputError(out, "--out", "exists; pass --overwrite to replace it")
     if args.source == "things-fmri":
-        from .readers.things_fmri import read_things_fmri
-
-        root = args.input
-        ds = read_things_fmri(
-            args.input,
-            args.subject,
-            memorability=args.memorability,
-            concepts=args.concepts,
-            checksum=False,
-        )
+        kind, recording, options = "things-fmri", args.subject, {}
     else:
-        from .readers.tvsd import read_normmua
-        from .readers.tvsd_trials import read_trials
-
-        root = args.input
-        reader = read_trials if args.trials else read_normmua
-        kwargs = {"dtype": "float32"} if (args.trials and args.float32) else {}
-        ds = reader(
-            args.input,
-            args.monkey,
-            memorability=args.memorability,
-            concepts=args.concepts,
-            checksum=False,
-            **kwargs,
-        )
-    names = [r["name"] for r in json.loads(ds.attrs["inputs"])]
-    paths = [_resolve_input(root, n, args) for n in names]
-    records = file_records_async(paths, root=None)
-    path = write_cube(
-        ds,
+        kind = "tvsd-trials" if args.trials else "tvsd"
+        recording = args.monkey
+        options = {"dtype": "float32"} if (args.trials and args.float32) else {}
+    path = ingest(
+        kind,
+        args.input,
+        recording,
         out,
-        zarr_format=args.zarr_format,
+        memorability=args.memorability,
+        concepts=args.concepts,
         overwrite=args.overwrite,
-        inputs=_renamed(records, names),
+        zarr_format=args.zarr_format,
         progress=not args.no_progress,
+        **options,
     )
     print(f"wrote {path}")
     return 0
-
-
-def _resolve_input(root: Path, name: str, args: argparse.Namespace) -> Path:
-    """The file behind a reader's relative input name (tables may live outside ``root``)."""
-    for table in (args.memorability, args.concepts):
-        if table is not None and Path(table).name == name and not (root / name).exists():
-            return Path(table)
-    return root / name
-
-
-def _renamed(future, names):
-    """A future whose records carry the reader's relative names."""
-    from concurrent.futures import Future
-
-    out: Future = Future()
-
-    def _done(f):
-        try:
-            recs = f.result()
-            for rec, name in zip(recs, names, strict=True):
-                rec["name"] = name
-            out.set_result(recs)
-        except BaseException as e:  # noqa: BLE001 - forwarded to the waiting writer
-            out.set_exception(e)
-
-    future.add_done_callback(_done)
-    return out
 
 
 def _synth(args: argparse.Namespace) -> int:

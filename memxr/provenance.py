@@ -78,14 +78,37 @@ def file_records(
 
 
 def file_records_async(
-    paths: Sequence[str | os.PathLike], root: str | os.PathLike | None = None
+    paths: Sequence[str | os.PathLike],
+    root: str | os.PathLike | None = None,
+    names: Sequence[str] | None = None,
 ) -> Future:
     """Start hashing ``paths`` in a background thread; the future gives :func:`file_records`.
 
-    hashlib releases the GIL on large blocks, so hashing overlaps with ingest.
+    hashlib releases the GIL on large blocks, so hashing overlaps with the ingest that
+    streams the same files. ``names`` replaces the records' names (e.g. the names a
+    reader recorded, relative to its input folder); otherwise they are relative to ``root``.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> _ = (d / "a.txt").write_text("abc")
+    >>> file_records_async([d / "a.txt"], names=["raw/a.txt"]).result()[0]["name"]
+    'raw/a.txt'
     """
+    paths = list(paths)
+    if names is not None and len(names) != len(paths):
+        raise ValueError(f"{len(names)} names for {len(paths)} paths")
+
+    def work() -> list[dict]:
+        records = file_records(paths, root, True)
+        if names is not None:
+            for rec, name in zip(records, names, strict=True):
+                rec["name"] = str(name)
+        return records
+
     pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memxr-sha256")
-    fut = pool.submit(file_records, list(paths), root, True)
+    fut = pool.submit(work)
     pool.shutdown(wait=False)
     return fut
 

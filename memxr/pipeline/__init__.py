@@ -92,5 +92,6 @@ finished in 74.0 s: runs/demo/report.html
 
 from .core import Step, versions
 from .runner import RETRIES, plan, run
+from .steps import ingest
 
-__all__ = ["RETRIES", "Step", "plan", "run", "versions"]
+__all__ = ["RETRIES", "Step", "ingest", "plan", "run", "versions"]

@@ -1,24 +1,23 @@
-"""Building blocks of the pipeline: steps, keys, the run context, atomic writers, state.
+"""Building blocks of the pipeline: steps, keys, the run context, result writers, state.
+
+Results are put into place with :mod:`memxr.store.atomic`, like every other output.
 
 Examples
 --------
 >>> import pathlib, tempfile
 >>> d = pathlib.Path(tempfile.mkdtemp())
->>> with atomic(d / "a.txt") as tmp:
-...     _ = tmp.write_text("done")
->>> (d / "a.txt").read_text(), sorted(p.name for p in d.iterdir())
-('done', ['a.txt'])
+>>> write_csv(pd.DataFrame({"roi": ["IT"], "r": [1 / 3]}), d / "tables" / "t.csv")
+>>> (d / "tables" / "t.csv").read_text(), sorted(p.name for p in (d / "tables").iterdir())
+('roi,r\\nIT,0.3333333333\\n', ['t.csv'])
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import shutil
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -29,6 +28,7 @@ import pandas as pd
 import xarray as xr
 
 from ..provenance import __version__, now_utc
+from ..store.atomic import atomic_path
 from .spec import Spec, canonical_json
 
 STATE = Path(".memxr") / "state.json"
@@ -158,31 +158,6 @@ def step_key(step: Step, keys: dict[str, str]) -> str:
     return hashlib.sha256(canonical_json(desc).encode()).hexdigest()
 
 
-@contextlib.contextmanager
-def atomic(target: Path) -> Iterator[Path]:
-    """A temporary sibling of ``target`` that replaces it when the block succeeds."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.tmp-{os.getpid()}"
-    remove_path(tmp)
-    try:
-        yield tmp
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        if target.exists():
-            os.replace(target, old)
-        os.replace(tmp, target)
-        remove_path(old)
-    finally:
-        remove_path(tmp)
-
-
-def remove_path(path: Path) -> None:
-    """Remove a file or a folder (a store) if it exists."""
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
 def text_vars(ds: xr.Dataset) -> xr.Dataset:
     """Object (text) variables as str objects, as Zarr v3 wants them."""
     from ..schema import text_coord
@@ -205,7 +180,7 @@ def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None
         for v in ds.variables.values():
             v.encoding = {}
         tree[name] = ds
-    with atomic(target) as tmp, quiet_zarr():
+    with atomic_path(target) as tmp, quiet_zarr():
         xr.DataTree.from_dict(tree).to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
 
 
@@ -216,13 +191,13 @@ def write_zarr(ds: xr.Dataset, target: Path) -> None:
     ds = text_vars(ds.copy())
     for v in ds.variables.values():
         v.encoding = {}
-    with atomic(target) as tmp, quiet_zarr():
+    with atomic_path(target) as tmp, quiet_zarr():
         ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
 
 
 def write_csv(df: pd.DataFrame, target: Path) -> None:
     """A tidy table as CSV (10 significant digits), atomically."""
-    with atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         df.to_csv(tmp, index=False, float_format="%.10g")
 
 
@@ -270,5 +245,5 @@ def load_state(out: Path) -> dict:
 
 def save_state(out: Path, state: dict) -> None:
     """Record the finished steps, atomically (after each step)."""
-    with atomic(out / STATE) as tmp:
+    with atomic_path(out / STATE) as tmp:
         tmp.write_text(json.dumps(state, indent=1, sort_keys=True))

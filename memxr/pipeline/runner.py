@@ -18,7 +18,9 @@ from typing import Any
 
 from ..errors import InputError
 from ..provenance import now_utc
-from .core import ANALYSIS_OUTPUTS, Context, Step, load_state, remove_path, save_state, step_key
+from ..readers import SOURCES
+from ..store.atomic import remove_path
+from .core import ANALYSIS_OUTPUTS, Context, Step, load_state, save_state, step_key
 from .spec import Spec, load_spec
 from .steps import (
     bridge_step,
@@ -37,11 +39,8 @@ RETRIES = 2
 
 def _raw_files(spec: Spec, cube: dict) -> list[Path]:
     """The raw files an ingest step reads (for its key)."""
-    folder = spec.resolve(cube["input"])
-    if cube["kind"] == "things-fmri":
-        files = sorted(folder.glob(f"{cube['subject']}_*"))
-    else:
-        files = [folder]
+    source = SOURCES[cube["kind"]]
+    files = source.fingerprint_paths(spec.resolve(cube["input"]), cube[source.id_key])
     tables = [spec.resolve(spec.data["inputs"][k]) for k in ("memorability", "concepts")]
     return files + [t for t in tables if t is not None]
 

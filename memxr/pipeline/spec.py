@@ -104,6 +104,7 @@ import yaml
 
 from ..errors import InputError
 from ..models.fit import MODELS
+from ..readers import SOURCES
 
 # ----------------------------------------------------------------------
 # The key tables of pipeline specs: checkers of values and the schema of every section.
@@ -112,7 +113,7 @@ from ..models.fit import MODELS
 
 
 
-CUBE_KINDS = ("things-fmri", "tvsd", "tvsd-trials", "store")
+CUBE_KINDS = (*SOURCES, "store")
 """Values of ``inputs.cubes[].kind``: a raw source to ingest, or an existing store."""
 
 MODALITIES = ("things-fmri", "tvsd")
@@ -428,18 +429,6 @@ __all__ = [
     "validate_spec",
 ]
 
-_KIND_DATASET = {"things-fmri": "things-fmri", "tvsd": "tvsd-normmua", "tvsd-trials": "tvsd-trials"}
-_RAW_FILES = {
-    "things-fmri": (
-        "{subject}_ResponseData.h5",
-        "{subject}_VoxelMetadata.csv",
-        "{subject}_StimulusMetadata.csv",
-    ),
-    "tvsd": ("THINGS_normMUA.mat",),
-    "tvsd-trials": ("THINGS_MUA_trials.mat",),
-}
-
-
 def modality_of(dataset: str) -> str:
     """The ``rois`` section that applies to a cube's ``dataset`` attribute.
 
@@ -455,9 +444,6 @@ def modality_of(dataset: str) -> str:
 
 
 def _check_cubes(data: dict, ctx: _Ctx) -> None:
-    from ..readers.things_fmri import subject_label
-    from ..readers.tvsd import normalize_monkey
-
     seen: dict[str, int] = {}
     for i, cube in enumerate(data["inputs"]["cubes"]):
         path = f"inputs.cubes[{i}]"
@@ -467,19 +453,23 @@ def _check_cubes(data: dict, ctx: _Ctx) -> None:
             )
         seen[cube["name"]] = i
         kind = cube["kind"]
-        wanted = {"things-fmri": "subject", "tvsd": "monkey", "tvsd-trials": "monkey"}.get(kind)
+        source = SOURCES.get(kind)
+        wanted = source.id_key if source else None
         for key in ("subject", "monkey"):
             if cube[key] is not None and key != wanted:
                 raise ctx.fail(path, f"key {key!r} does not apply to kind {kind!r}")
         if wanted and cube[wanted] is None:
             raise ctx.fail(path, f"missing key {wanted!r} (needed by kind {kind!r})")
-        if cube["dtype"] is not None and kind != "tvsd-trials":
-            raise ctx.fail(path, f"key 'dtype' applies to kind 'tvsd-trials' only, not {kind!r}")
+        for option in ("dtype",):
+            if cube[option] is not None and (source is None or option not in source.options):
+                takes = [k for k, s in SOURCES.items() if option in s.options]
+                raise ctx.fail(
+                    path, f"key {option!r} applies to kind {' or '.join(map(repr, takes))} only, not {kind!r}"
+                )
+        if source is None:
+            continue
         try:
-            if kind == "things-fmri":
-                cube["subject"] = subject_label(cube["subject"])
-            elif wanted == "monkey":
-                cube["monkey"] = normalize_monkey(cube["monkey"])
+            cube[wanted] = source.identify(cube[wanted])
         except (ValueError, InputError) as e:
             message = e.message if isinstance(e, InputError) else str(e)
             raise ctx.fail(f"{path}.{wanted}", message) from None
@@ -533,8 +523,9 @@ def _check_files(data: dict, ctx: _Ctx, root: Path) -> None:
             raise ctx.fail(path, f"does not exist: {cube['input']}")
         if not folder.is_dir():
             raise ctx.fail(path, f"is not a folder: {cube['input']}")
-        for pattern in _RAW_FILES.get(cube["kind"], ()):
-            name = pattern.format(subject=cube["subject"])
+        source = SOURCES.get(cube["kind"])
+        names = source.raw_names(cube[source.id_key]) if source else []
+        for name in names:
             if not (folder / name).is_file():
                 raise ctx.fail(path, f"no {name} in {cube['input']}")
 
@@ -641,7 +632,8 @@ class Spec:
 
     def dataset_of(self, cube: dict) -> str | None:
         """The ``dataset`` a cube entry will have (None for a store: known once opened)."""
-        return _KIND_DATASET.get(cube["kind"])
+        source = SOURCES.get(cube["kind"])
+        return source.dataset if source else None
 
 
 def load_spec(path: str | os.PathLike, check_files: bool = True) -> Spec:

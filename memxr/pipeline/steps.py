@@ -23,9 +23,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import warnings
 from collections.abc import Callable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -34,11 +34,12 @@ import pandas as pd
 import xarray as xr
 
 from ..errors import InputError
-from ..provenance import __version__, file_records, now_utc, sha256_file
+from ..provenance import __version__, file_records, file_records_async, now_utc, sha256_file
+from ..readers import SOURCES
+from ..store.atomic import atomic_path
 from .core import (
     Context,
     Step,
-    atomic,
     compute,
     frame_dataset,
     store_inputs,
@@ -47,58 +48,75 @@ from .core import (
     write_tree,
     write_zarr,
 )
-from .spec import Spec, modality_of
+from .spec import modality_of
 
 
-def _records_future(paths: list[Path], names: list[str]) -> Future:
-    """SHA-256 records of the raw files, computed in the background, with relative names."""
+def ingest(
+    kind: str,
+    input_dir: str | os.PathLike,
+    recording: str,
+    out: str | os.PathLike,
+    *,
+    memorability: str | os.PathLike | None = None,
+    concepts: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    zarr_format: int = 3,
+    progress: bool = True,
+    attrs: dict | None = None,
+    **options: Any,
+) -> Path:
+    """Raw files of one recording -> a cube store; the raw files are hashed while they stream.
 
-    def work():
-        return [dict(r, name=n) for r, n in zip(file_records(paths), names, strict=True)]
+    The reader is the one registered for ``kind`` (:data:`memxr.readers.SOURCES`); the
+    store is written by :func:`memxr.store.write_cube` with the SHA-256 of every input
+    file (computed in a background thread, :func:`memxr.provenance.file_records_async`).
+    ``memxr ingest`` and the pipeline's ``ingest`` steps both go through here.
 
-    pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="memxr-sha256")
-    fut = pool.submit(work)
-    pool.shutdown(wait=False)
-    return fut
+    Returns
+    -------
+    pathlib.Path
+        The store.
+    """
+    from ..readers import SOURCES, input_paths
+    from ..store import write_cube
 
-
-def _read_raw(spec: Spec, cube: dict) -> tuple[xr.Dataset, Path]:
-    """The lazy cube of a raw cube entry, and its input folder."""
-    tables = {k: spec.resolve(spec.data["inputs"][k]) for k in ("memorability", "concepts")}
-    root = spec.resolve(cube["input"])
-    if cube["kind"] == "things-fmri":
-        from ..readers.things_fmri import read_things_fmri
-
-        ds = read_things_fmri(root, cube["subject"], checksum=False, **tables)
-    elif cube["kind"] == "tvsd":
-        from ..readers.tvsd import read_normmua
-
-        ds = read_normmua(root, cube["monkey"], checksum=False, **tables)
-    else:
-        from ..readers.tvsd_trials import read_trials
-
-        extra = {"dtype": cube["dtype"]} if cube["dtype"] else {}
-        ds = read_trials(root, cube["monkey"], checksum=False, **tables, **extra)
-    return ds, root
+    ds = SOURCES[kind].read(
+        input_dir,
+        recording,
+        memorability=memorability,
+        concepts=concepts,
+        checksum=False,
+        **options,
+    )
+    ds.attrs.update(attrs or {})
+    names = [r["name"] for r in json.loads(ds.attrs["inputs"])]
+    paths = input_paths(names, input_dir, (memorability, concepts))
+    return write_cube(
+        ds,
+        out,
+        zarr_format=zarr_format,
+        overwrite=overwrite,
+        inputs=file_records_async(paths, names=names),
+        progress=progress,
+    )
 
 
 def ingest_step(ctx: Context, step: Step) -> None:
     """Raw files -> ``stores/CUBE.zarr`` (checksums hashed while the data stream)."""
-    from ..store.write import write_cube
-
-    ds, root = _read_raw(ctx.spec, step.cube)
-    names = [r["name"] for r in json.loads(ds.attrs["inputs"])]
-    tables = [ctx.spec.resolve(ctx.spec.data["inputs"][k]) for k in ("memorability", "concepts")]
-    by_name = {t.name: t for t in tables if t is not None}
-    paths = [root / n if (root / n).exists() else by_name.get(n, root / n) for n in names]
-    ds.attrs["spec_hash"] = ctx.spec.spec_hash
-    ds.attrs["pipeline_step"] = step.name
-    write_cube(
-        ds,
-        ctx.store(step.cube),
+    spec, cube = ctx.spec, step.cube
+    tables = {k: spec.resolve(spec.data["inputs"][k]) for k in ("memorability", "concepts")}
+    source = SOURCES[cube["kind"]]
+    options = {k: cube[k] for k in source.options if cube.get(k)}
+    ingest(
+        cube["kind"],
+        spec.resolve(cube["input"]),
+        cube[source.id_key],
+        ctx.store(cube),
         overwrite=True,
-        inputs=_records_future(paths, names),
         progress=ctx.progress,
+        attrs={"spec_hash": spec.spec_hash, "pipeline_step": step.name},
+        **tables,
+        **options,
     )
 
 
@@ -505,7 +523,7 @@ def provenance_step(ctx: Context, step: Step) -> None:
         "tables": tables,
         "steps": steps,
     }
-    with atomic(ctx.path("provenance.json")) as tmp:
+    with atomic_path(ctx.path("provenance.json")) as tmp:
         tmp.write_text(json.dumps(record, indent=1, sort_keys=True, default=str) + "\n")
 
 

@@ -52,6 +52,7 @@ from .tvsd_trials import read_mapping, read_trials
 __all__ = [
     "SOURCES",
     "Source",
+    "input_paths",
     "label_stimuli",
     "read_categories_final",
     "read_concept_categories",
@@ -176,6 +177,26 @@ SOURCES: dict[str, Source] = {
     )
 }
 """The raw sources memxr reads, by kind."""
+
+
+def input_paths(
+    names: list[str],
+    input_dir: str | os.PathLike,
+    tables: tuple[str | os.PathLike | None, ...] = (),
+) -> list[Path]:
+    """The files behind a cube's ``inputs`` names (relative to ``input_dir``).
+
+    A reader names the THINGS tables by their file name only; when such a table is not
+    in ``input_dir`` it is the one of ``tables`` with that name.
+
+    Examples
+    --------
+    >>> [p.as_posix() for p in input_paths(["a.h5", "scores.csv"], "raw", ("/t/scores.csv",))]
+    ['raw/a.h5', '/t/scores.csv']
+    """
+    root = Path(input_dir)
+    by_name = {Path(t).name: Path(t) for t in tables if t is not None}
+    return [root / n if (root / n).exists() else by_name.get(n, root / n) for n in names]
 
 
 def read_source(kind: str, input_dir: str | os.PathLike, recording: Any, **kwargs: Any) -> xr.Dataset:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import logging
 import os
-import tempfile
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -15,6 +14,7 @@ from matplotlib.figure import Figure
 
 from ..errors import InputError
 from ..provenance import __version__
+from ..store.atomic import write_text
 from . import plots
 from .findings import findings_by_section
 from .html import STYLE, esc, provenance_html
@@ -199,17 +199,6 @@ def _default_title(run: Path, prov: Mapping) -> str:
     return f"memxr report: {name}"
 
 
-def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".report-", suffix=".html", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_report(run_dir: str | os.PathLike, title: str | None = None, *, dpi: int = 110) -> Path:
     """Write ``run_dir/report.html``: one self-contained page with figures, tables, provenance.
 
@@ -246,5 +235,5 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None, *, dpi: i
     pngs = figures(run, dpi=dpi, tables=tables)
     page = _page(title or _default_title(run, prov), prov, tables, pngs)
     path = run / "report.html"
-    _write_atomic(path, page)
+    write_text(path, page)
     return path

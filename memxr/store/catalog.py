@@ -45,6 +45,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from .atomic import atomic_path
 from .write import open_cube
 
 __all__ = [
@@ -233,19 +234,6 @@ def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
     return table[[*COLUMNS, *extra]]
 
 
-def _write_atomic(table: pd.DataFrame, path: Path) -> None:
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    try:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            table.to_csv(f, sep="\t", index=False, lineterminator="\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
 def update_catalog(
     catalog_path: str | os.PathLike, store_paths: Iterable[str | os.PathLike] | str | os.PathLike
 ) -> pd.DataFrame:
@@ -302,5 +290,7 @@ def update_catalog(
     table = pd.concat([kept, new]) if len(kept) else new
     table = table.fillna("").sort_values("name", kind="stable").reset_index(drop=True)
     catalog.parent.mkdir(parents=True, exist_ok=True)
-    _write_atomic(table, catalog)
+    with atomic_path(catalog) as tmp:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
+            table.to_csv(f, sep="\t", index=False, lineterminator="\n")
     return table

@@ -49,11 +49,10 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +63,7 @@ from dask.callbacks import Callback
 from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import validate
+from .atomic import atomic_path
 from .layout import loaded_coords, prepare_cube, rechunk_to_plan
 from .write import chunk_plan, open_cube, write_cube
 
@@ -206,27 +206,6 @@ class _TaskBar(Callback):
         self.bar.close()
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary sibling of ``path``, renamed onto it on success, removed on failure."""
-    tmp = path.parent / f".{path.name}.partial-{os.getpid()}"
-    tmp.unlink(missing_ok=True)
-    try:
-        yield tmp
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    with contextlib.suppress(OSError):
-        fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 # --------------------------------------------------------------------------- netCDF
 
 
@@ -299,7 +278,7 @@ def export_netcdf(
     dsd = _annotate(dsd, source_name, target)
     encoding = _encoding(dsd, plan, int(complevel))
     target.parent.mkdir(parents=True, exist_ok=True)
-    with _atomic(target) as tmp:
+    with atomic_path(target) as tmp:
         job = dsd.to_netcdf(tmp, engine=engine, encoding=encoding, compute=False)
         with _TaskBar(f"writing {target.name}", progress):
             job.compute()

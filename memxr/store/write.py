@@ -3,10 +3,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import glob
 import os
-import shutil
 import sys
 from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
@@ -20,6 +18,7 @@ from ..errors import InputError
 from ..provenance import inputs_attr, now_utc
 from ..schema import validate
 from .access import open_cube
+from .atomic import fsync_path, partial_path, publish, remove_path
 from .info import format_info, store_info
 from .layout import (
     CHUNK_BYTES,
@@ -82,15 +81,6 @@ def _region_key(name: str, region: Mapping[str, slice]) -> str:
     return name + "|" + ",".join(f"{d}={s.start}:{s.stop}" for d, s in region.items())
 
 
-def _fsync(path: Path) -> None:
-    with contextlib.suppress(OSError):
-        fd = os.open(path, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-
-
 def _fsync_region(store: Path, name: str, region: Mapping[str, slice]) -> None:
     """Make the chunk files of a finished region durable (before logging it)."""
     arr = zarr.open_array(store / name, mode="r")
@@ -105,10 +95,10 @@ def _fsync_region(store: Path, name: str, region: Mapping[str, slice]) -> None:
     folders = set()
     for idx in _product([list(g) for g in grid]):
         f = store / name / arr.metadata.encode_chunk_key(tuple(idx))
-        _fsync(f)
+        fsync_path(f)
         folders.add(f.parent)
     for folder in folders:
-        _fsync(folder)
+        fsync_path(folder)
 
 
 def _array_dims(arr: zarr.Array) -> list[str]:
@@ -137,7 +127,7 @@ def _resolve_inputs(inputs: Sequence[dict] | Future | None, target: Path) -> str
 def _clean_stale(parent: Path, name: str, keep: Path) -> None:
     for p in parent.glob(f".{glob.escape(name)}.partial-*"):
         if p != keep:
-            shutil.rmtree(p, ignore_errors=True)
+            remove_path(p)
 
 
 def _read_log(log: Path, fp: str) -> set[str] | None:
@@ -156,7 +146,7 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
     done = _read_log(log, fp) if tmp.exists() else None
     if done is not None:
         return done
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_path(tmp)
     # Metadata and coordinates only: data variables stand in as never-computed dask arrays.
     meta = dsd.copy()
     for name in dsd.data_vars:
@@ -220,7 +210,9 @@ def _write_regions(
             bar.update(1)
 
 
-def _finish(tmp: Path, target: Path, zarr_format: int, inputs_json: str | None) -> None:
+def _finish(
+    tmp: Path, target: Path, zarr_format: int, inputs_json: str | None, durable: bool
+) -> None:
     group = zarr.open_group(tmp, mode="r+", zarr_format=zarr_format)
     attrs = {"created": now_utc()}
     if inputs_json is not None:
@@ -228,26 +220,7 @@ def _finish(tmp: Path, target: Path, zarr_format: int, inputs_json: str | None) 
     group.attrs.update(attrs)
     zarr.consolidate_metadata(tmp, zarr_format=zarr_format)
     (tmp / PROGRESS_LOG).unlink()
-    for meta in ("zarr.json", ".zmetadata", ".zattrs", ".zgroup"):
-        if (tmp / meta).exists():
-            _fsync(tmp / meta)
-    _fsync(tmp)
-    if target.exists() or target.is_symlink():
-        old = target.parent / f".{target.name}.old-{os.getpid()}"
-        shutil.rmtree(old, ignore_errors=True)
-        os.replace(target, old)
-        try:
-            os.replace(tmp, target)
-        except BaseException:
-            os.replace(old, target)
-            raise
-        if old.is_dir() and not old.is_symlink():
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            old.unlink()
-    else:
-        os.replace(tmp, target)
-    _fsync(target.parent)
+    publish(tmp, target, durable=durable)
 
 
 def write_cube(
@@ -339,10 +312,10 @@ def write_cube(
     dsd = rechunk_to_plan(dsd, plan)
     fp = fingerprint(dsd, plan, zarr_format)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.parent / f".{target.name}.partial-{fp[:16]}"
+    tmp = partial_path(target, fp[:16])
     _clean_stale(target.parent, target.name, keep=tmp)
     with quiet_zarr():
         done = _start(tmp, dsd, plan, zarr_format, fp)
         _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
-        _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target))
+        _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target), durable)
     return target
