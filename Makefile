@@ -22,6 +22,7 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/ruff check memxr tests benchmarks
+	$(BIN)/lint-imports --no-logo
 	$(BIN)/python -m pytest
 
 bench: $(STAMP)

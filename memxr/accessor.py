@@ -24,12 +24,9 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import xarray as xr
 
+from .schema import coord_values
+
 __all__ = ["MemxrAccessor"]
-
-
-def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
-    values = np.asarray(ds[name].values)  # small: one label per stimulus
-    return values.astype(object) if values.dtype.kind == "T" else values
 
 
 @xr.register_dataset_accessor("memxr")
@@ -43,8 +40,8 @@ class MemxrAccessor:
     def _stimuli(self, keep: np.ndarray) -> xr.Dataset:
         ds = self._ds.isel(stimulus=np.flatnonzero(keep))
         if "response_repeats" in ds.data_vars and "repeat_stimulus_id" in ds.coords:
-            kept = set(_labels(ds, "stimulus_id").tolist())
-            rep = _labels(ds, "repeat_stimulus_id")
+            kept = set(coord_values(ds, "stimulus_id").tolist())
+            rep = coord_values(ds, "repeat_stimulus_id")
             ds = ds.isel(repeat_stimulus=np.flatnonzero([s in kept for s in rep]))
         ds.attrs = dict(ds.attrs)
         return ds
@@ -72,17 +69,17 @@ class MemxrAccessor:
 
     def concepts(self, *names: str) -> xr.Dataset:
         """Only the stimuli of the given concepts."""
-        return self._stimuli(np.isin(_labels(self._ds, "concept"), list(names)))
+        return self._stimuli(np.isin(coord_values(self._ds, "concept"), list(names)))
 
     def category(self, *names: str) -> xr.Dataset:
         """Only the stimuli of the given categories (labels such as ``"animal"``)."""
-        return self._stimuli(np.isin(_labels(self._ds, "category"), list(names)))
+        return self._stimuli(np.isin(coord_values(self._ds, "category"), list(names)))
 
     def split(self, which: str) -> xr.Dataset:
         """Only ``"train"`` or ``"test"`` stimuli."""
         if which not in ("train", "test"):
             raise ValueError(f"split must be 'train' or 'test', got {which!r}")
-        return self._stimuli(_labels(self._ds, "split") == which)
+        return self._stimuli(coord_values(self._ds, "split") == which)
 
     def _quantile_mask(self, fraction: float, top: bool) -> np.ndarray:
         if not 0 < fraction <= 1:

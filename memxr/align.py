@@ -42,7 +42,7 @@ import xarray as xr
 
 from .errors import InputError
 from .reliability import noise_ceiling, select_channels, split_half_reliability
-from .schema import text_coord, validate
+from .schema import coord_values, text_coord, validate
 
 __all__ = [
     "align_pair",
@@ -59,12 +59,6 @@ _STIMULUS_DIMS = ("stimulus", "repeat_stimulus", "repeat")
 
 
 # ----------------------------------------------------------------------------- labels
-
-
-def _labels(ds: xr.Dataset, name: str) -> np.ndarray:
-    """A 1-D coordinate as a numpy array (coordinates are small); StringDType as object."""
-    values = np.asarray(ds[name].values)
-    return values.astype(object) if values.dtype.kind == "T" else values
 
 
 def _text(value: object) -> str:
@@ -143,7 +137,7 @@ def attach_labels(cube: xr.Dataset, table: pd.DataFrame) -> xr.Dataset:
     ['toy', '', '']
     """
     table = _check_table(table)
-    ids = pd.Index(_labels(cube, "stimulus_id").astype(str))
+    ids = pd.Index(coord_values(cube, "stimulus_id").astype(str))
     pos = table.index.get_indexer(ids)
     found = pos >= 0
     score = np.full(ids.size, np.nan)
@@ -152,7 +146,7 @@ def attach_labels(cube: xr.Dataset, table: pd.DataFrame) -> xr.Dataset:
     for name in ("concept", "category"):
         if name not in table.columns:
             continue
-        old = [_text(v) for v in _labels(cube, name)] if name in cube.coords else [""] * ids.size
+        old = [_text(v) for v in coord_values(cube, name)] if name in cube.coords else [""] * ids.size
         col = table[name].to_numpy(object)
         new = [_text(col[p]) if p >= 0 else "" for p in pos]
         coords[name] = ("stimulus", text_coord([n or o for n, o in zip(new, old, strict=True)]))
@@ -171,8 +165,8 @@ def _subset(cube: xr.Dataset, positions: np.ndarray) -> xr.Dataset:
     """The stimuli at ``positions`` (in that order), with their repeats."""
     out = cube.isel(stimulus=np.asarray(positions, dtype=np.int64))
     if "repeat_stimulus" in out.dims and "repeat_stimulus_id" in out.coords:
-        kept = set(_labels(out, "stimulus_id").tolist())
-        rep = [i for i, s in enumerate(_labels(out, "repeat_stimulus_id").tolist()) if s in kept]
+        kept = set(coord_values(out, "stimulus_id").tolist())
+        rep = [i for i, s in enumerate(coord_values(out, "repeat_stimulus_id").tolist()) if s in kept]
         out = out.isel(repeat_stimulus=np.asarray(rep, dtype=np.int64))
     return out
 
@@ -200,7 +194,7 @@ def labelled(cube: xr.Dataset) -> xr.Dataset:
     >>> labelled(cube).sizes["stimulus"], labelled(cube).attrs["n_unlabelled_dropped"]
     (2, 1)
     """
-    keep = np.flatnonzero(np.isfinite(_labels(cube, "memorability").astype(float)))
+    keep = np.flatnonzero(np.isfinite(coord_values(cube, "memorability").astype(float)))
     out = _subset(cube, keep)
     out.attrs = {**cube.attrs, "n_unlabelled_dropped": int(cube.sizes["stimulus"] - keep.size)}
     return out
@@ -223,14 +217,14 @@ def shared_stimuli(a: xr.Dataset, b: xr.Dataset) -> list[str]:
     >>> shared_stimuli(a.isel(stimulus=[3, 1, 0]), b)
     ['thing_01s.jpg', 'thing_00s.jpg']
     """
-    in_b = set(_labels(b, "stimulus_id").astype(str).tolist())
-    return [s for s in _labels(a, "stimulus_id").astype(str).tolist() if s in in_b]
+    in_b = set(coord_values(b, "stimulus_id").astype(str).tolist())
+    return [s for s in coord_values(a, "stimulus_id").astype(str).tolist() if s in in_b]
 
 
 def _shared_concepts(a: xr.Dataset, b: xr.Dataset) -> list[str]:
     """Non-empty concepts present in both cubes, in the order first seen in ``a``."""
-    in_b = set(_labels(b, "concept").astype(str).tolist())
-    seen = dict.fromkeys(c for c in _labels(a, "concept").astype(str).tolist() if c)
+    in_b = set(coord_values(b, "concept").astype(str).tolist())
+    seen = dict.fromkeys(c for c in coord_values(a, "concept").astype(str).tolist() if c)
     return [c for c in seen if c in in_b]
 
 
@@ -241,7 +235,7 @@ def _by_concept(cube: xr.Dataset, concepts: Sequence[str]) -> xr.Dataset:
         empty = cube.drop_dims([d for d in _STIMULUS_DIMS[1:] if d in cube.dims])
         empty = empty.isel(stimulus=np.zeros(0, dtype=np.int64))
         return empty.assign_coords(n_images=("stimulus", np.zeros(0, dtype=np.int64)))
-    response = cube["response"].assign_coords(concept=("stimulus", _labels(cube, "concept")))
+    response = cube["response"].assign_coords(concept=("stimulus", coord_values(cube, "concept")))
     keep = [c for c in response.coords if c != "concept" and "stimulus" in response[c].dims]
     grouped = (
         response.drop_vars(keep)
@@ -252,11 +246,11 @@ def _by_concept(cube: xr.Dataset, concepts: Sequence[str]) -> xr.Dataset:
     )
     meta = pd.DataFrame(
         {
-            "concept": _labels(cube, "concept").astype(str),
-            "category": [_text(v) for v in _labels(cube, "category")],
-            "memorability": _labels(cube, "memorability").astype(float),
-            "test": _labels(cube, "split").astype(str) == "test",
-            "n_repeats": _labels(cube, "n_repeats").astype(np.int64),
+            "concept": coord_values(cube, "concept").astype(str),
+            "category": [_text(v) for v in coord_values(cube, "category")],
+            "memorability": coord_values(cube, "memorability").astype(float),
+            "test": coord_values(cube, "split").astype(str) == "test",
+            "n_repeats": coord_values(cube, "n_repeats").astype(np.int64),
         }
     )
     meta = meta[meta["concept"].isin(set(concepts))]
@@ -327,8 +321,8 @@ def align_pair(
     """
     if by == "stimulus_id":
         ids = shared_stimuli(a, b)
-        index_a = pd.Index(_labels(a, "stimulus_id").astype(str))
-        index_b = pd.Index(_labels(b, "stimulus_id").astype(str))
+        index_a = pd.Index(coord_values(a, "stimulus_id").astype(str))
+        index_b = pd.Index(coord_values(b, "stimulus_id").astype(str))
         a_sub = _subset(a, index_a.get_indexer(ids))
         b_sub = _subset(b, index_b.get_indexer(ids))
     elif by == "concept":

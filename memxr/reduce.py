@@ -33,7 +33,7 @@ import dask.array as dask_array
 import numpy as np
 import xarray as xr
 
-from .schema import text_coord
+from .schema import AREA_WINDOWS, text_coord
 
 __all__ = [
     "AREA_WINDOWS",
@@ -55,8 +55,6 @@ GLASSER_IT = tuple(
 )
 """The glasser parcels whose union the THINGS-fMRI example code calls IT."""
 
-AREA_WINDOWS = {"V1": (25.0, 125.0), "V4": (50.0, 150.0), "IT": (75.0, 175.0)}
-"""Default time windows (ms, start inclusive, stop exclusive) per TVSD area."""
 
 _DEFAULT_EXTRA = ("V1", "V4", "IT")
 RELIABILITY_COORDS = ("reliability", "nc_testset", "splithalf_corrected")

@@ -25,21 +25,9 @@ import numpy as np
 import xarray as xr
 
 from .reduce import roi_masks
+from .stats.kernels import pearson
 
 __all__ = ["noise_ceiling", "select_channels", "split_half_reliability"]
-
-
-def _pearson_last(x: np.ndarray, y: np.ndarray, min_n: int = 3) -> np.ndarray:
-    """Pearson r along the last axis over the pairs where both are finite."""
-    ok = np.isfinite(x) & np.isfinite(y)
-    n = ok.sum(-1)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        mx = np.where(ok, x, 0.0).sum(-1) / n
-        my = np.where(ok, y, 0.0).sum(-1) / n
-        dx = np.where(ok, x - mx[..., None], 0.0)
-        dy = np.where(ok, y - my[..., None], 0.0)
-        r = (dx * dy).sum(-1) / np.sqrt((dx * dx).sum(-1) * (dy * dy).sum(-1))
-    return np.where(n >= min_n, r, np.nan)
 
 
 def _split_half_kernel(x: np.ndarray, perms: np.ndarray) -> np.ndarray:
@@ -69,7 +57,7 @@ def _split_half_kernel(x: np.ndarray, perms: np.ndarray) -> np.ndarray:
         with np.errstate(invalid="ignore", divide="ignore"):
             mean_a = np.where(in_a, xp, 0).sum(-1, dtype=np.float64) / in_a.sum(-1)
             mean_b = np.where(in_b, xp, 0).sum(-1, dtype=np.float64) / in_b.sum(-1)
-            r = _pearson_last(mean_a, mean_b)
+            r = pearson(mean_a, mean_b)
             sb = 2.0 * r / (1.0 + r)
         ok = np.isfinite(sb)
         total += np.where(ok, sb, 0.0)

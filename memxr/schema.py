@@ -54,12 +54,15 @@ import pandas as pd
 import xarray as xr
 
 __all__ = [
+    "AREA_WINDOWS",
     "ATTRS",
     "DATASETS",
-    "SchemaError",
     "STIMULUS_COORDS",
+    "SchemaError",
+    "coord_values",
     "example_cube",
     "problems",
+    "text_coord",
     "validate",
 ]
 
@@ -81,6 +84,11 @@ ATTRS = ("dataset", "subject", "units", "memxr_version", "created", "inputs")
 """Required attributes of a cube."""
 
 SPLITS = ("train", "test")
+
+AREA_WINDOWS: dict[str, tuple[int, int]] = {"V1": (25, 125), "V4": (50, 150), "IT": (75, 175)}
+"""Response windows of the TVSD areas (ms after stimulus onset, start inclusive, stop
+exclusive): the windows over which the dataset's ``normMUA`` averages each area, and the
+default windows of time-resolved analyses (:func:`memxr.reduce.window_reduce`)."""
 
 
 class SchemaError(ValueError):
@@ -256,6 +264,18 @@ def text_coord(values: Iterable[str]) -> np.ndarray:
     arr = np.empty(len(values := list(values)), dtype=object)
     arr[:] = [str(v) for v in values]
     return arr
+
+
+def coord_values(ds: xr.Dataset | xr.DataArray, name: str) -> np.ndarray:
+    """A small coordinate (labels: one per stimulus or channel) as numpy; text as objects.
+
+    Examples
+    --------
+    >>> coord_values(example_cube(n_stimulus=2), "split").tolist()
+    ['train', 'train']
+    """
+    values = np.asarray(ds[name].values)  # small: a coordinate
+    return values.astype(object) if values.dtype.kind == "T" else values
 
 
 def example_cube(n_stimulus: int = 6, n_channel: int = 4, seed: int = 0) -> xr.Dataset:

@@ -1,7 +1,5 @@
 """Labels and alignment of two cubes."""
 
-import _cubes
-import dask
 import dask.array as da
 import numpy as np
 import pandas as pd
@@ -10,6 +8,7 @@ import pytest
 from memxr.align import align_pair, attach_labels, dropna_memorability, labelled, shared_stimuli
 from memxr.errors import InputError
 from memxr.schema import example_cube, text_coord, validate
+from memxr.testing import lazy, raise_if_dask_computes, repeat_cube, signal_noise
 
 
 @pytest.fixture(params=["numpy", "dask"])
@@ -17,11 +16,7 @@ def backend(request):
     return request.param
 
 
-def _boom(*args, **kwargs):
-    raise AssertionError("dask computed while the graph was being built")
 
-
-lazy, repeat_cube, signal_noise = _cubes.lazy, _cubes.repeat_cube, _cubes.signal_noise
 _lazy, _repeat_cube, _signal_noise = lazy, repeat_cube, signal_noise
 
 
@@ -76,7 +71,7 @@ def test_attach_labels_id_column_and_errors():
 
 def test_attach_labels_lazy():
     cube = _lazy(example_cube(n_stimulus=20, n_channel=9))
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         out = attach_labels(cube, _table())
     assert isinstance(out.response.data, da.Array)
 
@@ -105,7 +100,7 @@ def test_align_pair_by_stimulus(backend):
     b = example_cube(n_stimulus=8, n_channel=5, seed=3).isel(stimulus=[7, 6, 1, 2, 0])
     a = _lazy(a.isel(stimulus=[6, 0, 3, 2, 1, 7]), backend == "dask")
     b = _lazy(b, backend == "dask")
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         a2, b2 = align_pair(a, b)
     ids = ["thing_06s.jpg", "thing_00s.jpg", "thing_02s.jpg", "thing_01s.jpg", "thing_07s.jpg"]
     assert a2.stimulus_id.values.tolist() == ids == b2.stimulus_id.values.tolist()
@@ -139,7 +134,7 @@ def test_align_pair_by_concept_matches_pandas(backend):
     a = _lazy(_concept_cube(ca, 4, 0), backend == "dask", chunk=2)
     b = _lazy(_concept_cube(cb, 3, 1), backend == "dask", chunk=2)
     a["response"] = a.response.chunk({"stimulus": 3}) if backend == "dask" else a.response
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         a2, b2 = align_pair(a, b, by="concept")
     want = ["dog", "cat", "cow"]
     assert a2.stimulus_id.values.tolist() == want == b2.stimulus_id.values.tolist()

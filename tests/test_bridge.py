@@ -2,7 +2,6 @@
 
 from pathlib import Path
 
-import dask
 import numpy as np
 import pandas as pd
 import pytest
@@ -28,6 +27,7 @@ from memxr.readers.tvsd_trials import read_trials
 from memxr.reduce import roi_reduce, window_reduce
 from memxr.schema import example_cube, text_coord
 from memxr.synth import synthesize
+from memxr.testing import raise_if_dask_computes
 
 # 4 images per concept: 20 shared concepts (80 train + 4 test images), and 40 more
 # concepts (160 images) that only the monkey saw, for the cross-species decoder.
@@ -63,9 +63,6 @@ def cubes(tmp_path_factory) -> dict:
 def loaded(cubes) -> dict:
     return {k: cubes[k].load() for k in ("human", "monkey")}
 
-
-def _boom(*args, **kwargs):
-    raise AssertionError("dask computed while the graph was being built")
 
 
 def _shared_labelled(human, monkey) -> list[str]:
@@ -147,7 +144,7 @@ def test_rdm_equals_pdist(backend, metric):
     )
     if backend == "dask":
         feats = feats.chunk({"stimulus": 4, "feature": 3})
-        with dask.config.set(scheduler=_boom):
+        with raise_if_dask_computes():
             d = rdm(feats, metric)
         assert d.chunks is not None
     else:

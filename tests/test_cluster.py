@@ -16,12 +16,12 @@ import threading
 import time
 from pathlib import Path
 
-import _specs
 import pytest
 
 from memxr.errors import InputError
 from memxr.pipeline import run
 from memxr.pipeline.cluster import cluster_client, dashboard_link, get_client, slurm_cluster
+from memxr.testing import write_spec
 
 DASK = Path(sys.executable).parent / "dask"
 
@@ -83,7 +83,7 @@ def _spec(folder: Path) -> Path:
         "models": {"cv": 3, "n_permutations": 5},
         "bridge": {"n_bootstrap": 9, "rsa": {"level": "concept", "n_permutations": 9}},
     }
-    return _specs.write_spec(folder, "cluster.yaml", name="cluster", title=None, **changes)
+    return write_spec(folder, "cluster.yaml", name="cluster", title=None, **changes)
 
 
 @pytest.fixture(scope="module")

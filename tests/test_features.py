@@ -1,6 +1,5 @@
 """Feature sets: ROI magnitudes, channel patterns, PCA (scikit-learn and dask-ml), time windows."""
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -9,6 +8,7 @@ import xarray as xr
 from memxr.features import pattern_features, roi_features, time_window
 from memxr.reduce import UnknownROIError
 from memxr.schema import example_cube, text_coord
+from memxr.testing import raise_if_dask_computes
 
 COLUMNS = ["lFFA", "rFFA", "V1"]
 
@@ -39,14 +39,11 @@ def _cube(n_stim=40, n_chan=12, time=False, chunked=False, rank=None, seed=0):
     return ds, mask
 
 
-def _no_compute(*args, **kwargs):
-    raise AssertionError("dask computed")
-
 
 @pytest.mark.parametrize("chunked", [False, True])
 def test_roi_features_match_numpy(chunked):
     ds, mask = _cube(chunked=chunked)
-    with dask.config.set(scheduler=_no_compute):
+    with raise_if_dask_computes():
         f = roi_features(ds, ["FFA", "V1"])
     assert f.dims == ("stimulus", "feature")
     assert f.feature.values.tolist() == ["FFA", "V1"]
@@ -81,7 +78,7 @@ def test_time_window_needs_time():
 @pytest.mark.parametrize("chunked", [False, True])
 def test_pattern_features_channels(chunked):
     ds, mask = _cube(chunked=chunked)
-    with dask.config.set(scheduler=_no_compute):
+    with raise_if_dask_computes():
         f = pattern_features(ds, "FFA")
     assert isinstance(f.data, da.Array) == chunked
     assert f.feature.values.tolist() == [f"ch{i}" for i in range(1, 9)]

@@ -6,7 +6,6 @@ import json
 import shutil
 from pathlib import Path
 
-import _specs
 import pandas as pd
 import pytest
 import xarray as xr
@@ -16,6 +15,7 @@ from memxr.cli import main
 from memxr.pipeline import plan, run, versions
 from memxr.pipeline.spec import load_spec
 from memxr.provenance import sha256_file
+from memxr.testing import write_spec
 
 # Leading columns of each table, as the results contract orders them.
 COLUMNS = {
@@ -43,7 +43,6 @@ STEPS = [
 ]
 
 
-spec_dict, write_spec = _specs.spec_dict, _specs.write_spec
 
 
 @pytest.fixture(scope="module")

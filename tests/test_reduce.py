@@ -1,6 +1,5 @@
 """ROI reduction: merges, unions, means that match a plain numpy computation, laziness."""
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -8,6 +7,7 @@ import xarray as xr
 
 from memxr.reduce import UnknownROIError, default_rois, roi_masks, roi_reduce
 from memxr.schema import example_cube, text_coord
+from memxr.testing import raise_if_dask_computes
 
 COLUMNS = ["V1", "lFFA", "rFFA", "IT", "glasser-p9-\n46v"]
 
@@ -76,10 +76,7 @@ def test_defaults():
 def test_lazy():
     ds, _ = _cube(n_stim=20, n_chan=30, chunked=True)
 
-    def boom(*a, **k):
-        raise AssertionError("roi_reduce computed")
-
-    with dask.config.set(scheduler=boom):
+    with raise_if_dask_computes():
         out = roi_reduce(ds, ["FFA", "IT"])
     assert isinstance(out.data, da.Array)
     assert out.compute().shape == (20, 2)

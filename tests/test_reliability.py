@@ -1,6 +1,5 @@
 """Split-half reliability, noise ceiling, channel selection."""
 
-import _cubes
 import dask
 import dask.array as da
 import numpy as np
@@ -9,6 +8,7 @@ import pytest
 import memxr.align
 from memxr.reliability import noise_ceiling, select_channels, split_half_reliability
 from memxr.schema import example_cube, text_coord, validate
+from memxr.testing import lazy, raise_if_dask_computes, repeat_cube, signal_noise
 
 
 @pytest.fixture(params=["numpy", "dask"])
@@ -16,11 +16,7 @@ def backend(request):
     return request.param
 
 
-def _boom(*args, **kwargs):
-    raise AssertionError("dask computed while the graph was being built")
 
-
-lazy, repeat_cube, signal_noise = _cubes.lazy, _cubes.repeat_cube, _cubes.signal_noise
 _lazy, _repeat_cube, _signal_noise = lazy, repeat_cube, signal_noise
 
 
@@ -57,7 +53,7 @@ def test_split_half_numpy_equals_dask():
 
 def test_split_half_lazy():
     cube = _lazy(_repeat_cube(_signal_noise(20, 4, [1.0] * 12, [1.0] * 12)))
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         rel = split_half_reliability(cube, n_splits=3)
         nc = noise_ceiling(cube, ["A"], n_splits=3)
     assert isinstance(rel.data, da.Array) and isinstance(nc.reliability.data, da.Array)
@@ -169,7 +165,7 @@ def test_select_channels_by_coords(backend):
         reliability=("channel", [0.1, 0.5, np.nan, 0.4, 0.9]),
         nc_testset=("channel", [30.0, 5.0, 25.0, 19.9, 20.0]),
     )
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         auto = select_channels(cube, 0.4)
         nc = select_channels(cube, 20, by="nc_testset")
     assert auto.channel_id.values.tolist() == [2, 4, 5]

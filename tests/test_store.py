@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import http.server
 import json
@@ -15,7 +14,6 @@ import time
 import tracemalloc
 from pathlib import Path
 
-import dask
 import dask.array as da
 import numpy as np
 import pytest
@@ -39,6 +37,7 @@ from memxr.store import (
 )
 from memxr.store.info import _codec_label
 from memxr.store.layout import prepare_cube, rechunk_to_plan
+from memxr.testing import raise_if_dask_computes
 
 ROIS = ["V1", "FFA", "IT"]
 
@@ -135,15 +134,6 @@ def lazy_cube(n_stim=40, n_chan=64, per_chunk=4, seed=0, **block_kw) -> xr.Datas
 def lazy_chunk_bytes(n_stim=40, per_chunk=4) -> int:
     """The chunk target that makes the store chunks equal the dask blocks of lazy_cube."""
     return n_stim * per_chunk * 4
-
-
-@contextlib.contextmanager
-def raise_if_dask_computes():
-    def _refuse(*args, **kwargs):
-        raise AssertionError("dask computed")
-
-    with dask.config.set(scheduler=_refuse):
-        yield
 
 
 def _partials(path: Path) -> list[Path]:

@@ -16,6 +16,7 @@ import pytest
 import scipy.io
 
 from memxr.readers.formats.pandas_hdf import create_response_frame
+from memxr.schema import AREA_WINDOWS
 from memxr.synth import (
     REAL_SIZES,
     Stimuli,
@@ -24,7 +25,7 @@ from memxr.synth import (
     write_things_fmri_subject,
     write_tvsd_monkey,
 )
-from memxr.synth.tvsd import AREAS, WINDOWS_MS
+from memxr.synth.tvsd import AREAS
 
 SEED = 3
 
@@ -298,7 +299,7 @@ def _window_means(mdir: Path, monkey: str) -> tuple[np.ndarray, np.ndarray]:
         allmat, tb = f["ALLMAT"][()].T, f["tb"][:, 0]
     win = np.empty((1024, phys.shape[2]))
     for area, (lo, hi) in AREAS[monkey].items():
-        start, end = WINDOWS_MS[area]
+        start, end = AREA_WINDOWS[area]
         win[lo:hi] = phys[(tb >= start) & (tb < end), lo:hi].mean(0)
     return win, allmat
 

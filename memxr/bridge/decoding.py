@@ -18,6 +18,7 @@ import scipy.stats
 import xarray as xr
 
 from .. import align, models
+from ..stats.kernels import pearson
 from .inputs import (
     drop_repeats,
     fold_groups,
@@ -121,12 +122,6 @@ def _p_greater(null: np.ndarray, observed: float) -> float:
 
 def _cov(a: np.ndarray, b: np.ndarray) -> float:
     return float(np.mean((a - a.mean()) * (b - b.mean())))
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _decoding_sets(
@@ -305,11 +300,11 @@ def cross_decode(
             xt = t_cache[t_roi]
             mapped = _mapped(xt, shared, folds, seed)
             pred = decoders[0](mapped)
-            r = _pearson(pred, y)
+            r = float(pearson(pred, y))
             null_pred = [dec(mapped) for dec in decoders[1:]]
-            null_r = np.array([_pearson(q, y) for q in null_pred])
+            null_r = np.array([float(pearson(q, y)) for q in null_pred])
             null_cov = np.array([_cov(q, y) for q in null_pred])
-            null_target = np.array([_pearson(pred, y[p]) for p in perms])
+            null_target = np.array([float(pearson(pred, y[p])) for p in perms])
             rows.append(
                 {
                     "pair": info["pair"],

@@ -15,7 +15,8 @@ import numpy as np
 import xarray as xr
 
 from ..features import pattern_features
-from ..reduce import AREA_WINDOWS, UnknownROIError, default_rois, roi_reduce, window_reduce
+from ..reduce import UnknownROIError, default_rois, roi_reduce, window_reduce
+from ..schema import AREA_WINDOWS
 
 
 def recording_name(cube: xr.Dataset) -> str:

@@ -15,14 +15,9 @@ import pandas as pd
 import xarray as xr
 
 from ..schema import text_coord
+from ..stats.kernels import pearson
 from .estimators import CLASSIFIERS, REGRESSORS
 from .inputs import ModelRun
-
-
-def _pearson(a: np.ndarray, b: np.ndarray) -> float:
-    if a.size < 3 or np.std(a) == 0 or np.std(b) == 0:
-        return float("nan")
-    return float(np.corrcoef(a, b)[0, 1])
 
 
 def _regression_scores(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
@@ -31,7 +26,7 @@ def _regression_scores(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
 
     ok = np.isfinite(pred)
     o, p = obs[ok], pred[ok]
-    r = _pearson(o, p)
+    r = float(pearson(o, p))
     rho = float(spearmanr(o, p).statistic) if np.isfinite(r) else float("nan")
     return {
         "pearson_r": r,

@@ -33,6 +33,15 @@ printing each with its timing. OUT defaults to ``runs/<spec name>``:
 Result stores hold one group per cube (``xarray.open_datatree(path, engine="zarr")``,
 or ``xarray.open_zarr(path, group="sub-01")``).
 
+Modules: :mod:`.spec` (the YAML spec and its checks), :mod:`.cluster` (a Dask client:
+local, a scheduler address or SLURM), :mod:`.core` (steps, keys, the run context, result
+writers, state), :mod:`.steps` (what each step does; :func:`ingest` is also the command
+line's ``memxr ingest``) and :mod:`.runner` (planning and running). The pipeline is the
+only room that knows about files, clusters and configuration.
+
+May import: every room below it (readers, store, the analyses, bridge, report) and the
+vocabulary; never the command line or the demo.
+
 Where the work runs
 -------------------
 Work on cube data (ingest, ROI reductions, pattern features and PCA, the

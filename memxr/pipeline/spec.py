@@ -105,6 +105,7 @@ import yaml
 from ..errors import InputError
 from ..models.fit import MODELS
 from ..readers import SOURCES
+from ..schema import AREA_WINDOWS
 
 # ----------------------------------------------------------------------
 # The key tables of pipeline specs: checkers of values and the schema of every section.
@@ -476,7 +477,6 @@ def _check_cubes(data: dict, ctx: _Ctx) -> None:
 
 
 def _check_windows(data: dict, ctx: _Ctx) -> None:
-    from ..reduce import AREA_WINDOWS
 
     if not any(c["kind"] == "tvsd-trials" for c in data["inputs"]["cubes"]):
         return

@@ -36,6 +36,7 @@ import xarray as xr
 from ..errors import InputError
 from ..provenance import __version__, file_records, file_records_async, now_utc, sha256_file
 from ..readers import SOURCES
+from ..schema import AREA_WINDOWS
 from ..store.atomic import atomic_path
 from .core import (
     Context,
@@ -165,7 +166,6 @@ def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict
 
 def roi_windows(rois: dict) -> dict[str, tuple[float, float]]:
     """Time window (ms) of every ROI of a modality: the defaults and the spec's."""
-    from ..reduce import AREA_WINDOWS
 
     return {**AREA_WINDOWS, **{k: tuple(v) for k, v in rois["windows"].items()}}
 

@@ -42,7 +42,7 @@ from dask.base import tokenize
 
 from ..errors import InputError
 from ..provenance import base_attrs, file_records
-from ..schema import text_coord, validate
+from ..schema import AREA_WINDOWS, text_coord, validate
 from .formats.hdf5 import H5Array, open_h5, row_block
 from .things_meta import label_stimuli
 
@@ -180,7 +180,6 @@ __all__ = [
     "MONKEY_AREAS",
     "N_CHANNELS",
     "ROIS",
-    "WINDOW_MS",
     "area_labels",
     "normalize_monkey",
     "read_normmua",
@@ -201,8 +200,6 @@ MONKEY_AREAS: dict[str, dict[str, tuple[int, int]]] = {
 ROIS = ("V1", "V4", "IT")
 """ROI names of a TVSD cube, in the order of its ``roi`` coordinate."""
 
-WINDOW_MS: dict[str, tuple[int, int]] = {"V1": (25, 125), "V4": (50, 150), "IT": (75, 175)}
-"""Per-area response windows (ms after stimulus onset) averaged in normMUA."""
 
 NORMMUA_FILE = "THINGS_normMUA.mat"
 IMGS_FILE = os.path.join("_logs", "things_imgs.mat")
@@ -386,7 +383,7 @@ def cube_attrs(
         dataset, f"monkey{monkey}", units, file_records(files, root=root, checksum=checksum)
     )
     attrs["areas"] = json.dumps({k: list(v) for k, v in MONKEY_AREAS[monkey].items()})
-    attrs["window_ms"] = json.dumps({k: list(v) for k, v in WINDOW_MS.items()})
+    attrs["window_ms"] = json.dumps({k: list(v) for k, v in AREA_WINDOWS.items()})
     return attrs
 
 

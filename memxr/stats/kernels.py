@@ -53,6 +53,31 @@ class Tables:
         return 1 + self.n_perm + self.n_boot, nw, nw if self.c is not None else 0
 
 
+def pearson(x: np.ndarray, y: np.ndarray, min_n: int = 3) -> np.ndarray:
+    """Pearson r along the last axis over the pairs where both values are finite.
+
+    NaN where fewer than ``min_n`` pairs are finite or either side is constant; a float
+    (0-d array) for 1-D inputs.
+
+    Examples
+    --------
+    >>> float(pearson(np.array([1.0, 2, 3, np.nan]), np.array([2.0, 4, 7, 1])))
+    0.9933992677987828
+    >>> float(pearson(np.ones(5), np.arange(5.0)))
+    nan
+    """
+    x, y = np.asarray(x, dtype=float), np.asarray(y, dtype=float)
+    ok = np.isfinite(x) & np.isfinite(y)
+    n = ok.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mx = np.where(ok, x, 0.0).sum(-1) / n
+        my = np.where(ok, y, 0.0).sum(-1) / n
+        dx = np.where(ok, x - mx[..., None], 0.0)
+        dy = np.where(ok, y - my[..., None], 0.0)
+        r = (dx * dy).sum(-1) / np.sqrt((dx * dx).sum(-1) * (dy * dy).sum(-1))
+    return np.where(n >= min_n, r, np.nan)
+
+
 def resampling_tables(
     y: np.ndarray,
     fitted: np.ndarray,

@@ -40,9 +40,10 @@ import scipy.io
 
 from ..readers.formats.hdf5 import row_block
 from ..readers.formats.matlab import create_double, mat_file, write_cellstr_struct, write_double
+from ..schema import AREA_WINDOWS
 from .things import Stimuli, base_seed, key_of, rng_for, zscore
 
-__all__ = ["AREAS", "TVSD_GAINS", "WINDOWS_MS", "write_tvsd_monkey"]
+__all__ = ["AREAS", "TVSD_GAINS", "write_tvsd_monkey"]
 
 TVSD_GAINS = {"V1": 0.0, "V4": 0.25, "IT": 0.6}
 """Default planted gains: slope of normMUA on z-scored memorability, per area."""
@@ -53,7 +54,6 @@ AREAS = {
 }
 """0-based half-open physical channel ranges per monkey (after the mapping)."""
 
-WINDOWS_MS = {"V1": (25, 125), "V4": (50, 150), "IT": (75, 175)}
 LATENCY_MS = {"V1": 40.0, "V4": 65.0, "IT": 90.0}
 EFFECT_MS = {"V1": (80.0, 140.0), "V4": (90.0, 140.0), "IT": (120.0, 175.0)}  # half-rise, peak
 N_CHANNELS = 1024
@@ -104,7 +104,7 @@ class _Channels:
         self.evoked_win = np.zeros(N_CHANNELS)
         self.spans = []  # (first channel, end channel, first window bin, end window bin)
         for a, (lo, hi) in areas.items():
-            ws, we = WINDOWS_MS[a]
+            ws, we = AREA_WINDOWS[a]
             w = np.flatnonzero((tb >= ws) & (tb < we))
             if not len(w):
                 raise ValueError(f"tb: no time bin in the {a} window {ws}-{we} ms")
@@ -255,7 +255,7 @@ def write_tvsd_monkey(
         "n_trials": len(allmat), "n_timebins": n_timebins, "bin_ms": float(bin_ms),
         "tb_ms": [float(tb[0]), float(tb[-1])], "planted_gain": gains,
         "areas_0based_halfopen": {a: list(r) for a, r in AREAS[monkey].items()},
-        "window_ms": {a: list(w) for a, w in WINDOWS_MS.items()},
+        "window_ms": {a: list(w) for a, w in AREA_WINDOWS.items()},
         "latency_ms": LATENCY_MS, "effect_half_rise_and_peak_ms": EFFECT_MS,
         "n_responsive": {a: int((ch.tau > 0)[ch.area == a].sum()) for a in AREAS[monkey]},
         "memorability_z": {"mean": mz, "sd": sz},

@@ -10,7 +10,6 @@ import warnings
 from pathlib import Path
 
 import cloudpickle
-import dask
 import h5py
 import numpy as np
 import pandas as pd
@@ -25,6 +24,7 @@ from memxr.readers.things_fmri import (
     read_voxel_metadata,
 )
 from memxr.schema import validate
+from memxr.testing import raise_if_dask_computes
 
 SUBJECTS = ("sub-01", "sub-02")
 FILES = ("ResponseData.h5", "VoxelMetadata.csv", "StimulusMetadata.csv")
@@ -236,7 +236,7 @@ def test_float32_file_gives_float32(betas_dir: Path) -> None:
 
 def test_building_reads_no_responses(betas_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(H5Array, "__getitem__", _boom)
-    with dask.config.set(scheduler=_boom):
+    with raise_if_dask_computes():
         ds = read_things_fmri(betas_dir, "sub-01", checksum=False)
     assert ds["response"].chunks is not None and ds["response_repeats"].chunks is not None
 
