@@ -154,13 +154,13 @@ class MemxrAccessor:
 
     def split_half_reliability(self, **kw) -> xr.DataArray:
         """:func:`memxr.align.split_half_reliability` from the repeated test trials."""
-        from .align import split_half_reliability
+        from .reliability import split_half_reliability
 
         return split_half_reliability(self._ds, **kw)
 
     def noise_ceiling(self, rois=None, **kw) -> xr.Dataset:
         """:func:`memxr.align.noise_ceiling` per ROI."""
-        from .align import noise_ceiling
+        from .reliability import noise_ceiling
 
         return noise_ceiling(self._ds, rois, **kw)
 

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     p = sub.add_parser("run", help="run a pipeline spec (YAML) on a Dask cluster")
-    p.add_argument("spec", type=Path, help="pipeline spec, e.g. pipelines/demo.yaml")
+    p.add_argument("spec", type=Path, help="pipeline spec, e.g. pipelines/things_fmri.yaml")
     p.add_argument("--scheduler", help="address (tcp://HOST:PORT) or file of a running scheduler")
     p.add_argument(
         "--cluster",
@@ -136,7 +136,7 @@ def _synth(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    from .store.write import format_info, store_info
+    from .store import format_info, store_info
 
     info = store_info(args.store)
     print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
@@ -144,7 +144,7 @@ def _info(args: argparse.Namespace) -> int:
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .store.write import open_cube
+    from .store import open_cube
 
     ds = open_cube(args.store)
     print(f"{args.store}: valid {ds.attrs.get('dataset')} cube {dict(ds.sizes)}")

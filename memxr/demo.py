@@ -3,21 +3,23 @@
 Runs the same commands a user types, in-process, on a small synthetic data
 set written in the real formats: ``memxr synth``, ``memxr ingest`` of every
 subject and monkey (time-resolved trials included), ``memxr validate`` and
-``memxr info``, then ``memxr run`` of ``pipelines/demo.yaml`` on a 2-worker
-LocalCluster, which writes result stores, tables, figures and one HTML report.
+``memxr info``, then ``memxr run`` of the demo spec on a 2-worker LocalCluster,
+which writes result stores, tables, figures and one HTML report. The spec ships with
+the package (``memxr/pipeline/demo.yaml``) and is copied to ``OUT/demo.yaml``, so
+``python -m memxr.demo`` runs from any folder, installed or from a checkout.
 The output folder is ``$MEMXR_DEMO_DIR`` (default ``demo_out``); it is rebuilt
 from scratch on each run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import sys
 import time
+from importlib.resources import files
 from pathlib import Path
-
-import yaml
 
 from .cli import main as memxr
 
@@ -31,23 +33,22 @@ def _run(*argv: str) -> None:
         raise SystemExit(f"demo step failed (exit {code}): memxr {' '.join(argv)}")
 
 
-SPEC = Path(__file__).resolve().parents[1] / "pipelines" / "demo.yaml"
+def _checkout_catalog() -> Path | None:
+    """``stores/catalog.tsv`` of the source checkout memxr runs from, if it does."""
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").is_file() and (repo / "stores").is_dir():
+        return repo / "stores" / "catalog.tsv"
+    return None
 
 
 def _spec_for(out: Path) -> Path:
-    """``pipelines/demo.yaml`` with its input paths pointing into ``out`` (wherever it is)."""
-    spec = yaml.safe_load(SPEC.read_text())
-    raw = (out / "raw").resolve()
-    spec["inputs"]["memorability"] = str(raw / "things" / "THINGS_Memorability_Scores.csv")
-    spec["inputs"]["concepts"] = str(raw / "things" / "Concept_to_category_linking.csv")
-    for cube in spec["inputs"]["cubes"]:
-        rel = Path(cube["input"]).as_posix().split("demo_out/raw/", 1)[-1]
-        cube["input"] = str(raw / rel)
-    catalog = SPEC.parents[1] / "stores" / "catalog.tsv"
-    if catalog.parent.is_dir():  # a checkout: keep its stores/ catalog current
-        spec["catalog"] = str(catalog)
+    """The packaged demo spec, written to ``out/demo.yaml`` (its paths are relative to ``out``)."""
+    text = files("memxr.pipeline").joinpath("demo.yaml").read_text(encoding="utf-8")
+    catalog = _checkout_catalog()
+    if catalog is not None:  # a checkout: keep its stores/ catalog current
+        text += f"\n# the catalog of the checkout's stores/\ncatalog: {json.dumps(str(catalog))}\n"
     path = out / "demo.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    path.write_text(text, encoding="utf-8")
     return path
 
 
@@ -60,8 +61,8 @@ def run_demo(
 ) -> Path:
     """Synthesize, ingest every subject and monkey, print what the stores hold.
 
-    With ``pipeline=True`` also run ``pipelines/demo.yaml`` (analyses, figures,
-    report) into ``outdir/run``. Returns the folder of the stores.
+    With ``pipeline=True`` also run the demo spec (analyses, figures, report) into
+    ``outdir/run``. Returns the folder of the stores.
     """
     out = Path(outdir)
     if out.exists():

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+import memxr.pipeline
 from memxr.errors import InputError
 from memxr.pipeline.spec import SpecError, canonical_json, load_spec, validate_spec
 
@@ -223,7 +224,8 @@ def test_spec_hash_is_stable(tree):
 
 @pytest.mark.parametrize("name", ["demo", "things_fmri", "tvsd", "cross_species"])
 def test_shipped_pipelines_are_valid(name):
-    spec = load_spec(PIPELINES / f"{name}.yaml", check_files=False)
+    folder = Path(memxr.pipeline.__file__).parent if name == "demo" else PIPELINES
+    spec = load_spec(folder / f"{name}.yaml", check_files=False)
     assert spec.name == name
     assert spec.cubes
     if name != "demo":

@@ -12,7 +12,7 @@ import pandas as pd
 import xarray as xr
 
 from .. import align, stats
-from .decoding import DECODING_COLUMNS, DECODING_MODELS, cross_decode
+from .decoding import DECODING_COLUMNS, cross_decode
 from .inputs import (
     check_scores,
     concept_groups,
@@ -22,20 +22,9 @@ from .inputs import (
     roi_values,
     set_hash,
 )
-from .rsa import METRICS, RSA_COLUMNS, rdm, rsa
+from .rsa import RSA_COLUMNS, rsa
 
-__all__ = [
-    "DECODING_COLUMNS",
-    "DECODING_MODELS",
-    "EFFECT_COLUMNS",
-    "METRICS",
-    "RSA_COLUMNS",
-    "bridge",
-    "cross_decode",
-    "rdm",
-    "rsa",
-    "shared_effects",
-]
+__all__ = ["EFFECT_COLUMNS", "bridge", "shared_effects"]
 
 EFFECT_COLUMNS = (
     "species",

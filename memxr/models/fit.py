@@ -93,26 +93,13 @@ import pandas as pd
 import xarray as xr
 
 from ..schema import text_coord
-from .estimators import CLASSIFIERS, MODELS, REGRESSORS, make_model, ridge_cv_alpha
-from .estimators import RIDGE_ALPHAS as RIDGE_ALPHAS
 from .execution import assemble, default_client, parallel, plan_tasks, run_in_caller
-from .folds import grouped_permutation, make_folds, split_labels
+from .folds import split_labels
 from .inputs import prepare_run
 from .scoring import prediction_table, summarize
 from .task import FitOptions
 
-__all__ = [
-    "CLASSIFIERS",
-    "MODELS",
-    "REGRESSORS",
-    "ModelResults",
-    "fit_models",
-    "grouped_permutation",
-    "make_folds",
-    "make_model",
-    "ridge_cv_alpha",
-    "split_labels",
-]
+__all__ = ["ModelResults", "fit_models"]
 
 logger = logging.getLogger(__name__)
 

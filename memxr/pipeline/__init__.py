@@ -89,7 +89,7 @@ e.g. ``../stores/catalog.tsv`` for the repository's shared one).
 
 Examples
 --------
->>> out = run("pipelines/demo.yaml", out="runs/demo")  # doctest: +SKIP
+>>> out = run("demo_out/demo.yaml", out="runs/demo")  # doctest: +SKIP
 memxr run demo (spec 3f2a...) -> runs/demo
 dashboard: http://127.0.0.1:40123/status
 [ 1/19] run  ingest:sub-01

@@ -103,15 +103,12 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
-from ..models.fit import MODELS
+from ..models import MODELS
 from ..readers import SOURCES
 from ..schema import AREA_WINDOWS
 
 # ----------------------------------------------------------------------
 # The key tables of pipeline specs: checkers of values and the schema of every section.
-
-
-
 
 
 CUBE_KINDS = (*SOURCES, "store")
@@ -125,7 +122,6 @@ _NAME = re.compile(r"[A-Za-z0-9_.-]+")
 
 class SpecError(InputError):
     """A pipeline spec is unreadable or invalid: ``FILE: KEY.PATH: what is wrong``."""
-
 
 
 # ----------------------------------------------------------------------------- checkers

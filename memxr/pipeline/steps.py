@@ -142,9 +142,9 @@ def _with_definitions(cube: xr.Dataset, definitions: dict) -> xr.Dataset:
 
 def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict]:
     """The cube opened lazily, reliability-filtered, with the ROI unions; ROI names; settings."""
-    from ..align import select_channels
     from ..reduce import default_rois
-    from ..store.write import open_cube
+    from ..reliability import select_channels
+    from ..store import open_cube
 
     ds = open_cube(ctx.store(cube))
     dataset = str(ds.attrs.get("dataset", ""))
@@ -172,7 +172,7 @@ def roi_windows(rois: dict) -> dict[str, tuple[float, float]]:
 
 def _ceilings(cube: xr.Dataset, names: list[str], windows: dict | None) -> xr.Dataset:
     """Split-half reliability and noise ceiling of each ROI's mean (windowed when timed)."""
-    from ..align import noise_ceiling
+    from ..reliability import noise_ceiling
 
     if "response_repeats" not in cube.data_vars:
         nan = xr.DataArray(np.full(len(names), np.nan), dims="roi")
@@ -231,8 +231,6 @@ def load_magnitudes(ctx: Context, cube: dict) -> xr.Dataset:
 
 # ----------------------------------------------------------------------
 # Pipeline steps on magnitudes and cubes: correlations, time courses, models, bridge; record.
-
-
 
 
 pass  # merged
@@ -429,7 +427,7 @@ _BRIDGE_TABLES = ("effects", "rsa", "decoding")
 
 def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> dict:
     """The three bridge tables of one human-monkey pair (decoding empty when disabled)."""
-    from ..bridge.effects import DECODING_COLUMNS, bridge
+    from ..bridge import DECODING_COLUMNS, bridge
 
     human, human_rois, _ = open_prepared(ctx, human_cube)
     monkey, monkey_rois, monkey_settings = open_prepared(ctx, monkey_cube)
@@ -457,7 +455,7 @@ def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> 
 
 def bridge_step(ctx: Context, step: Step) -> None:
     """Human-monkey effects, RSA and decoding for every pair of the spec."""
-    from ..bridge.effects import DECODING_COLUMNS, EFFECT_COLUMNS, RSA_COLUMNS
+    from ..bridge import DECODING_COLUMNS, EFFECT_COLUMNS, RSA_COLUMNS
 
     p = step.params
     cubes = {c["name"]: c for c in ctx.spec.cubes}

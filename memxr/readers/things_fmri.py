@@ -51,9 +51,6 @@ from .things_meta import label_stimuli
 # The two CSV tables of a THINGS-fMRI subject: voxel metadata and stimulus (trial) metadata.
 
 
-
-
-
 STIMULUS_REQUIRED = ("trial_type", "session", "stimulus")
 """StimulusMetadata columns the reader needs (``concept`` is optional)."""
 
@@ -240,8 +237,6 @@ def read_stimulus_metadata(path: str | os.PathLike) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------
 # Where the betas and voxel ids are in a pandas fixed-format ``ResponseData.h5``, without pandas.
-
-
 
 
 pass  # merged
@@ -431,8 +426,6 @@ def _check_ids(path: Path, field: str, ids: np.ndarray, expected: np.ndarray, cs
 
 # ----------------------------------------------------------------------
 # Trials to stimuli for THINGS-fMRI: the design and the lazy per-block averaging of the betas.
-
-
 
 
 pass  # merged

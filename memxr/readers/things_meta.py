@@ -71,9 +71,6 @@ from .formats.text import (
 # Readers of the two memorability tables of THINGS: image scores and concept categories.
 
 
-
-
-
 # ---------------------------------------------------------------------------------------------
 # THINGS_Memorability_Scores.csv
 # ---------------------------------------------------------------------------------------------
@@ -245,9 +242,6 @@ def read_concept_categories(path: PathLike) -> pd.DataFrame:
 
 # ----------------------------------------------------------------------
 # Readers of the THINGS concept table and of the 27-category membership table.
-
-
-
 
 
 N_CATEGORIES = 27

@@ -50,10 +50,6 @@ from .things_meta import label_stimuli
 # Image lists of the TVSD: decoding ``_logs/things_imgs.mat`` (MATLAB v7.3 cell arrays).
 
 
-
-
-
-
 IMG_FIELDS = ("class", "things_path", "local_path")
 SPLIT_GROUPS = {"train": "train_imgs", "test": "test_imgs"}
 

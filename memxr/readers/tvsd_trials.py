@@ -61,11 +61,6 @@ from .tvsd import (
 # TVSD trials: the channel mapping file and the assignment of ALLMAT trials to stimuli.
 
 
-
-
-
-
-
 TRIALS_FILE = "THINGS_MUA_trials.mat"
 MAPPING_GLOB = "1024chns_mapping_*.mat"
 ALLMAT_COLUMNS = ("trial_idx", "train_idx", "test_idx", "rep", "count", "correct", "day")

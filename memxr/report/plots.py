@@ -38,8 +38,6 @@ from matplotlib.figure import Figure
 # Building blocks shared by the figures of :mod:`memxr.report.plots`.
 
 
-
-
 SIG_LEVELS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 """Significance marks on ``p_fdr``: (threshold, mark), strictest first."""
 
@@ -226,8 +224,6 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
 # Grouped bar panels of :mod:`memxr.report.plots`: bars of ``r`` per group and series.
 
 
-
-
 pass  # merged
 
 logger = logging.getLogger(__name__)
@@ -335,10 +331,8 @@ def _method_series(data: pd.DataFrame) -> tuple[list[str], dict]:
 # Figures of the memorability correlations: per ROI (bars) and over time (lines).
 
 
-
 pass  # merged
 pass  # merged
-
 
 
 def roi_correlation_bars(df: pd.DataFrame) -> Figure:
@@ -493,7 +487,6 @@ def _lines(rows: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
 
 # ----------------------------------------------------------------------
 # Figures of the memorability models: scores against chance, predictions against truth.
-
 
 
 pass  # merged
@@ -741,10 +734,8 @@ def _model_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
 # Figures of the human <-> monkey comparisons: RSA heat maps and effects side by side.
 
 
-
 pass  # merged
 pass  # merged
-
 
 
 def cross_species_matrix(rsa_df: pd.DataFrame) -> Figure:

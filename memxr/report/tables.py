@@ -34,9 +34,6 @@ TABLES = (
 _NA = ("", "nan", "NaN")
 
 
-
-
-
 def load_tables(run_dir: str | os.PathLike) -> dict[str, pd.DataFrame]:
     """Every ``run_dir/tables/*.csv`` as a DataFrame, keyed by file stem.
 
@@ -86,7 +83,6 @@ def load_provenance(run_dir: str | os.PathLike) -> dict:
     if not isinstance(prov, dict):
         raise InputError(path, "json", "top level must be an object")
     return prov
-
 
 
 def num_col(df: pd.DataFrame, column: str) -> pd.Series:

@@ -45,8 +45,8 @@ from pathlib import Path
 import pandas as pd
 
 from ..errors import InputError
+from .access import open_cube
 from .atomic import atomic_path
-from .write import open_cube
 
 __all__ = [
     "COLUMNS",

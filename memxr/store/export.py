@@ -63,9 +63,10 @@ from dask.callbacks import Callback
 from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import validate
+from .access import open_cube
 from .atomic import atomic_path
-from .layout import loaded_coords, prepare_cube, rechunk_to_plan
-from .write import chunk_plan, open_cube, write_cube
+from .layout import chunk_plan, loaded_coords, prepare_cube, rechunk_to_plan
+from .write import write_cube
 
 __all__ = ["COMPLEVEL", "NETCDF_ENGINES", "export_netcdf", "export_zarr", "open_netcdf"]
 

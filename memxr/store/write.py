@@ -17,12 +17,9 @@ import zarr
 from ..errors import InputError
 from ..provenance import inputs_attr, now_utc
 from ..schema import validate
-from .access import open_cube
 from .atomic import fsync_path, partial_path, publish, remove_path
-from .info import format_info, store_info
 from .layout import (
     CHUNK_BYTES,
-    CODEC,
     PROGRESS_LOG,
     chunk_plan,
     compressors,
@@ -32,18 +29,7 @@ from .layout import (
     rechunk_to_plan,
 )
 
-__all__ = [
-    "CHUNK_BYTES",
-    "CODEC",
-    "REGION_CHUNKS",
-    "chunk_plan",
-    "compressors",
-    "fingerprint",
-    "format_info",
-    "open_cube",
-    "store_info",
-    "write_cube",
-]
+__all__ = ["REGION_CHUNKS", "write_cube"]
 
 REGION_CHUNKS = 4
 """Chunks per region: the unit of work, of the progress log and of resumption."""

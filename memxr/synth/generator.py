@@ -8,20 +8,11 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
-from .fmri import FMRI_GAINS, write_things_fmri_subject
+from .fmri import write_things_fmri_subject
 from .things import Stimuli
-from .tvsd import TVSD_GAINS, write_tvsd_monkey
+from .tvsd import write_tvsd_monkey
 
-__all__ = [
-    "FMRI_GAINS",
-    "REAL_SIZES",
-    "Stimuli",
-    "TVSD_GAINS",
-    "sizes",
-    "synthesize",
-    "write_things_fmri_subject",
-    "write_tvsd_monkey",
-]
+__all__ = ["REAL_SIZES", "sizes", "synthesize"]
 
 REAL_SIZES = {
     "n_voxels": 211_339,
