@@ -1,4 +1,4 @@
-"""Provenance of a cube: input files with checksums, versions, creation time.
+"""Provenance: input files with checksums, the memxr version, creation times.
 
 Names are always relative (to the input folder), never absolute, so that a
 store can be shared.
@@ -22,9 +22,18 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
-pass  # merged
+__all__ = [
+    "__version__",
+    "base_attrs",
+    "file_records",
+    "file_records_async",
+    "inputs_attr",
+    "now_utc",
+    "sha256_file",
+]
 
-__all__ = ["file_records", "file_records_async", "inputs_attr", "now_utc", "sha256_file"]
+__version__ = "0.1.0"
+"""The version of memxr (also in ``pyproject.toml``), recorded in every store and run."""
 
 _CACHE: dict[tuple[str, int, int], str] = {}
 _BLOCK = 16 << 20
@@ -135,7 +144,3 @@ def base_attrs(dataset: str, subject: str, units: str, records: Sequence[dict]) 
         "spec_hash": "",
     }
 
-
-# ----------------------------------------------------------------------
-# memxr.provenance
-__version__ = "0.1.0"

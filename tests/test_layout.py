@@ -131,3 +131,9 @@ def test_documented_entry_points():
     assert all(callable(f) for f in (read_things_fmri, correlate, open_cube, write_cube))
     for name in memxr.__all__:
         assert getattr(memxr, name) is not None
+
+
+def test_version_matches_the_installed_metadata():
+    from importlib.metadata import version
+
+    assert memxr.__version__ == version("memxr")

@@ -18,7 +18,7 @@ import xarray as xr
 from .estimators import MODELS
 from .folds import cv_kind, group_codes, grouped_permutation, make_folds
 
-logger = logging.getLogger("memxr.models")  # records under the public module's name
+logger = logging.getLogger(__name__)
 
 
 def _as_feature_sets(features: Mapping[str, xr.DataArray] | xr.DataArray) -> dict:

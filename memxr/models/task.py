@@ -25,7 +25,7 @@ from .estimators import (
 )
 from .folds import split_labels
 
-logger = logging.getLogger("memxr.models")  # records under the public module's name
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)

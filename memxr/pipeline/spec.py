@@ -412,9 +412,6 @@ _SPEC = _section(
 )
 
 
-pass  # merged
-pass  # merged
-
 __all__ = [
     "CUBE_KINDS",
     "MODALITIES",

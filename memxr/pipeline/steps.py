@@ -233,8 +233,6 @@ def load_magnitudes(ctx: Context, cube: dict) -> xr.Dataset:
 # Pipeline steps on magnitudes and cubes: correlations, time courses, models, bridge; record.
 
 
-pass  # merged
-
 _STATS = ["r", "p", "ci_low", "ci_high", "p_fdr"]
 
 

@@ -239,8 +239,6 @@ def read_stimulus_metadata(path: str | os.PathLike) -> pd.DataFrame:
 # Where the betas and voxel ids are in a pandas fixed-format ``ResponseData.h5``, without pandas.
 
 
-pass  # merged
-
 GROUP = "ResponseData"
 """HDF5 group (pandas key) holding the response frame."""
 
@@ -428,9 +426,6 @@ def _check_ids(path: Path, field: str, ids: np.ndarray, expected: np.ndarray, cs
 # Trials to stimuli for THINGS-fMRI: the design and the lazy per-block averaging of the betas.
 
 
-pass  # merged
-
-
 @dataclass(frozen=True)
 class _Design:
     """How trials map to stimuli (all small index arrays)."""
@@ -615,13 +610,6 @@ def _lazy_responses(
     )
     return response, repeats
 
-
-pass  # merged
-pass  # merged
-pass  # merged
-pass  # merged
-pass  # merged
-pass  # merged
 
 __all__ = [
     "FMRI_ROIS",

@@ -499,10 +499,6 @@ def read_categories_final(
     return out
 
 
-pass  # merged
-pass  # merged
-pass  # merged
-
 __all__ = [
     "N_CATEGORIES",
     "label_stimuli",

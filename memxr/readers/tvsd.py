@@ -168,10 +168,6 @@ def check_unique_ids(imgs: pd.DataFrame, path: os.PathLike) -> None:
         raise InputError(path, "things_path", f"duplicate stimulus ids, e.g. {dup}")
 
 
-pass  # merged
-pass  # merged
-pass  # merged
-
 __all__ = [
     "MONKEY_AREAS",
     "N_CHANNELS",

@@ -253,8 +253,6 @@ def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: 
 
 __all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan"]
 
-pass  # merged
-
 
 def slab_plan(
     shape: tuple[int, int, int],

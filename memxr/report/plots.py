@@ -224,8 +224,6 @@ def _colors(names: Sequence[str]) -> dict[str, str]:
 # Grouped bar panels of :mod:`memxr.report.plots`: bars of ``r`` per group and series.
 
 
-pass  # merged
-
 logger = logging.getLogger(__name__)
 
 _CEILING_STYLE = {"colors": "k", "linestyles": "--", "linewidths": 1.2}
@@ -329,10 +327,6 @@ def _method_series(data: pd.DataFrame) -> tuple[list[str], dict]:
 
 # ----------------------------------------------------------------------
 # Figures of the memorability correlations: per ROI (bars) and over time (lines).
-
-
-pass  # merged
-pass  # merged
 
 
 def roi_correlation_bars(df: pd.DataFrame) -> Figure:
@@ -487,10 +481,6 @@ def _lines(rows: pd.DataFrame) -> list[tuple[tuple[str, str], pd.DataFrame]]:
 
 # ----------------------------------------------------------------------
 # Figures of the memorability models: scores against chance, predictions against truth.
-
-
-pass  # merged
-pass  # merged
 
 
 _METRIC_LABELS = {
@@ -734,10 +724,6 @@ def _model_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
 # Figures of the human <-> monkey comparisons: RSA heat maps and effects side by side.
 
 
-pass  # merged
-pass  # merged
-
-
 def cross_species_matrix(rsa_df: pd.DataFrame) -> Figure:
     """Human ROI x monkey area heat map of ``rsa_r``, one panel per pair and level.
 
@@ -908,12 +894,6 @@ def _species_labels(ax, sides: list) -> None:
                 color="0.3",
             )
 
-
-pass  # merged
-pass  # merged
-pass  # merged
-pass  # merged
-pass  # merged
 
 __all__ = [
     "cross_species_effects",
