@@ -9,7 +9,7 @@ or ``(stimulus, feature, time)`` that keeps the cube's stimulus coordinates
   population magnitude) response, through :func:`memxr.reduce.roi_reduce`;
 - :func:`pattern_features`: every channel of one ROI, optionally reduced to
   its first principal components (scikit-learn PCA on in-memory data,
-  dask-ml's randomized PCA on dask-backed data).
+  a randomized PCA in dask on dask-backed data).
 
 Both take a ``time`` window (a ``slice`` or a ``(start, stop)`` pair in ms)
 that averages a time-resolved cube over the window first; without it the
@@ -172,13 +172,25 @@ def _pca_numpy(x: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray,
 
 
 def _pca_dask(x, n_components: int, seed: int):
-    from dask_ml.decomposition import PCA
+    """Randomized PCA of a dask array (rows are observations) without loading it.
 
-    x = x.rechunk({1: -1})
-    pca = PCA(
-        n_components=n_components, svd_solver="randomized", iterated_power=4, random_state=seed
-    ).fit(x)
-    return pca.transform(x), np.asarray(pca.explained_variance_ratio_)
+    :func:`dask.array.linalg.svd_compressed` with 4 power iterations and
+    ``iterator="QR"``: each product with the data is orthonormalised (tsqr) before
+    the next, so the iterations cannot overflow as the unnormalised ``(X X^T)^q X``
+    does on large float32 matrices; the data are cast to float64 block by block.
+    """
+    import dask
+    import dask.array as da
+
+    x = x.rechunk({1: -1}).astype(np.float64)
+    n = x.shape[0]
+    centered = x - x.mean(axis=0)
+    _, s, v = da.linalg.svd_compressed(
+        centered, n_components, iterator="QR", n_power_iter=4, seed=seed
+    )
+    s, v, total = dask.compute(s, v, (centered**2).sum() / (n - 1))
+    ratio = s**2 / (n - 1) / total
+    return centered @ v.T, np.asarray(ratio)
 
 
 def _pca(data: xr.DataArray, n_components: int, seed: int) -> xr.DataArray:
@@ -228,9 +240,9 @@ def pattern_features(
         One ROI name (merges such as ``FFA`` = ``lFFA`` or ``rFFA`` resolved).
     n_components : int, optional
         Keep the first principal components of the ROI's channels. In-memory
-        data use :class:`sklearn.decomposition.PCA`; dask-backed data use
-        :class:`dask_ml.decomposition.PCA` (randomized solver, 4 power
-        iterations) without loading the pattern matrix. The PCA sees no
+        data use :class:`sklearn.decomposition.PCA`; dask-backed data use a
+        randomized PCA (:func:`dask.array.linalg.svd_compressed`, 4 QR-normalised
+        power iterations) without loading the pattern matrix. The PCA sees no
         memorability, but it is fit on all stimuli (across folds of a later
         cross-validation); for a fold-internal reduction use a pipeline.
         Time bins of a time-resolved cube share one PCA.

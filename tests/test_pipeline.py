@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -289,3 +290,35 @@ def test_model_target_leaves_out_stimuli_with_missing_features():
     b = a.copy(data=np.array([[1.0, 1], [np.nan, 1], [1, 1], [1, 1]]))
     y = _target({"a": a, "b": b})
     assert np.isnan(y.values).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_compute_keeps_variables_that_feed_others(client, progress):
+    """A Dataset whose variable feeds another through blockwise layers (the noise ceiling of
+    the magnitudes step is sqrt of the reliability) comes back whole from the cluster."""
+    import dask.array as da
+    import numpy as np
+
+    from memxr.pipeline.core import Context, compute
+
+    x = xr.DataArray(da.ones((4, 3), chunks=(2, 3)), dims=("a", "b"))
+    rel = (x + 3).transpose("b", "a")
+    ds = xr.Dataset({"reliability": rel, "ceiling_r": np.sqrt(rel)})
+    ctx = Context(spec=None, out=Path("."), client=client, log=print, progress=progress)
+    box: dict = {}
+
+    def work():
+        try:
+            box["out"] = compute(ctx, ds)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(120)  # a progress bar on a cancelled future never returns
+    if "error" in box:
+        raise box["error"]
+    assert "out" in box, "compute did not return"
+    out = box["out"]
+    assert out.reliability.shape == (3, 4) and float(out.reliability.max()) == 4.0
+    np.testing.assert_array_equal(out.ceiling_r.values, np.full((3, 4), 2.0))

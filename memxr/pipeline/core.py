@@ -221,16 +221,23 @@ def store_inputs(path: Path) -> list[dict]:
 
 
 def compute(ctx: Context, obj: Any) -> Any:
-    """Compute a dask-backed object on the client (with a progress bar on a terminal)."""
+    """Compute a dask-backed object on the client (with a progress bar on a terminal).
+
+    The object is persisted on the cluster and then computed, one dask collection per
+    variable, rather than passed to ``client.compute`` as one collection: with
+    dask/distributed >= 2025.4 that single-collection path finalizes a Dataset through
+    ``HLGFinalizeCompute``, whose blockwise fusion can fuse away a variable that another
+    variable is computed from (``FutureCancelledError: lost dependencies``).
+    """
     if ctx.client is None:
         return obj.compute()
-    fut = ctx.client.compute(obj)
+    obj = ctx.client.persist(obj)
     if ctx.progress:
         from distributed import progress
 
-        progress(fut)
+        progress(obj)
         print(file=sys.stderr)
-    return fut.result()
+    return obj.compute(scheduler=ctx.client)
 
 
 def load_state(out: Path) -> dict:
