@@ -555,7 +555,8 @@ def test_inputs_future_and_store_info(tmp_path):
         "dtype": "float32",
         "shape": [24, 10, 7],
         "chunks": [24, 4, 3],
-        "codec": "none",
+        "codec": "crc32c",
+        "checksum": True,
     }
     assert info["variables"]["response_repeats"]["dtype"] == "float64"
     assert info["coords"]["stimulus_id"]["dtype"] == "str"

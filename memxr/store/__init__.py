@@ -66,20 +66,39 @@ May import: numpy, pandas, xarray, dask, zarr, fsspec, :mod:`memxr.schema`,
 """
 
 from .access import open_cube
+from .atomic import OutputLockedError, clean, leftovers, output_lock
+from .chunks import ChunkError
 from .info import format_info, store_info
-from .layout import CHUNK_BYTES, CODEC, PROGRESS_LOG, chunk_plan, compressors, fingerprint
+from .layout import (
+    CHECKSUM,
+    CHUNK_BYTES,
+    CODEC,
+    PROGRESS_LOG,
+    chunk_plan,
+    compressors,
+    fingerprint,
+)
+from .validate import StoreReport, validate_store
 from .write import REGION_CHUNKS, write_cube
 
 __all__ = [
+    "CHECKSUM",
     "CHUNK_BYTES",
     "CODEC",
     "PROGRESS_LOG",
     "REGION_CHUNKS",
+    "ChunkError",
+    "OutputLockedError",
+    "StoreReport",
     "chunk_plan",
+    "clean",
     "compressors",
     "fingerprint",
     "format_info",
+    "leftovers",
     "open_cube",
+    "output_lock",
     "store_info",
+    "validate_store",
     "write_cube",
 ]

@@ -55,7 +55,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
-from .access import is_url
+from .layout import is_url
 
 __all__ = [
     "ArrayLayout",

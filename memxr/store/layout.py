@@ -22,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -80,6 +81,14 @@ PROGRESS_LOG = "memxr-progress.log"
 """Name of the progress log inside a partial store (removed when complete)."""
 
 _WHOLE_DIMS_SPLIT = ("channel", "time")
+
+
+# --------------------------------------------------------------------------- places
+
+
+def is_url(path_or_url: str | os.PathLike) -> bool:
+    """Whether a store is given by an fsspec URL (``s3://``, ``http://``, ``file://``...)."""
+    return isinstance(path_or_url, str) and "://" in path_or_url
 
 
 # --------------------------------------------------------------------------- codecs

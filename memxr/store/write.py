@@ -144,7 +144,13 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
         comp = compressors(zarr_format) if n in dsd.data_vars else coord_compressors(zarr_format)
         encoding[n] = {"chunks": plan[n], **({"compressors": comp} if comp is not None else {})}
     meta.to_zarr(
-        tmp, mode="w", compute=False, encoding=encoding, zarr_format=zarr_format, consolidated=False
+        tmp,
+        mode="w",
+        compute=False,
+        encoding=encoding,
+        zarr_format=zarr_format,
+        consolidated=False,
+        write_empty_chunks=True,  # every chunk on disk: a missing one is an error
     )
     with open(log, "w") as f:
         f.write(f"# memxr progress {fp}\n")
