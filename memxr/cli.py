@@ -81,7 +81,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--inputs",
         type=Path,
-        help="with --deep: folder of the raw files, compared with the recorded SHA-256",
+        action="append",
+        metavar="DIR",
+        help="with --deep: folder of the raw files, compared with their recorded SHA-256 "
+        "(repeat for files in several folders)",
     )
 
     p = sub.add_parser(
@@ -173,8 +176,8 @@ def _info(args: argparse.Namespace) -> int:
 def _validate(args: argparse.Namespace) -> int:
     from .store import validate_store
 
-    if args.inputs is not None and not args.deep:
-        raise InputError(args.inputs, "--inputs", "applies to --deep only")
+    if args.inputs and not args.deep:
+        raise InputError(args.inputs[0], "--inputs", "applies to --deep only")
     report = validate_store(args.store, deep=args.deep, inputs=args.inputs)
     for line in report.problems:
         print(line, file=sys.stderr)

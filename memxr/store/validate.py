@@ -9,9 +9,10 @@ Three depths:
   is one (else on Dask's threads), and checked: present, of the right size, its CRC-32C
   matching (:func:`memxr.store.chunks.chunk_problem`); chunks of compressed arrays are
   also decoded. Every bad chunk is one line of the report;
-* ``inputs=DIR``: the raw files named in the store's ``inputs`` attribute are looked up
-  under DIR and their size and SHA-256 compared with the recorded ones (files not there
-  are listed as not compared).
+* ``inputs=DIR`` (or a list of folders): the raw files named in the store's ``inputs``
+  attribute (names relative to the folder they were read from) are looked up under each
+  folder in turn and their size and SHA-256 compared with the recorded ones (files found
+  nowhere are listed as not compared).
 
 Examples
 --------
@@ -76,7 +77,9 @@ class StoreReport:
     inputs_checked : list of str
         Raw files whose size and SHA-256 were compared.
     inputs_absent : list of str
-        Raw files named in the store but not found under the given folder.
+        Raw files named in the store but found in none of the given folders.
+    inputs_dir : str, optional
+        The folders searched (None: inputs not compared).
     """
 
     store: str
@@ -113,7 +116,8 @@ class StoreReport:
             if self.deep:
                 lines.append(f"{self.store}: inputs not compared (pass --inputs DIR)")
         else:
-            text = f"{self.store}: inputs: {len(self.inputs_checked)} compared in {self.inputs_dir}"
+            n = len(self.inputs_checked)
+            text = f"{self.store}: inputs: {n} compared (size, sha256) in {self.inputs_dir}"
             if self.inputs_absent:
                 text += f"; not found there: {', '.join(self.inputs_absent)}"
             lines.append(text)
@@ -165,7 +169,7 @@ def validate_store(
     path_or_url: str | os.PathLike,
     *,
     deep: bool = False,
-    inputs: str | os.PathLike | None = None,
+    inputs: str | os.PathLike | Sequence[str | os.PathLike] | None = None,
     storage_options: dict | None = None,
 ) -> StoreReport:
     """Check a store: a valid cube, and with ``deep=True`` every chunk intact.
@@ -177,9 +181,9 @@ def validate_store(
     deep : bool
         Read every chunk of every array and check its presence, size and checksum (see
         the module docstring); in parallel on the active Dask client if there is one.
-    inputs : str or path, optional
-        Folder of the raw files: compare them with the store's ``inputs`` records
-        (relative names, sizes, SHA-256).
+    inputs : str, path or list of them, optional
+        Folders of the raw files: compare them with the store's ``inputs`` records
+        (relative names, sizes, SHA-256); each name is looked up in the folders in turn.
     storage_options : dict, optional
         fsspec options of a URL.
 
@@ -210,8 +214,11 @@ def validate_store(
     """
     import dask
 
-    if inputs is not None and not Path(inputs).is_dir():
-        raise InputError(inputs, "--inputs", "is not a folder")
+    folders = [] if inputs is None else [inputs] if isinstance(inputs, str | os.PathLike) else inputs
+    folders = [Path(f) for f in folders]
+    for folder in folders:
+        if not folder.is_dir():
+            raise InputError(folder, "--inputs", "is not a folder")
     cube = open_cube(path_or_url, storage_options=storage_options)
     report = StoreReport(
         store=os.fspath(path_or_url),
@@ -230,12 +237,12 @@ def validate_store(
         report.unchecksummed = [la.name for la in layouts if not la.checksummed]
         work += _tasks(layouts)
     records: list[tuple[str, Path, Mapping]] = []
-    if inputs is not None:
-        report.inputs_dir = str(inputs)
+    if folders:
+        report.inputs_dir = ", ".join(map(str, folders))
         for r in _records(cube.attrs.get("inputs")):
-            path = Path(inputs) / str(r["name"])
-            if path.is_file():
-                records.append((str(r["name"]), path, r))
+            found = [f / str(r["name"]) for f in folders if (f / str(r["name"])).is_file()]
+            if found:
+                records.append((str(r["name"]), found[0], r))
             else:
                 report.inputs_absent.append(str(r["name"]))
         work += [dask.delayed(_check_input, pure=True)(path, r) for _, path, r in records]
