@@ -299,7 +299,7 @@ class FileLock(OutputLock):
             if time.monotonic() >= deadline:
                 raise OutputLockedError(self.target, self.holder())
             time.sleep(pause)
-            pause = min(pause * 2, 0.5)
+            pause = min(pause * 2, 0.05)
         holder = Holder(socket.gethostname(), os.getpid(), now_utc())
         os.ftruncate(fd, 0)
         os.pwrite(fd, holder.to_json().encode(), 0)

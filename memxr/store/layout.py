@@ -131,7 +131,8 @@ def coord_compressors(zarr_format: int = 3) -> Any:
     """The ``compressors`` encoding of coordinates: Zarr's default, checksummed in v3.
 
     Coordinates are small, except the (channel x roi) ``roi_mask`` of fMRI cubes, which
-    Zstandard shrinks many times; in Zarr format 2 they keep Zarr's default (None here).
+    Zstandard shrinks many times; in Zarr format 2 they keep Zarr's default (None here:
+    give no ``compressors`` encoding).
 
     Examples
     --------

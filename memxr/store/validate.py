@@ -34,6 +34,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -160,8 +161,8 @@ def _tasks(layouts: Sequence[ArrayLayout]) -> list:
         indices = list(layout.indices())
         for i in range(0, len(indices), per_task):
             batch = indices[i : i + per_task]
-            name = f"check-{layout.name}-{i}"
-            tasks.append(dask.delayed(_check_batch, pure=True, name=name)(layout, batch))
+            key = f"check-{layout.name}-{uuid.uuid4().hex}"  # read again at every validation
+            tasks.append(dask.delayed(_check_batch)(layout, batch, dask_key_name=key))
     return tasks
 
 
@@ -245,7 +246,10 @@ def validate_store(
                 records.append((str(r["name"]), found[0], r))
             else:
                 report.inputs_absent.append(str(r["name"]))
-        work += [dask.delayed(_check_input, pure=True)(path, r) for _, path, r in records]
+        work += [
+            dask.delayed(_check_input)(path, r, dask_key_name=f"sha256-{uuid.uuid4().hex}")
+            for _, path, r in records
+        ]
     results = dask.compute(*work) if work else ()
     n_chunk_tasks = len(results) - len(records)
     for batch in results[:n_chunk_tasks]:

@@ -139,10 +139,12 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
     for name in dsd.data_vars:
         var = dsd[name].variable
         meta[name] = var.copy(data=da.empty(var.shape, dtype=var.dtype, chunks=plan[name]))
-    encoding = {}
-    for n in dsd.variables:
-        comp = compressors(zarr_format) if n in dsd.data_vars else coord_compressors(zarr_format)
-        encoding[n] = {"chunks": plan[n], **({"compressors": comp} if comp is not None else {})}
+    encoding: dict[str, dict] = {n: {"chunks": plan[n]} for n in dsd.variables}
+    for n in dsd.data_vars:  # None (Zarr v2): no compressor at all
+        encoding[n]["compressors"] = compressors(zarr_format)
+    if coord_compressors(zarr_format) is not None:  # None: Zarr's default
+        for n in dsd.coords:
+            encoding[n]["compressors"] = coord_compressors(zarr_format)
     meta.to_zarr(
         tmp,
         mode="w",
