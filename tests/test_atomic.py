@@ -1,9 +1,9 @@
 """Writer locks, leftovers and clean: one writer per output, with real processes.
 
 Processes are synchronised through pipes and files, never through sleeps: a writer is
-held inside its lock by a pipe filled to capacity before it starts (its first write to
-that pipe, made after taking the lock, blocks until the test reads), and a process that
-only holds a lock says so on its stdout.
+held inside its lock by a pipe filled to capacity before it starts (the ``paused``
+fixture of conftest.py: its first write to that pipe, made after taking the lock, blocks
+until the test reads), and a process that only holds a lock says so on its stdout.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -43,7 +42,7 @@ from memxr.synth import synthesize
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "PYTHONPATH": str(REPO)}
-DEADLINE = 120  # seconds: only reached when something is broken
+DEADLINE = 120  # seconds: only reached when something is broken (as in conftest.py)
 
 HOLD = (
     "import sys\n"
@@ -82,43 +81,6 @@ def holder(target: Path) -> Iterator[subprocess.Popen]:
         proc.wait()
         for f in (proc.stdin, proc.stdout, proc.stderr):
             f.close()
-
-
-def full_pipe() -> tuple[int, int]:
-    """A pipe filled to capacity: the first write of whoever gets its write end blocks."""
-    r, w = os.pipe()
-    os.set_blocking(w, False)
-    for size in (65536, 4096, 1):
-        with contextlib.suppress(BlockingIOError):
-            while True:
-                os.write(w, b"\0" * size)
-    os.set_blocking(w, True)
-    return r, w
-
-
-class Drain(threading.Thread):
-    """Reads a pipe to its end (unblocking its writer); ``text`` is what came after the fill."""
-
-    def __init__(self, fd: int):
-        super().__init__(daemon=True)
-        self.fd, self.data = fd, b""
-
-    def run(self) -> None:
-        with os.fdopen(self.fd, "rb") as f:
-            self.data = f.read()
-
-    @property
-    def text(self) -> str:
-        return self.data.lstrip(b"\0").decode(errors="replace")
-
-
-def wait_until(done, proc: subprocess.Popen, what: str) -> None:
-    """Poll ``done()`` (files written by ``proc``) until true; fail if ``proc`` ends first."""
-    deadline = time.monotonic() + DEADLINE
-    while not done():
-        assert proc.poll() is None, f"the writer ended ({proc.returncode}) before {what}"
-        assert time.monotonic() < deadline, f"the writer did not get to {what}"
-        time.sleep(0.01)
 
 
 def holds(target: Path, pid: int) -> bool:
@@ -306,45 +268,31 @@ def _ingest_argv(raw: Path, out: Path) -> list[str]:
     ]  # fmt: skip
 
 
-def test_two_concurrent_ingests(raw, tmp_path):
-    """The second `memxr ingest` on one --out, started while the first writes: refused with
-    one line naming the first, touching nothing; the first's store is right; no debris."""
+def test_two_concurrent_ingests(raw, tmp_path, paused):
+    """The issue's finding 1: a second `memxr ingest` on one --out while the first writes is
+    refused with one line naming the first and touches nothing; the first's store is right
+    and nothing is left beside it."""
     out = tmp_path / "stores" / "c.zarr"
-    r, w = full_pipe()  # the first ingest blocks on its progress bar, inside the lock
-    first = subprocess.Popen(
-        _ingest_argv(raw, out), stdout=subprocess.PIPE, stderr=w, env=ENV, text=True
-    )
-    os.close(w)
-    drain = Drain(r)
-    try:
-        # the progress log is the last file written before the progress bar (which blocks)
-        def logged() -> bool:
-            logs = list(out.parent.glob(f".c.zarr.partial-*/{PROGRESS_LOG}"))
-            return bool(logs) and logs[0].read_text().endswith("\n")
+    first = paused(_ingest_argv(raw, out), "stderr")  # stops at its progress bar
 
-        wait_until(lambda: holds(out, first.pid) and logged(), first, "its progress log")
-        before = _listing(tmp_path)
-        second = subprocess.run(
-            _ingest_argv(raw, out), capture_output=True, text=True, env=ENV, timeout=DEADLINE
-        )
-        assert second.returncode == EXIT_BUSY
-        assert second.stderr.startswith(
-            f"memxr: error: c.zarr: out: being written by pid {first.pid} on "
-            f"{socket.gethostname()} since 20"
-        )
-        assert second.stderr.count("\n") == 1 and second.stdout == ""
-        assert _listing(tmp_path) == before  # the second touched nothing
-        drain.start()
-        assert first.wait(timeout=DEADLINE) == 0
-    finally:
-        if drain.ident is None:
-            drain.start()
-        if first.poll() is None:  # only after a failed assertion
-            first.kill()
-        first.wait()
-        first.stdout.close()
-        drain.join(DEADLINE)
-    assert "writing c.zarr" in drain.text
+    def logged() -> bool:  # the progress log is the last file written before the bar
+        logs = list(out.parent.glob(f".c.zarr.partial-*/{PROGRESS_LOG}"))
+        return holds(out, first.pid) and bool(logs) and logs[0].read_text().endswith("\n")
+
+    first.wait_until(logged, "its progress log")
+    before = _listing(tmp_path)
+    second = subprocess.run(
+        _ingest_argv(raw, out), capture_output=True, text=True, env=ENV, timeout=DEADLINE
+    )
+    assert second.returncode == EXIT_BUSY
+    assert second.stderr.startswith(
+        f"memxr: error: c.zarr: out: being written by pid {first.pid} on "
+        f"{socket.gethostname()} since 20"
+    )
+    assert second.stderr.count("\n") == 1 and second.stdout == ""
+    assert _listing(tmp_path) == before  # the second touched nothing
+    assert first.resume() == 0
+    assert "writing c.zarr" in first.text and first.other == f"wrote {out}\n"
     assert sorted(p.name for p in out.parent.iterdir()) == ["c.zarr"]  # no partial, no lock
     things = raw / "things"
     ref = ingest(
