@@ -31,6 +31,7 @@ from memxr.store import (
     chunk_plan,
     fingerprint,
     format_info,
+    leftovers,
     open_cube,
     store_info,
     write_cube,
@@ -443,12 +444,16 @@ def test_resume_after_sigkill(tmp_path):
     done = _log_regions(partial)
     n_chunks, n_regions = 16, 16 // REGION_CHUNKS
     assert 1 <= len(done) < n_regions
+    # the killed writer left its partial and its lock file; the system released the lock
+    left = {x["name"]: x["holder"] for x in leftovers(path)}
+    assert sorted(left) == [".c.zarr.lock", partial.name]
+    assert {(h.pid, h.alive) for h in left.values()} == {(proc.pid, False)}
 
     CALLS.clear()
     cube = lazy_cube()
     write_cube(cube, path, chunk_bytes=lazy_chunk_bytes(), progress=False)
     assert len(CALLS) == n_chunks - REGION_CHUNKS * len(done)  # finished regions skipped
-    assert not _partials(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr"]  # lock taken over, removed
 
     ref = write_cube(cube, tmp_path / "ref.zarr", chunk_bytes=lazy_chunk_bytes(), progress=False)
     a, b = xr.open_zarr(path), xr.open_zarr(ref)
