@@ -1,26 +1,27 @@
 """What CRC-32C checksums in every chunk cost: write and read GB/s with and without them.
 
 Writes a float32 (stimulus x channel) cube of noise, chunks of ``--stimuli`` x
-``--chunk-channels`` (default 8192 x 2048 = 64 MiB), held in memory as one contiguous
-block per chunk (as a reader produces them), four ways:
+``--chunk-channels`` (default 8192 x 2048 = 64 MiB), in two memory layouts of the dask
+blocks: ``blocks`` (one contiguous array per chunk, as a reader produces them) and
+``views`` (column slices of one array, as ``Dataset.chunk`` of an in-memory cube gives
+them; ``benchmarks/bench_codecs.py`` writes those). Each layout is written six ways:
 
-* ``zarr, no checksum``: ``xarray.to_zarr`` with no codec (the pace of the disk, or of
-  the page cache, with Zarr's own overhead);
-* ``zarr, crc32c codec``: the same with Zarr v3's ``crc32c`` codec, encoded by
-  zarr-python (a copy of every chunk with its checksum appended, on Zarr's event-loop
-  thread, holding the GIL while the CRC is computed);
-* ``memxr v3 (crc32c)``: :func:`memxr.store.write_cube`, Zarr format 3, chunks written
-  with their checksum by :class:`memxr.store.chunks.ChunkWriter` (one ``writev`` of the
-  chunk's own buffer and its 4 checksum bytes);
-* ``memxr v2 (none)``: the same writer in Zarr format 2, which has no checksum.
+* ``zarr none`` / ``zarr crc32c``: ``xarray.to_zarr`` with no codec / with Zarr v3's
+  ``crc32c`` codec encoded by zarr-python, with xarray's defaults (which leave out chunks
+  holding only fill values, so every chunk is first compared with the fill value);
+* the same with ``write_empty_chunks=True`` (``, all chunks``);
+* ``memxr v3 crc32c``: :func:`memxr.store.write_cube`, Zarr format 3, every chunk written
+  with its checksum by :class:`memxr.store.chunks.ChunkWriter` (one ``writev`` of the
+  chunk's own buffer and its 4 checksum bytes, the CRC in the Dask thread);
+* ``memxr v2 none``: the same writer in Zarr format 2, which has no checksum.
 
-Then reads each store whole (``xarray.open_zarr``, and :func:`memxr.store.open_cube` for
-memxr's stores, which diagnoses bad chunks) and prints GB/s (best of ``--repeat``) and
-CPU seconds per GB (all threads of this process: less sensitive to other programs on the
-machine than wall time). Writes go to the page cache unless ``--sync`` adds an
-``os.sync()`` to each write (then they wait for the disk). It also prints the versions,
-the CRC-32C implementation each library uses, and the cost of the two parts of
-zarr-python's encoder on one chunk.
+Then reads stores whole (``xarray.open_zarr``, and :func:`memxr.store.open_cube`, which
+names bad chunks) and prints GB/s (best of ``--repeat``) and CPU seconds per GB (all
+threads of this process: less sensitive to other programs on the machine than wall
+time). Writes go to the page cache unless ``--sync`` adds an ``os.sync()`` to each write
+(then they wait for the disk). It also prints the versions, the CRC-32C implementation
+of each library, and the speed of the two steps of zarr-python's encoder on one chunk
+(it runs them on Zarr's single event-loop thread).
 
 Run: ``python benchmarks/bench_checksums.py [--chunks 8] [--repeat 3] [--sync] [--workdir DIR]``
 """
@@ -49,18 +50,19 @@ from memxr.store import open_cube, write_cube
 GB = 1e9
 
 
-def noise_cube(n_stimulus: int, chunk_channels: int, n_chunks: int, seed: int = 0) -> xr.Dataset:
-    """A valid cube whose float32 response is held as one contiguous block per chunk."""
+def noise_cube(n_stimulus: int, chunk_channels: int, n_chunks: int, layout: str) -> xr.Dataset:
+    """A valid cube whose float32 response is held in memory as ``blocks`` or ``views``."""
     n_channel = chunk_channels * n_chunks
+    chunks = ((n_stimulus,), (chunk_channels,) * n_chunks)
 
     def block(block_info=None):
-        rng = np.random.default_rng([seed, block_info[None]["chunk-location"][1]])
+        rng = np.random.default_rng(block_info[None]["chunk-location"][1])
         return rng.standard_normal(block_info[None]["chunk-shape"], dtype=np.float32)
 
-    data = da.map_blocks(
-        block, chunks=((n_stimulus,), (chunk_channels,) * n_chunks), dtype=np.float32
-    )
-    base = example_cube(n_stimulus=n_stimulus, n_channel=1, seed=seed)
+    data = da.map_blocks(block, chunks=chunks, dtype=np.float32)
+    if layout == "views":
+        data = da.from_array(data.compute(), chunks=chunks)
+    base = example_cube(n_stimulus=n_stimulus, n_channel=1)
     ds = base.drop_vars(["response", "channel_id", "roi_mask"]).assign(
         response=(("stimulus", "channel"), data)
     )
@@ -117,22 +119,22 @@ def _timed(fn: Callable[[], object], sync: bool) -> tuple[float, float]:
 
 
 def measure(ds: xr.Dataset, work: Path, repeat: int, sync: bool) -> list[dict]:
-    """Write and read the cube each way; best of ``repeat``."""
+    """Write (and read) the cube each way; best of ``repeat``."""
     from zarr.codecs import Crc32cCodec
 
     nbytes = ds["response"].nbytes
     chunk = tuple(c[0] for c in ds["response"].chunks)
     chunk_bytes = int(np.prod(chunk)) * 4
 
-    def to_zarr(codecs):
+    def to_zarr(codecs, all_chunks):
         def write(path):
             ds.to_zarr(
                 path,
                 mode="w",
                 zarr_format=3,
                 consolidated=False,
-                write_empty_chunks=True,
                 encoding={"response": {"chunks": chunk, "compressors": codecs}},
+                **({"write_empty_chunks": True} if all_chunks else {}),
             )
 
         return write
@@ -149,15 +151,14 @@ def measure(ds: xr.Dataset, work: Path, repeat: int, sync: bool) -> list[dict]:
     def read_memxr(path):
         open_cube(path)["response"].data.sum().compute()
 
+    crc = [Crc32cCodec()]
     ways = [
-        ("zarr, no checksum", to_zarr(None), [("xarray.open_zarr", read_xr)]),
-        ("zarr, crc32c codec", to_zarr([Crc32cCodec()]), [("xarray.open_zarr", read_xr)]),
-        (
-            "memxr v3 (crc32c)",
-            memxr(3),
-            [("xarray.open_zarr", read_xr), ("memxr open_cube", read_memxr)],
-        ),
-        ("memxr v2 (none)", memxr(2), [("memxr open_cube", read_memxr)]),
+        ("zarr none", to_zarr(None, False), []),
+        ("zarr crc32c", to_zarr(crc, False), []),
+        ("zarr none, all chunks", to_zarr(None, True), [("open_zarr", read_xr)]),
+        ("zarr crc32c, all chunks", to_zarr(crc, True), [("open_zarr", read_xr)]),
+        ("memxr v3 crc32c", memxr(3), [("open_zarr", read_xr), ("open_cube", read_memxr)]),
+        ("memxr v2 none", memxr(2), [("open_cube", read_memxr)]),
     ]
     rows = []
     for name, write, reads in ways:
@@ -193,6 +194,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--sync", action="store_true", help="wait for the disk after each write")
     ap.add_argument("--workdir", type=Path, help="folder for the stores (default: a temp dir)")
+    ap.add_argument("--layouts", default="blocks,views", help="memory layouts of the blocks")
     args = ap.parse_args(argv)
     warnings.filterwarnings("ignore", category=UserWarning)
 
@@ -200,26 +202,29 @@ def main(argv: list[str] | None = None) -> None:
     print(", ".join(f"{k} {v}" for k, v in versions.items()))
     for lib, impl in crc_implementations().items():
         print(f"CRC-32C of {lib}: {impl}")
-    ds = noise_cube(args.stimuli, args.chunk_channels, args.chunks)
     chunk_mib = args.stimuli * args.chunk_channels * 4 / 2**20
     print(
         f"cube float32 {args.stimuli} x {args.chunk_channels * args.chunks} "
-        f"({ds['response'].nbytes / GB:.2f} GB), {args.chunks} chunks of "
-        f"{args.stimuli} x {args.chunk_channels} ({chunk_mib:.0f} MiB), "
+        f"({args.stimuli * args.chunk_channels * args.chunks * 4 / GB:.2f} GB), "
+        f"{args.chunks} chunks of {args.stimuli} x {args.chunk_channels} ({chunk_mib:.0f} MiB), "
         f"dask threads {dask.system.CPU_COUNT}, writes {'synced' if args.sync else 'to page cache'}"
     )
-    first = ds["response"].data.blocks[0, 0].compute()
-    print("\nzarr-python's crc32c encoder, one chunk:")
-    for part, rate in encoder_parts(first, args.repeat).items():
-        print(f"  {part:<32}{rate:6.2f} GB/s")
-
-    args.workdir and args.workdir.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(prefix="memxr-bench-", dir=args.workdir) as tmp:
-        rows = measure(ds, Path(tmp), args.repeat, args.sync)
-    print(f"\n{'way':<22}{'write GB/s':>11}{'CPU s/GB':>10}   read GB/s")
-    for r in rows:
-        reads = ", ".join(f"{v:.2f} ({k})" for k, v in r["reads"].items())
-        print(f"{r['way']:<22}{r['write']:>11.2f}{r['cpu']:>10.2f}   {reads}")
+    if args.workdir is not None:
+        args.workdir.mkdir(parents=True, exist_ok=True)
+    for layout in args.layouts.split(","):
+        ds = noise_cube(args.stimuli, args.chunk_channels, args.chunks, layout)
+        if layout == args.layouts.split(",")[0]:
+            first = ds["response"].data.blocks[0, 0].compute()
+            print("\nzarr-python's crc32c encoder, one chunk:")
+            for part, rate in encoder_parts(first, args.repeat).items():
+                print(f"  {part:<32}{rate:6.2f} GB/s")
+        with tempfile.TemporaryDirectory(prefix="memxr-bench-", dir=args.workdir) as tmp:
+            rows = measure(ds, Path(tmp), args.repeat, args.sync)
+        print(f"\n{layout:<8}{'way':<26}{'write GB/s':>11}{'CPU s/GB':>10}   read GB/s")
+        for r in rows:
+            reads = ", ".join(f"{v:.2f} ({k})" for k, v in r["reads"].items())
+            print(f"{'':<8}{r['way']:<26}{r['write']:>11.2f}{r['cpu']:>10.2f}   {reads}")
+        del ds
 
 
 if __name__ == "__main__":
