@@ -182,7 +182,8 @@ def _validate(args: argparse.Namespace) -> int:
     for line in report.problems:
         print(line, file=sys.stderr)
     if not report.ok:
-        raise InputError(args.store, "validate", f"{len(report.problems)} problems (listed above)")
+        n = len(report.problems)
+        raise InputError(args.store, "validate", f"{n} problem{'s' * (n > 1)} (listed above)")
     print("\n".join(report.summary()))
     return 0
 
@@ -193,7 +194,8 @@ def _clean(args: argparse.Namespace) -> int:
     removed = clean(args.output)
     for p in removed:
         print(f"removed {p}")
-    print(f"{args.output}: {len(removed) or 'nothing'} left by killed or refused writes removed")
+    n = len(removed)
+    print(f"{args.output}: {f'{n} leftovers of killed writes removed' if n else 'nothing to remove'}")
     return 0
 
 

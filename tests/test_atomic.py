@@ -212,13 +212,18 @@ def test_info_lists_leftovers_and_clean_removes_them(tmp_path, capsys):
         (".c.zarr.partial-45d7e581a895076e", "partial", False),
         (".c.zarr.lock", "lock", False),
     ]
-    assert "which is gone (a rerun resumes it, memxr clean removes it)" in format_info(info)
+    text = format_info(info)
+    assert "45d7e581a895076e  2 B" in text and ", gone (a rerun resumes it, memxr clean" in text
+    assert ", gone (a rerun takes it over, memxr clean removes it)" in text  # the lock file
     assert main(["clean", str(target)]) == 0
-    out = capsys.readouterr().out
-    assert ".c.zarr.partial-45d7e581a895076e" in out and "1 left by killed" in out
+    assert capsys.readouterr().out.splitlines() == [
+        f"removed {partial}",
+        f"removed {tmp_path / '.c.zarr.lock'}",
+        f"{target}: 2 leftovers of killed writes removed",
+    ]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr"]
     assert main(["clean", str(target)]) == 0
-    assert "nothing left" in capsys.readouterr().out
+    assert capsys.readouterr().out == f"{target}: nothing to remove\n"
 
 
 def test_info_of_a_missing_store_lists_its_partial(tmp_path, capsys):
@@ -240,7 +245,7 @@ def test_clean_inside_a_run_folder(tmp_path):
     with holder(run / "stores" / "s.zarr"):  # a live write inside is kept
         (run / "stores" / ".s.zarr.partial-abc").mkdir()
         removed = clean(run)
-        assert sorted(p.name for p in removed) == [".models.zarr.partial-12345", ".t.csv.partial-12345"]
+        assert sorted(p.name for p in removed) == [".models.zarr.partial-12345", ".t.csv.partial-12345"]  # fmt: skip
         assert (run / "stores" / ".s.zarr.partial-abc").exists()
     clean(run)
     assert sorted(str(p.relative_to(tmp_path)) for p in tmp_path.rglob("*")) == [

@@ -158,7 +158,7 @@ def test_flipped_byte(tmp_path, capsys):
     assert out == ""
     assert err_text.splitlines() == [
         str(err.value),
-        "memxr: error: c.zarr: validate: 1 problems (listed above)",
+        "memxr: error: c.zarr: validate: 1 problem (listed above)",
     ]
 
 

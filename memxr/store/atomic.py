@@ -512,8 +512,8 @@ def clean(target: str | os.PathLike) -> list[Path]:
 
     Takes the output's lock (so nothing is removed while a writer is alive), removes every
     partial beside the output, then, for a folder (a run folder), the debris of the
-    outputs inside it whose own lock is free; releasing the lock removes a lock file left
-    by a dead writer.
+    outputs inside it whose own lock is free; releasing the lock removes the lock file a
+    dead writer left.
 
     Returns
     -------
@@ -534,12 +534,14 @@ def clean(target: str | os.PathLike) -> list[Path]:
     (['.c.zarr.partial-0123'], [])
     """
     target = Path(target)
-    removed = []
-    with output_lock(target):
-        removed += remove_stale(target)
+    if not target.parent.is_dir():
+        return []
+    stale_lock = lock_path(target) if lock_path(target).exists() else None
+    with output_lock(target):  # taken: a lock file found there was a dead writer's
+        removed = remove_stale(target)
         if target.is_dir():
             removed += _clean_inside(target)
-    return removed
+    return removed + ([stale_lock] if stale_lock and not stale_lock.exists() else [])
 
 
 def _clean_inside(folder: Path) -> list[Path]:
@@ -553,8 +555,8 @@ def _clean_inside(folder: Path) -> list[Path]:
         dirs[:] = [d for d in dirs if ".partial-" not in d]  # do not descend into debris
     removed = []
     for output in sorted(outputs):
-        with contextlib.suppress(OutputLockedError), output_lock(output):
-            removed += remove_stale(output)
+        with contextlib.suppress(OutputLockedError):
+            removed += clean(output)
     return removed
 
 

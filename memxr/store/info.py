@@ -169,20 +169,20 @@ def format_leftovers(items: Sequence[Mapping]) -> list[str]:
     ...           "age": "12 min", "holder": {"host": "node1", "pid": 42,
     ...           "since": "2026-11-30T10:00:00Z", "alive": False}}]
     >>> print(format_leftovers(items)[0])
-    partials   .c.zarr.partial-0123  2.0 KB  12 min old  left by pid 42 on node1 since 2026-11-30T10:00:00Z, which is gone (a rerun resumes it, memxr clean removes it)
+    partials   .c.zarr.partial-0123  2.0 KB  12 min old  left by pid 42 on node1 since
+    2026-11-30T10:00:00Z, gone (a rerun resumes it, memxr clean removes it)
     """
     lines = []
     for i, item in enumerate(items):
         h = item.get("holder")
+        then = "takes it over" if item.get("kind") == "lock" else "resumes it"
+        fate = f"(a rerun {then}, memxr clean removes it)"
         if h and h.get("alive"):
             who = f"being written by {Holder(h['host'], h['pid'], h['since']).describe()}"
         elif h:
-            who = (
-                f"left by {Holder(h['host'], h['pid'], h['since']).describe()}, which is gone "
-                "(a rerun resumes it, memxr clean removes it)"
-            )
+            who = f"left by {Holder(h['host'], h['pid'], h['since']).describe()}, gone {fate}"
         else:
-            who = "left by a write that is gone (a rerun resumes it, memxr clean removes it)"
+            who = f"left by a write that is gone {fate}"
         lines.append(
             f"{'partials' if i == 0 else '':<11}{item['name']}  {_bytes(item['bytes'])}  "
             f"{item['age']} old  {who}"
