@@ -301,3 +301,31 @@ def test_store_info_and_a_copy_with_checksums(tmp_path):
     text = format_info(store_info(path))
     assert "checksums  crc32c in every chunk (checked on every read)" in text
     assert "codec crc32c" in text
+
+
+def test_deep_validation_over_http(tmp_path):
+    """Chunks of a store served over HTTP are read through fsspec and checked the same way."""
+    import functools
+    import http.server
+    import threading
+
+    path = write(tmp_path)
+    flip(path / "response" / "c" / "0" / "1", 30)
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        def log_message(self, *args):
+            pass
+
+    handler = functools.partial(Quiet, directory=str(tmp_path))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/c.zarr"
+        report = validate_store(url, deep=True)
+        (problem,) = report.problems
+        assert problem.startswith("c.zarr: response: chunk c/0/1: checksum mismatch")
+        with pytest.raises(ChunkError, match="^c.zarr: response: chunk c/0/1: checksum mismatch"):
+            open_cube(url)["response"].values.sum()
+    finally:
+        server.shutdown()
+        server.server_close()
