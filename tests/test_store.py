@@ -382,6 +382,14 @@ def test_failure_leaves_nothing_under_the_final_name(tmp_path):
     assert lines[0].startswith("# memxr progress ") and len(lines) == 1 + 2  # 2 regions done
 
 
+def test_durable_write(tmp_path):
+    """durable=True fsyncs every region's chunk files before logging it (same store)."""
+    cube = make_cube(n_time=7)
+    path = write_cube(cube, tmp_path / "c.zarr", chunk_bytes=24 * 4 * 12, durable=True, progress=False)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr"]
+    np.testing.assert_array_equal(open_cube(path)["response"].values, cube["response"].values)
+
+
 def test_overwrite_replaces_only_at_the_end(tmp_path):
     path = tmp_path / "c.zarr"
     old = lazy_cube(seed=1)

@@ -335,8 +335,6 @@ class ChunkWriter:
     ----------
     layout : ArrayLayout
         The array (its metadata already written); a local store.
-    durable : bool
-        fsync each chunk file.
 
     Examples
     --------
@@ -350,10 +348,10 @@ class ChunkWriter:
     [[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]]
     """
 
-    def __init__(self, layout: ArrayLayout, durable: bool = False):
+    def __init__(self, layout: ArrayLayout):
         if is_url(layout.store):
             raise InputError(layout.store, "out", "chunks are written to local stores only")
-        self.layout, self.durable = layout, durable
+        self.layout = layout
         self.dtype = layout.dtype
         self.shape = layout.shape  # dask.array.store checks it
 
@@ -396,7 +394,5 @@ class ChunkWriter:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
         try:
             _write_all(fd, parts)
-            if self.durable:
-                os.fsync(fd)
         finally:
             os.close(fd)
