@@ -24,6 +24,7 @@ import pytest
 import xarray as xr
 
 from memxr.cli import EXIT_BUSY
+from memxr.errors import InputError
 from memxr.pipeline import ingest
 from memxr.schema import example_cube
 from memxr.store import PROGRESS_LOG, open_cube, validate_store, write_cube
@@ -182,6 +183,14 @@ def test_export_refused_while_the_file_is_written(tmp_path):
         with pytest.raises(OutputLockedError, match=f"c.nc: out: being written by pid {proc.pid}"):
             export_netcdf(example_cube(), target, progress=False)
     assert not target.exists()
+
+
+def test_unusable_lock_file_is_one_line(tmp_path):
+    (tmp_path / ".c.zarr.lock").mkdir()  # as a read-only folder would, the open fails
+    with pytest.raises(InputError) as err:
+        write_cube(example_cube(), tmp_path / "c.zarr", progress=False)
+    assert str(err.value) == "c.zarr: out: cannot create its lock file .c.zarr.lock: Is a directory"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".c.zarr.lock"]
 
 
 def test_lock_path_of_the_current_folder(tmp_path, monkeypatch):

@@ -196,7 +196,13 @@ def test_bad_coordinate_chunk_named_when_opening(tmp_path):
     with pytest.raises(ChunkError, match=r"^c.zarr: memorability: chunk c/0: checksum mismatch"):
         open_cube(path)
     with pytest.raises(ChunkError, match="memorability"):
-        validate_store(path, deep=True)
+        validate_store(path)
+    flip(path / "response" / "c" / "0" / "1", 20)
+    problems = validate_store(path, deep=True).problems  # every bad chunk, one line each
+    assert [p.split(": checksum mismatch")[0] for p in problems] == [
+        "c.zarr: memorability: chunk c/0",
+        "c.zarr: response: chunk c/0/1",
+    ]
 
 
 def test_zarr2_sizes_only(tmp_path, capsys):

@@ -241,6 +241,11 @@ class OutputLock(abc.ABC):
         """The output's name, as error messages show it."""
         return Path(os.path.abspath(self.target)).name
 
+    @property
+    def key(self) -> str:
+        """What identifies the lock within a process (re-entrancy of :func:`output_lock`)."""
+        return os.fspath(self.target)
+
     @abc.abstractmethod
     def acquire(self, wait: float = 0.0) -> Holder:
         """Take the lock, trying for ``wait`` seconds (at least :data:`LOCK_GRACE`).
@@ -285,6 +290,10 @@ class FileLock(OutputLock):
     def held(self) -> bool:
         return self._fd is not None
 
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
     def acquire(self, wait: float = 0.0) -> Holder:
         if fcntl is None:  # pragma: no cover - not a POSIX system
             raise InputError(self.path, "lock", "writer locks need a POSIX system (fcntl)")
@@ -301,16 +310,24 @@ class FileLock(OutputLock):
             time.sleep(pause)
             pause = min(pause * 2, 0.05)
         holder = Holder(socket.gethostname(), os.getpid(), now_utc())
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, holder.to_json().encode(), 0)
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.to_json().encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
         self._fd = fd
         return holder
 
     def _open_locked(self) -> int | None:
         """The locked descriptor of the current ``.NAME.lock``, or None when it is held."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         while True:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                msg = f"cannot create its lock file {self.path.name}: {e.strerror}"
+                raise InputError(self.target, "out", msg) from e
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -400,7 +417,7 @@ def output_lock(target: str | os.PathLike, *, wait: float = 0.0) -> Iterator[Out
     True True
     """
     lock = _lock_for(target)
-    key = str(getattr(lock, "path", lock.target))
+    key = lock.key
     me = threading.get_ident()
     with _HELD_GUARD:
         entry = _HELD.get(key)
@@ -469,11 +486,10 @@ def leftovers(target: str | os.PathLike) -> list[dict]:
     [('.c.zarr.partial-0123', 'partial', None)]
     """
     target = Path(target)
-    lock = _lock_for(target)
-    holder = lock.holder()
+    holder = FileLock(target).holder()
     found = partials(target)
-    lock_file = getattr(lock, "path", None)
-    if lock_file is not None and lock_file.exists():
+    lock_file = lock_path(target)
+    if lock_file.exists():
         found.append(lock_file)
     now = time.time()
     out = []

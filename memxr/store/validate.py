@@ -199,7 +199,8 @@ def validate_store(
     memxr.errors.InputError
         When the store does not exist or ``inputs`` is not a folder.
     memxr.store.chunks.ChunkError
-        When a coordinate chunk needed to open the store is bad.
+        When a coordinate chunk needed to open the store is bad and ``deep`` is false
+        (with ``deep`` it is listed with every other bad chunk).
     memxr.schema.SchemaError
         When the store is not a valid cube.
 
@@ -220,12 +221,16 @@ def validate_store(
     for folder in folders:
         if not folder.is_dir():
             raise InputError(folder, "--inputs", "is not a folder")
-    cube = open_cube(path_or_url, storage_options=storage_options)
+    try:
+        cube = open_cube(path_or_url, storage_options=storage_options)
+        attrs, sizes = cube.attrs, {str(k): int(v) for k, v in cube.sizes.items()}
+    except ChunkError:  # a bad coordinate chunk: deep validation lists it with all others
+        if not deep:
+            raise
+        kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+        attrs, sizes = dict(zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs).attrs), {}
     report = StoreReport(
-        store=os.fspath(path_or_url),
-        dataset=cube.attrs.get("dataset"),
-        sizes={str(k): int(v) for k, v in cube.sizes.items()},
-        deep=deep,
+        store=os.fspath(path_or_url), dataset=attrs.get("dataset"), sizes=sizes, deep=deep
     )
     work: list = []
     if deep:
@@ -240,7 +245,7 @@ def validate_store(
     records: list[tuple[str, Path, Mapping]] = []
     if folders:
         report.inputs_dir = ", ".join(map(str, folders))
-        for r in _records(cube.attrs.get("inputs")):
+        for r in _records(attrs.get("inputs")):
             found = [f / str(r["name"]) for f in folders if (f / str(r["name"])).is_file()]
             if found:
                 records.append((str(r["name"]), found[0], r))

@@ -165,7 +165,6 @@ def _write_regions(
     tmp: Path,
     dsd: xr.Dataset,
     plan: Mapping,
-    zarr_format: int,
     done: set[str],
     progress: bool,
     durable: bool = False,
@@ -313,7 +312,7 @@ def write_cube(
         remove_stale(target, keep=tmp)
         with quiet_zarr():
             done = _start(tmp, dsd, plan, zarr_format, fp)
-            _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
+            _write_regions(tmp, dsd, plan, done, progress, durable)
             _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target), durable)
     return target
 
