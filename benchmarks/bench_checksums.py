@@ -4,16 +4,19 @@ Writes a float32 (stimulus x channel) cube of noise, chunks of ``--stimuli`` x
 ``--chunk-channels`` (default 8192 x 2048 = 64 MiB), in two memory layouts of the dask
 blocks: ``blocks`` (one contiguous array per chunk, as a reader produces them) and
 ``views`` (column slices of one array, as ``Dataset.chunk`` of an in-memory cube gives
-them; ``benchmarks/bench_codecs.py`` writes those). Each layout is written six ways:
+them; ``benchmarks/bench_codecs.py`` writes those). Each layout is written eight ways:
 
 * ``zarr none`` / ``zarr crc32c``: ``xarray.to_zarr`` with no codec / with Zarr v3's
   ``crc32c`` codec encoded by zarr-python, with xarray's defaults (which leave out chunks
   holding only fill values, so every chunk is first compared with the fill value);
 * the same with ``write_empty_chunks=True`` (``, all chunks``);
-* ``memxr v3 crc32c``: :func:`memxr.store.write_cube`, Zarr format 3, every chunk written
-  with its checksum by :class:`memxr.store.chunks.ChunkWriter` (one ``writev`` of the
-  chunk's own buffer and its 4 checksum bytes, the CRC in the Dask thread);
-* ``memxr v2 none``: the same writer in Zarr format 2, which has no checksum.
+* ``ChunkWriter none`` / ``ChunkWriter crc32c``: :class:`memxr.store.chunks.ChunkWriter`
+  alone (``dask.array.store`` into an array zarr created), which writes every chunk with
+  one ``writev`` of the chunk's own buffer and, with the codec, its 4 checksum bytes (the
+  CRC computed in the Dask thread): the cost of the checksum itself;
+* ``memxr v3 crc32c``: :func:`memxr.store.write_cube` (that writer, region by region, with
+  a progress log, coordinates, metadata and the final rename), Zarr format 3;
+* ``memxr v2 none``: the same in Zarr format 2, which has no checksum.
 
 Then reads stores whole (``xarray.open_zarr``, and :func:`memxr.store.open_cube`, which
 names bad chunks) and prints GB/s (best of ``--repeat``) and CPU seconds per GB (all
@@ -43,9 +46,11 @@ import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
+import zarr
 
 from memxr.schema import example_cube
 from memxr.store import open_cube, write_cube
+from memxr.store.chunks import ArrayLayout, ChunkWriter
 
 GB = 1e9
 
@@ -145,6 +150,16 @@ def measure(ds: xr.Dataset, work: Path, repeat: int, sync: bool) -> list[dict]:
 
         return write
 
+    def writer(codecs):  # the chunk writer alone, into an array zarr created
+        def write(path):
+            arr = ds["response"]
+            zarr.create_array(
+                path, shape=arr.shape, chunks=chunk, dtype=arr.dtype, compressors=codecs
+            )
+            da.store(arr.data, ChunkWriter(ArrayLayout.open(path, "")), lock=False)
+
+        return write
+
     def read_xr(path):
         xr.open_zarr(path, consolidated=False)["response"].data.sum().compute()
 
@@ -157,6 +172,8 @@ def measure(ds: xr.Dataset, work: Path, repeat: int, sync: bool) -> list[dict]:
         ("zarr crc32c", to_zarr(crc, False), []),
         ("zarr none, all chunks", to_zarr(None, True), [("open_zarr", read_xr)]),
         ("zarr crc32c, all chunks", to_zarr(crc, True), [("open_zarr", read_xr)]),
+        ("ChunkWriter none", writer(None), []),
+        ("ChunkWriter crc32c", writer(crc), []),
         ("memxr v3 crc32c", memxr(3), [("open_zarr", read_xr), ("open_cube", read_memxr)]),
         ("memxr v2 none", memxr(2), [("open_cube", read_memxr)]),
     ]
