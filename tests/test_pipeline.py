@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -12,10 +16,11 @@ import pytest
 import xarray as xr
 import yaml
 
-from memxr.cli import main
+from memxr.cli import EXIT_BUSY, main
 from memxr.pipeline import plan, run, versions
 from memxr.pipeline.spec import load_spec
 from memxr.provenance import sha256_file
+from memxr.store.atomic import FileLock
 from memxr.testing import write_spec
 
 # Leading columns of each table, as the results contract orders them.
@@ -29,6 +34,7 @@ COLUMNS = {
     "bridge_rsa": "pair level human_roi monkey_area rsa_r p p_fdr n_items",
     "bridge_decoding": "pair direction train_features test_features pearson_r spearman_rho p n",
 }
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 STEPS = [
     "ingest:sub-01",
     "ingest:monkeyN",
@@ -228,6 +234,49 @@ def test_cli_run(first, work, capsys):
     assert code == 0
     assert "dashboard: http" in printed
     assert all(f"skip {s} (cached)" in printed for s in STEPS)
+
+
+def test_two_concurrent_runs(first, work, client, paused):
+    """The issue's finding 1: a second `memxr run` on one --out while the first runs is
+    refused with one line naming the first and touches nothing; the first's tables are
+    right and nothing is left behind."""
+    out, _ = first
+    twice = work / "out-twice"
+    shutil.copytree(out, twice)
+    for folder in ("results", "tables"):  # the analyses run again, ingests stay cached
+        shutil.rmtree(twice / folder)
+    argv = [sys.executable, "-m", "memxr.cli", "run", work / "tiny.yaml", "--out", twice,
+            "--scheduler", client.scheduler.address]  # fmt: skip
+    a = paused(argv, "stdout")  # stops at its first line, printed holding the lock of OUT
+
+    def holds() -> bool:
+        h = FileLock(twice).holder()
+        return h is not None and h.pid == a.pid and h.alive
+
+    a.wait_until(holds, "the lock of OUT")
+    before = _files(work)
+    b = subprocess.run(
+        [str(x) for x in argv], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert b.returncode == EXIT_BUSY and b.stdout == ""
+    assert b.stderr.startswith(
+        f"memxr: error: out-twice: out: being written by pid {a.pid} on "
+        f"{socket.gethostname()} since 20"
+    )
+    assert b.stderr.count("\n") == 1
+    assert _files(work) == before  # the second run touched nothing
+    assert a.resume() == 0
+    assert "run  models" in a.text and "skip ingest:sub-01 (cached)" in a.text
+    assert _tables(twice) == _tables(out)
+    assert not [p for p in work.rglob("*") if ".partial-" in p.name or p.name.endswith(".lock")]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_cli_run_bad_spec(work, capsys):
