@@ -102,10 +102,14 @@ def test_first_run_writes_every_output(first):
             assert len(table) > 0, name
     for name in ("correlations", "timecourse", "models", "bridge"):
         assert (out / "results" / f"{name}.zarr").is_dir()
+    for meta in [*(out / "results").rglob("zarr.json"), *(out / "magnitudes").rglob("zarr.json")]:
+        node = json.loads(meta.read_text())
+        if node.get("node_type") == "array":  # every chunk of a result ends with its CRC-32C
+            assert node["codecs"][-1]["name"] == "crc32c", meta
     assert {p.name for p in (out / "figures").glob("*.png")} >= {"correlations.png"}
     html = (out / "report.html").read_text()
     assert "<h1>tiny run</h1>" in html and "data:image/png;base64," in html
-    assert not list(out.rglob(".*.tmp-*")), "temporary files left behind"
+    assert not list(out.rglob(".*.partial-*")), "temporary files left behind"
 
 
 def test_planted_effects(first):

@@ -170,6 +170,17 @@ def text_vars(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _checksummed(ds: xr.Dataset) -> dict:
+    """Encoding of a result store's variables: small, Zstandard-compressed, CRC-32C checked.
+
+    Result stores are small (stimuli x ROIs [x time bins]), so Zarr's own codecs are used,
+    with the checksum every cube store carries (:data:`memxr.store.layout.CHECKSUM`).
+    """
+    from ..store.layout import coord_compressors
+
+    return {str(name): {"compressors": coord_compressors(3)} for name in ds.variables}
+
+
 def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None:
     """Datasets as the groups of one Zarr store (root attrs: provenance), atomically."""
     from ..store.layout import quiet_zarr
@@ -180,8 +191,11 @@ def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None
         for v in ds.variables.values():
             v.encoding = {}
         tree[name] = ds
+    encoding = {f"/{name}": _checksummed(ds) for name, ds in tree.items() if name != "/"}
     with atomic_path(target) as tmp, quiet_zarr():
-        xr.DataTree.from_dict(tree).to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        xr.DataTree.from_dict(tree).to_zarr(
+            tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding
+        )
 
 
 def write_zarr(ds: xr.Dataset, target: Path) -> None:
@@ -192,7 +206,7 @@ def write_zarr(ds: xr.Dataset, target: Path) -> None:
     for v in ds.variables.values():
         v.encoding = {}
     with atomic_path(target) as tmp, quiet_zarr():
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_checksummed(ds))
 
 
 def write_csv(df: pd.DataFrame, target: Path) -> None:

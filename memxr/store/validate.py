@@ -104,6 +104,11 @@ class StoreReport:
     def summary(self) -> list[str]:
         """The lines ``memxr validate`` prints after the problems."""
         lines = [f"{self.store}: valid {self.dataset} cube {dict(self.sizes)}"]
+        if not self.deep:
+            lines.append(
+                f"{self.store}: metadata and coordinates checked; "
+                "--deep reads every data chunk and checks its checksum"
+            )
         if self.deep:
             if self.unchecksummed:
                 checked = "sizes checked, no checksums (Zarr format 2)"
