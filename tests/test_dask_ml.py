@@ -4,18 +4,19 @@ dask-ml is no longer released, while dask, distributed and scikit-learn move on:
 on it only where it works, and these tests say where that is. memxr uses
 
 - ``dask_ml.preprocessing.StandardScaler``: ``fit``, ``transform`` (dask-backed features);
-- ``dask_ml.linear_model.LogisticRegression(solver="lbfgs")`` (dask-glm underneath): ``fit``,
-  ``predict``, ``decision_function`` (model ``logistic``; dask arrays on a client, numpy
-  arrays without one);
+- ``dask_ml.linear_model.LogisticRegression(solver="lbfgs")``: ``fit``, ``predict``,
+  ``decision_function`` (model ``logistic``; dask arrays on a client, numpy arrays without
+  one); underneath, dask-glm's ``lbfgs``, which needs memxr's fix on scipy >= 1.18;
 - ``dask_ml.wrappers.Incremental`` around ``SGDRegressor`` (``sgd_reg``: ``fit``,
   ``partial_fit``, ``predict``) and around ``SGDClassifier(loss="log_loss")`` (``sgd_clf``:
   ``fit`` and ``partial_fit`` with ``classes``, ``predict``, ``predict_proba``).
 
 :func:`test_fit_models_reaches_exactly_these_entry_points` records the calls that
 :func:`memxr.models.fit_models` makes, so that a new use of dask-ml fails here until it is
-tested; the other tests check each entry point against scikit-learn on the same data. Not
-used, hence not tested: ``score`` (broken with dask >= 2025.2, dask-ml#1012), the model
-selection searches (dask-ml#1016), dask-ml's PCA (scikit-learn >= 1.8).
+tested; the other tests check each entry point, built by :func:`memxr.models.make_model`,
+against scikit-learn on the same data. Not used, hence not tested: ``score`` (broken with
+dask >= 2025.2, dask-ml#1012), the model selection searches (dask-ml#1016), dask-ml's PCA
+(scikit-learn >= 1.8).
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ from dask_ml.preprocessing import StandardScaler
 from dask_ml.wrappers import Incremental
 from sklearn import linear_model, preprocessing
 
-from memxr.models import fit_models
+from memxr.models import fit_models, make_model
 from memxr.schema import text_coord
 
 ENTRY_POINTS = {
@@ -156,7 +157,9 @@ def test_fit_models_reaches_exactly_these_entry_points(request, calls, kind):
 
 def test_standard_scaler_matches_scikit_learn(client):
     x, _, _, dx = _data()
-    ours = StandardScaler().fit(dx)
+    ours = make_model("sgd_reg", dask_input=True).named_steps["scale"]
+    assert isinstance(ours, StandardScaler)
+    ours.fit(dx)
     ref = preprocessing.StandardScaler().fit(x)
     out = ours.transform(dx)
     assert isinstance(out, da.Array)  # stays lazy
@@ -171,7 +174,9 @@ def test_logistic_lbfgs_matches_scikit_learn(request, kind):
     z = preprocessing.StandardScaler().fit_transform(x)
     xs, ys = _inputs(request, kind, z, label, dx.chunks)
     # nearly unpenalized, so that both minimize the same likelihood
-    ours = LogisticRegression(solver="lbfgs", C=1e6).fit(xs, ys)
+    ours = make_model("logistic", C=1e6)[-1]
+    assert isinstance(ours, LogisticRegression) and ours.solver == "lbfgs"
+    ours.fit(xs, ys)
     ref = linear_model.LogisticRegression(C=1e6).fit(z, label)
     np.testing.assert_allclose(ours.coef_, ref.coef_[0], rtol=1e-2, atol=1e-3)
     np.testing.assert_allclose(ours.intercept_, ref.intercept_[0], atol=1e-2)
@@ -181,15 +186,16 @@ def test_logistic_lbfgs_matches_scikit_learn(request, kind):
     np.testing.assert_array_equal(predicted, decision > 0)
     assert (predicted == label).mean() > 0.75
     # memxr's setting (C=1.0) through the same calls
-    default = LogisticRegression(solver="lbfgs").fit(xs, ys)
+    default = make_model("logistic")[-1].fit(xs, ys)
     assert (
         np.corrcoef(np.asarray(da.compute(default.decision_function(xs))[0]), decision)[0, 1] > 0.99
     )
 
 
-def _incremental(estimator, x, y, classes=None):
+def _incremental(name, x, y, classes=None):
     extra = {} if classes is None else {"classes": classes}
-    inc = Incremental(estimator, shuffle_blocks=True, random_state=0)
+    inc = make_model(name, seed=0, dask_input=True)[-1]
+    assert isinstance(inc, Incremental) and inc.shuffle_blocks and inc.random_state == 0
     inc.fit(x, y, **extra)
     inc.partial_fit(x, y, **extra)
     return inc
@@ -200,8 +206,9 @@ def test_incremental_sgd_regressor(request, kind):
     x, y, _, dx = _data()
     z = preprocessing.StandardScaler().fit_transform(x)
     xs, ys = _inputs(request, kind, z, y, dx.chunks)
-    inc = _incremental(linear_model.SGDRegressor(random_state=0), xs, ys)
-    again = _incremental(linear_model.SGDRegressor(random_state=0), xs, ys)
+    inc = _incremental("sgd_reg", xs, ys)
+    assert isinstance(inc.estimator, linear_model.SGDRegressor)
+    again = _incremental("sgd_reg", xs, ys)
     np.testing.assert_array_equal(inc.estimator_.coef_, again.estimator_.coef_)  # seeded
     out = inc.predict(xs)
     assert isinstance(out, da.Array) == (kind == "dask")
@@ -215,8 +222,10 @@ def test_incremental_sgd_classifier(request, kind):
     x, _, label, dx = _data()
     z = preprocessing.StandardScaler().fit_transform(x)
     xs, ys = _inputs(request, kind, z, label, dx.chunks)
-    sgd = linear_model.SGDClassifier(loss="log_loss", random_state=0)
-    inc = _incremental(sgd, xs, ys, classes=[0, 1])
+    inc = _incremental("sgd_clf", xs, ys, classes=[0, 1])
+    assert (
+        isinstance(inc.estimator, linear_model.SGDClassifier) and inc.estimator.loss == "log_loss"
+    )
     assert list(inc.estimator_.classes_) == [0, 1]
     assert not hasattr(inc, "decision_function")  # memxr scores with predict_proba
     proba = np.asarray(da.compute(inc.predict_proba(xs))[0])
