@@ -1,9 +1,11 @@
 # The two commands of the README: `make demo` and `make test`.
-# Both create or update the virtual environment in .venv from pyproject.toml.
+# Both create or update the virtual environment in .venv: memxr and its dev tools at the exact
+# versions of requirements/lock.txt (the tested set), within the ranges of pyproject.toml.
 
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
+LOCK := requirements/lock.txt
 STAMP := $(VENV)/.memxr-installed
 DEMO_DIR ?= demo_out
 
@@ -11,10 +13,10 @@ DEMO_DIR ?= demo_out
 
 venv: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml $(LOCK)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c $(LOCK) pip
+	$(BIN)/python -m pip install --quiet -c $(LOCK) -e ".[dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

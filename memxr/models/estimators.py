@@ -8,6 +8,7 @@ estimators (``sgd_*`` wrapped in ``Incremental``), which keep dask-backed featur
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
@@ -64,6 +65,7 @@ def _estimator(name: str, seed: int, inner_cv: Any, params: dict) -> Any:
     if name == "logistic":
         from dask_ml.linear_model import LogisticRegression
 
+        _lbfgs_without_iprint()
         return LogisticRegression(**{"solver": "lbfgs", **params})
     if name in INCREMENTAL:
         from dask_ml.wrappers import Incremental
@@ -76,6 +78,27 @@ def _estimator(name: str, seed: int, inner_cv: Any, params: dict) -> Any:
             )
         return Incremental(inner, shuffle_blocks=True, random_state=seed)
     raise ValueError(f"unknown model {name!r}; known: {', '.join(MODELS)}")
+
+
+def _lbfgs_without_iprint() -> None:
+    """Let dask-glm's ``lbfgs`` solver (under dask-ml's ``LogisticRegression``) run on scipy >= 1.18.
+
+    dask-glm 0.4.0 (no release since) passes ``iprint`` to ``scipy.optimize.fmin_l_bfgs_b``,
+    which ignores it since scipy 1.15 and no longer accepts it since 1.18 (scipy#24335): its
+    module-level reference is replaced, once, by one that drops ``iprint`` and ``disp``.
+    """
+    import dask_glm.algorithms as algorithms
+
+    original = algorithms.fmin_l_bfgs_b
+    if getattr(original, "memxr_drops_iprint", False):
+        return
+
+    @functools.wraps(original)
+    def fmin_l_bfgs_b(*args: Any, iprint: Any = None, disp: Any = None, **kwargs: Any) -> Any:
+        return original(*args, **kwargs)
+
+    fmin_l_bfgs_b.memxr_drops_iprint = True  # type: ignore[attr-defined]
+    algorithms.fmin_l_bfgs_b = fmin_l_bfgs_b
 
 
 def make_model(
