@@ -240,13 +240,6 @@ def test_plain_open_zarr_without_memxr(tmp_path):
         assert got["coords"] == sorted(cube.coords)
 
 
-@pytest.mark.xfail(
-    tuple(int(v) for v in zarr.__version__.split(".")[:2]) >= (3, 2),
-    reason="zarr >= 3.2 opens file:// URLs as local stores and refuses storage_options "
-    "(zarr-python#3679); memxr.store.access passes them for every URL: to fix there",
-    raises=TypeError,
-    strict=True,
-)
 def test_open_cube_fsspec_url(tmp_path):
     cube = make_cube()
     path = write_cube(cube, tmp_path / "c.zarr", zarr_format=2, progress=False)

@@ -25,7 +25,7 @@ from dask.base import tokenize
 from ..errors import InputError
 from ..schema import validate
 from .chunks import ArrayLayout, first_problem, read_block
-from .layout import is_url, loaded_coords, quiet_zarr
+from .layout import is_url, loaded_coords, open_args, quiet_zarr
 
 __all__ = ["open_cube"]
 
@@ -56,12 +56,12 @@ def open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
     """``xr.open_zarr`` with one-line errors for a missing or unreadable store."""
     if not is_url(path_or_url) and not Path(path_or_url).exists():
         raise InputError(path_or_url, "store", "does not exist")
-    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+    location, kwargs = open_args(path_or_url, storage_options)
     if is_url(path_or_url):
         _check_protocol(path_or_url)
     try:
         with quiet_zarr():
-            return xr.open_zarr(os.fspath(path_or_url), chunks=chunks, **kwargs)
+            return xr.open_zarr(location, chunks=chunks, **kwargs)
     except (FileNotFoundError, KeyError) as e:
         raise InputError(store_name(path_or_url), "store", "does not exist") from e
     except (zarr.errors.GroupNotFoundError, zarr.errors.NodeTypeValidationError) as e:
@@ -78,9 +78,9 @@ def store_name(path_or_url) -> str:
 
 def _explained(path_or_url, storage_options, error: BaseException) -> BaseException:
     """The bad chunk behind an error of reading small arrays (coordinates), or the error."""
-    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+    location, kwargs = open_args(path_or_url, storage_options)
     try:
-        group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+        group = zarr.open_group(location, mode="r", **kwargs)
         layouts = [
             ArrayLayout.of(group, path_or_url, name, storage_options)
             for name, arr in sorted(group.arrays())
@@ -96,8 +96,8 @@ def _checked_dask(
 ) -> xr.Dataset:
     """Data variables (and coordinates too large to load) as dask arrays reading each chunk
     through :func:`memxr.store.chunks.read_block`."""
-    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
-    group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+    location, kwargs = open_args(path_or_url, storage_options)
+    group = zarr.open_group(location, mode="r", **kwargs)
     stamp = None if is_url(path_or_url) else os.stat(path_or_url).st_mtime_ns
     lazy = list(ds.data_vars) + [n for n, c in ds.coords.items() if c.nbytes > _COORD_LOAD_BYTES]
     out = ds.copy()

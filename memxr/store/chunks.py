@@ -70,7 +70,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
-from .layout import is_url
+from .layout import is_url, open_args
 
 __all__ = [
     "ArrayLayout",
@@ -130,8 +130,8 @@ class ArrayLayout:
         cls, store: str | os.PathLike, name: str, storage_options: dict | None = None
     ) -> ArrayLayout:
         """The layout of array ``name`` of a store."""
-        kwargs = {"storage_options": storage_options} if is_url(store) else {}
-        arr = zarr.open_array(os.fspath(store), path=str(name), mode="r", **kwargs)
+        location, kwargs = open_args(store, storage_options)
+        arr = zarr.open_array(location, path=str(name), mode="r", **kwargs)
         return cls(os.fspath(store), str(name), arr.metadata, storage_options)
 
     @classmethod

@@ -26,7 +26,7 @@ import zarr
 from .access import open_raw, store_name
 from .atomic import Holder, leftovers
 from .chunks import ArrayLayout
-from .layout import is_url
+from .layout import is_url, open_args
 
 __all__ = ["format_info", "format_leftovers", "leftover_info", "store_info"]
 
@@ -78,8 +78,8 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
     ({'stimulus': 6, 'channel': 4, 'roi': 1}, [6, 4], {'A': 4})
     """
     ds = open_raw(path_or_url, {}, storage_options)
-    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
-    group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+    location, kwargs = open_args(path_or_url, storage_options)
+    group = zarr.open_group(location, mode="r", **kwargs)
 
     def describe(name) -> dict:
         arr = group[str(name)]

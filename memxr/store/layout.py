@@ -43,6 +43,7 @@ __all__ = [
     "compressors",
     "coord_compressors",
     "fingerprint",
+    "open_args",
 ]
 
 CHUNK_BYTES = 64 << 20
@@ -89,6 +90,32 @@ _WHOLE_DIMS_SPLIT = ("channel", "time")
 def is_url(path_or_url: str | os.PathLike) -> bool:
     """Whether a store is given by an fsspec URL (``s3://``, ``http://``, ``file://``...)."""
     return isinstance(path_or_url, str) and "://" in path_or_url
+
+
+def open_args(path_or_url: str | os.PathLike, storage_options: dict | None = None) -> tuple:
+    """Where zarr/xarray open a store, and the keyword arguments they take for it.
+
+    ``file://`` URLs are opened as the local paths they name: zarr >= 3.2 opens them as
+    local stores and refuses ``storage_options`` (zarr-python#3679), which only matter for
+    remote file systems anyway.
+
+    Examples
+    --------
+    >>> open_args("file:///data/c.zarr", {"anon": True})
+    ('/data/c.zarr', {})
+    >>> open_args("s3://bucket/c.zarr", {"anon": True})
+    ('s3://bucket/c.zarr', {'storage_options': {'anon': True}})
+    >>> open_args("c.zarr")
+    ('c.zarr', {})
+    """
+    location = os.fspath(path_or_url)
+    if is_url(path_or_url) and location.startswith("file://"):
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem._strip_protocol(location), {}
+    if is_url(path_or_url):
+        return location, {"storage_options": storage_options}
+    return location, {}
 
 
 # --------------------------------------------------------------------------- codecs

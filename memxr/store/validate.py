@@ -45,7 +45,7 @@ from ..errors import InputError
 from ..provenance import sha256_file
 from .access import open_cube
 from .chunks import ArrayLayout, ChunkError, chunk_problem, decode_problem, read_raw
-from .layout import is_url
+from .layout import open_args
 
 __all__ = ["StoreReport", "validate_store"]
 
@@ -232,15 +232,15 @@ def validate_store(
     except ChunkError:  # a bad coordinate chunk: deep validation lists it with all others
         if not deep:
             raise
-        kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
-        attrs, sizes = dict(zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs).attrs), {}
+        location, kwargs = open_args(path_or_url, storage_options)
+        attrs, sizes = dict(zarr.open_group(location, mode="r", **kwargs).attrs), {}
     report = StoreReport(
         store=os.fspath(path_or_url), dataset=attrs.get("dataset"), sizes=sizes, deep=deep
     )
     work: list = []
     if deep:
-        kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
-        group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+        location, kwargs = open_args(path_or_url, storage_options)
+        group = zarr.open_group(location, mode="r", **kwargs)
         layouts = [
             ArrayLayout.of(group, path_or_url, name, storage_options)
             for name, _ in sorted(group.arrays())
