@@ -11,7 +11,14 @@ import scipy.stats
 import xarray as xr
 
 from memxr.schema import example_cube, text_coord
-from memxr.stats import correlate, correlation_map, fdr, partial_correlate
+from memxr.stats import (
+    cluster_table,
+    cluster_test,
+    correlate,
+    correlation_map,
+    fdr,
+    partial_correlate,
+)
 from memxr.stats import correlation as stats
 from memxr.stats.kernels import design_rows
 
@@ -494,6 +501,8 @@ def test_attrs_seed_and_errors():
         "seed": 3,
         "ci": 0.95,
         "x_nan_policy": "propagate",
+        "p_family": "p_fdr: Benjamini-Hochberg over every feature (all dims but 'stimulus')"
+        " of this call",
     }
     assert_same(correlate(x, y, seed=3, **FAST), a)
     b = correlate(x, y, seed=4, **FAST)
@@ -517,3 +526,58 @@ def test_attrs_seed_and_errors():
         correlate(x, y, groups=np.zeros(30))
     with pytest.raises(TypeError, match="unexpected"):
         partial_correlate(x, y, y, n_perm=10)
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def test_return_null_gives_the_permutations_behind_p(backend):
+    rng = np.random.default_rng(30)
+    y = rng.standard_normal(50)
+    x = xr.DataArray(rng.standard_normal((50, 2, 4)), dims=("stimulus", "roi", "time"))
+    x = x.chunk({"roi": 1}) if backend == "dask" else x
+    groups = np.repeat(np.arange(10), 5)
+    res = correlate(x, y, n_permutations=99, n_bootstrap=0, groups=groups, return_null=True)
+    assert res.r_null.dims == ("roi", "time", "permutation")
+    null, r = res.r_null.values, res.r.values
+    p = (1 + (np.abs(null) >= np.abs(r)[..., None] * (1 - 1e-12)).sum(-1)) / 100
+    np.testing.assert_allclose(res.p.values, p)
+    plain = correlate(x, y, n_permutations=99, n_bootstrap=0, groups=groups)
+    np.testing.assert_array_equal(plain.p.values, res.p.values)
+    assert "r_null" not in plain
+
+
+def test_cluster_test_finds_a_planted_interval_and_nothing_else():
+    rng = np.random.default_rng(31)
+    n, t = 120, np.arange(-50.0, 250.0, 10.0)
+    y = rng.standard_normal(n)
+    # smooth noise over time (neighbouring bins correlated), a planted effect in IT 100-180 ms
+    noise = rng.standard_normal((n, 2, t.size + 4))
+    x = (noise[..., :-4] + noise[..., 1:-3] + noise[..., 2:-2] + noise[..., 3:-1]) / 2
+    inside = (t >= 100) & (t <= 180)
+    x[:, 1, inside] += 0.5 * y[:, None]
+    da_ = xr.DataArray(x, dims=("stimulus", "roi", "time"), coords={"roi": ["V1", "IT"], "time": t})
+    res = correlate(da_, y, n_permutations=199, n_bootstrap=0, return_null=True)
+    out = cluster_test(res)
+    assert out.p_cluster.dims == ("roi", "time") and out.attrs["n_permutations"] == 199
+    assert "2 feature(s) (roi) x 30 time bins" in out.attrs["p_family"]
+    table = cluster_table(out)
+    sig = table[table.p_cluster < 0.05]
+    assert sig.roi.tolist() == ["IT"] and sig.sign.tolist() == [1]
+    assert 90 <= sig.onset.iloc[0] <= 110 and 170 <= sig.offset.iloc[0] <= 190
+    assert (out.p_cluster.sel(roi="V1").fillna(1) > 0.05).all()
+    # every bin of a cluster carries the cluster's p; bins outside clusters are NaN
+    ids = out.cluster.values
+    assert np.isnan(out.p_cluster.values[ids == 0]).all()
+    with pytest.raises(ValueError, match="return_null"):
+        cluster_test(correlate(da_, y, n_permutations=9, n_bootstrap=0))
+
+
+def test_cluster_masses_by_hand():
+    from memxr.stats.clusters import _runs
+
+    z = np.array([[0.0, 2.0, 3.0, -2.5, np.nan, 2.0], [2.0, 2.0, 0.0, 0.0, 0.0, 0.0]])
+    ids, mass, rows = _runs(z, 1.96)
+    assert ids.tolist() == [[0, 1, 1, 2, 0, 3], [4, 4, 0, 0, 0, 0]]
+    np.testing.assert_allclose(mass, [5.0, 2.5, 2.0, 4.0])
+    assert rows.tolist() == [0, 0, 0, 1]

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import pandas as pd
+
+from ..stats.inputs import group_codes
 
 __all__ = ["grouped_permutation", "make_folds", "split_labels"]
 
@@ -69,16 +70,6 @@ def split_labels(
 
         return lab(y_train), lab(y_test), (lo, hi)
     raise ValueError(f"split must be 'median' or 'quantile', got {split!r}")
-
-
-def group_codes(groups: np.ndarray) -> np.ndarray:
-    """Integer group codes; unknown labels ("" or None) become groups of their own."""
-    labels = np.asarray(groups, dtype=object)
-    unknown = np.array([g is None or (isinstance(g, float) and g != g) or g == "" for g in labels])
-    codes = pd.factorize(pd.Series(labels.astype(str)))[0].astype(np.int64)
-    if unknown.any():
-        codes[unknown] = codes.max(initial=-1) + 1 + np.arange(unknown.sum())
-    return codes
 
 
 def make_folds(
@@ -162,7 +153,9 @@ def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     Parameters
     ----------
     groups : array
-        Concept (or integer group code) per stimulus.
+        Concept (or integer group code) per stimulus; unknown concepts ("") are
+        groups of their own (:func:`memxr.stats.inputs.group_codes`), as in the folds
+        and in :func:`memxr.stats.correlate`.
     rng : numpy.random.Generator
         Source of randomness.
 
@@ -178,7 +171,7 @@ def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     >>> sorted(p.tolist()) == list(range(6)), all(len(set(g[p][g == c])) == 1 for c in (0, 1, 2))
     (True, True)
     """
-    codes = pd.factorize(pd.Series(np.asarray(groups).astype(str)))[0]
+    codes = group_codes(groups)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     members = np.split(order, bounds)

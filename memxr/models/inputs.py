@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..stats.inputs import group_codes
 from .estimators import MODELS
-from .folds import cv_kind, group_codes, grouped_permutation, make_folds
+from .folds import cv_kind, grouped_permutation, make_folds
 
 logger = logging.getLogger(__name__)
 

@@ -106,6 +106,7 @@ def _run(
     seed: int,
     ci: float,
     compute: bool,
+    return_null: bool = False,
 ) -> xr.Dataset:
     _check_args(method, n_permutations, n_bootstrap, ci)
     inp = stimulus_inputs(x, y, covariate, groups, method, dim)
@@ -130,17 +131,21 @@ def _run(
     if cs is not None:
         cs = cs.chunk({d: xs.chunksizes[d] for d in cs.dims})
     args = stream_sums(xs, cs, t, dim, BLOCK_BYTES)
-    r, p, lo, hi = xr.apply_ufunc(
+    keep_null = bool(return_null) and int(n_permutations) > 0
+    outs = xr.apply_ufunc(
         finalize_kernel,
         *args,
         input_core_dims=[[a.dims[-1]] for a in args],
-        output_core_dims=[[], [], [], []],
+        output_core_dims=[[], [], [], []] + ([["permutation"]] if keep_null else []),
         dask="parallelized",
-        output_dtypes=[np.float64] * 4,
-        kwargs={"n_perm": int(n_permutations), "ci": float(ci)},
+        output_dtypes=[np.float64] * (5 if keep_null else 4),
+        kwargs={"n_perm": int(n_permutations), "ci": float(ci), "keep_null": keep_null},
+        dask_gufunc_kwargs=(
+            {"output_sizes": {"permutation": int(n_permutations)}} if keep_null else None
+        ),
     )
     order = [d for d in x.dims if d != dim]
-    r, p, lo, hi = (a.transpose(*order) for a in (r, p, lo, hi))
+    r, p, lo, hi = (a.transpose(*order) for a in outs[:4])
     ds = xr.Dataset(
         {
             "r": r.assign_attrs(long_name=f"{method} correlation"),
@@ -151,6 +156,9 @@ def _run(
             "n": xr.DataArray(np.int64(inp.n), attrs={"long_name": f"{dim}s used"}),
         }
     )
+    if keep_null:
+        null = outs[4].transpose(*order, "permutation")
+        ds["r_null"] = null.assign_attrs(long_name=f"{method} correlation under each permutation")
     ds = ds.assign_coords({k: v.variable for k, v in x.coords.items() if dim not in v.dims})
     ds.attrs = {
         "method": method,
@@ -162,6 +170,8 @@ def _run(
         "seed": int(seed),
         "ci": float(ci),
         "x_nan_policy": "propagate",
+        "p_family": "p_fdr: Benjamini-Hochberg over every feature (all dims but "
+        f"{dim!r}) of this call",
     }
     return ds.compute() if compute or not lazy else ds
 
@@ -177,6 +187,8 @@ def correlate(
     seed: int = 0,
     ci: float = 0.95,
     compute: bool = False,
+    *,
+    return_null: bool = False,
 ) -> xr.Dataset:
     """Correlation of every feature of ``x`` with ``y`` along ``dim``, with resampled statistics.
 
@@ -203,15 +215,19 @@ def correlate(
         Coverage of the percentile bootstrap interval.
     compute : bool
         Compute a dask-backed result before returning it.
+    return_null : bool
+        Also return ``r_null``, the correlation under each of the permutations (a
+        ``permutation`` dim), for family-wise statistics built on the same permutations
+        (:func:`memxr.stats.cluster_test`).
 
     Returns
     -------
     xarray.Dataset
         ``r``, ``p`` (two-sided permutation p-value, ``(1 + #{|r_perm| >= |r|}) / (1 + P)``),
-        ``ci_low``, ``ci_high``, ``p_fdr`` (Benjamini-Hochberg across all other dims of ``x``)
-        and ``n`` (stimuli used); dims of ``x`` without ``dim`` and its coords there.
-        Lazy when ``x`` is dask-backed and ``compute`` is false. The attrs record the
-        parameters.
+        ``ci_low``, ``ci_high``, ``p_fdr`` (Benjamini-Hochberg across all other dims of ``x``;
+        ``attrs["p_family"]`` says so) and ``n`` (stimuli used); dims of ``x`` without
+        ``dim`` and its coords there. Lazy when ``x`` is dask-backed and ``compute`` is
+        false. The attrs record the parameters.
 
     Examples
     --------
@@ -240,6 +256,7 @@ def correlate(
         seed=seed,
         ci=ci,
         compute=compute,
+        return_null=return_null,
     )
 
 
@@ -267,7 +284,8 @@ def partial_correlate(
         (broadcast against ``x``, e.g. a time-resolved V1 response). Stimuli where a
         one-dimensional covariate is NaN are dropped; NaN in a broadcast covariate propagates.
     **kw
-        ``n_permutations``, ``n_bootstrap``, ``groups``, ``seed``, ``ci``, ``compute``.
+        ``n_permutations``, ``n_bootstrap``, ``groups``, ``seed``, ``ci``, ``compute``,
+        ``return_null``.
 
     Returns
     -------
@@ -311,6 +329,7 @@ def _run_kwargs(kw: dict) -> dict:
         "seed": 0,
         "ci": 0.95,
         "compute": False,
+        "return_null": False,
     }
     unknown = set(kw) - set(defaults)
     if unknown:
@@ -339,7 +358,7 @@ def correlation_map(
         The data variable to correlate.
     **kw
         ``n_permutations``, ``n_bootstrap``, ``groups`` (e.g. ``"concept"``), ``seed``,
-        ``ci``, ``compute``.
+        ``ci``, ``compute``, ``return_null``.
 
     Returns
     -------

@@ -189,11 +189,15 @@ def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
         return cov / np.sqrt(var)
 
 
-def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
+def finalize_kernel(
+    sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float, keep_null: bool = False
+):
     """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
 
     Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
     covariate's ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``).
+    ``keep_null`` adds a fifth output, the ``P`` permutation correlations (last axis),
+    for statistics built on the same permutations (cluster tests over time).
 
     Examples
     --------
@@ -230,6 +234,8 @@ def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
         lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
     else:
         lo = hi = np.full(obs.shape, np.nan)
+    if keep_null:
+        return obs, p, lo, hi, np.where(missing[..., None], np.nan, perm)
     return obs, p, lo, hi
 
 
