@@ -8,8 +8,12 @@ or ``(stimulus, feature, time)`` that keeps the cube's stimulus coordinates
 - :func:`roi_features`: one feature per ROI, the ROI's mean (or sum, or
   population magnitude) response, through :func:`memxr.reduce.roi_reduce`;
 - :func:`pattern_features`: every channel of one ROI, optionally reduced to
-  its first principal components (scikit-learn PCA on in-memory data,
-  dask-ml's randomized PCA on dask-backed data).
+  its first principal components (scikit-learn PCA on in-memory data, a
+  randomized SVD with orthonormalised power iterations on dask-backed data).
+
+A PCA here is fit on every stimulus given. Before a cross-validated model, reduce
+inside the training folds instead (:func:`memxr.models.fit_models` with
+``n_components``), so that no unsupervised step sees the test folds.
 
 Both take a ``time`` window (a ``slice`` or a ``(start, stop)`` pair in ms)
 that averages a time-resolved cube over the window first; without it the
@@ -172,13 +176,26 @@ def _pca_numpy(x: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray,
 
 
 def _pca_dask(x, n_components: int, seed: int):
-    from dask_ml.decomposition import PCA
+    """PCA of a dask array: a randomized SVD with QR-normalised power iterations.
 
-    x = x.rechunk({1: -1})
-    pca = PCA(
-        n_components=n_components, svd_solver="randomized", iterated_power=4, random_state=seed
-    ).fit(x)
-    return pca.transform(x), np.asarray(pca.explained_variance_ratio_)
+    Unnormalised power iterations (dask-ml's randomized PCA, ``(X X^T)^q X``) grow like
+    ``sigma_max ** (2 q + 1)`` and overflow float32 on real pattern matrices (8,740 x
+    45,315 betas); orthonormalising each iteration keeps every intermediate of order one.
+    Computed in float64; the fit (components, mean, variances) is computed, the scores
+    stay lazy.
+    """
+    import dask
+    import dask.array as da
+
+    x = x.rechunk({1: -1}).astype(np.float64)
+    mean = x.mean(axis=0)
+    centred = x - mean
+    _, sv, vt = da.linalg.svd_compressed(
+        centred, k=n_components, iterator="QR", n_power_iter=4, n_oversamples=10, seed=seed
+    )
+    total = (centred * centred).sum()
+    sv, vt, mean, total = dask.compute(sv, vt, mean, total)
+    return (x - mean) @ vt.T, np.asarray(sv**2 / total)
 
 
 def _pca(data: xr.DataArray, n_components: int, seed: int) -> xr.DataArray:
@@ -228,12 +245,13 @@ def pattern_features(
         One ROI name (merges such as ``FFA`` = ``lFFA`` or ``rFFA`` resolved).
     n_components : int, optional
         Keep the first principal components of the ROI's channels. In-memory
-        data use :class:`sklearn.decomposition.PCA`; dask-backed data use
-        :class:`dask_ml.decomposition.PCA` (randomized solver, 4 power
-        iterations) without loading the pattern matrix. The PCA sees no
-        memorability, but it is fit on all stimuli (across folds of a later
-        cross-validation); for a fold-internal reduction use a pipeline.
-        Time bins of a time-resolved cube share one PCA.
+        data use :class:`sklearn.decomposition.PCA`; dask-backed data a
+        randomized SVD (:func:`dask.array.linalg.svd_compressed`, 4 power
+        iterations orthonormalised by QR, float64) without loading the pattern
+        matrix. The PCA sees no memorability, but it is fit on all stimuli given:
+        before a cross-validated model, leave ``n_components`` out here and give it
+        to :func:`memxr.models.fit_models`, which fits the PCA inside each training
+        fold. Time bins of a time-resolved cube share one PCA.
     time : slice or (start, stop), optional
         Average a time-resolved cube over this window (ms, stop exclusive) first.
     seed : int

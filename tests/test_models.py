@@ -444,3 +444,46 @@ def test_bad_inputs():
             models=("linear",),
             client=False,
         )
+
+
+# ----------------------------------------------------------------------------- PCA in folds
+
+
+def test_pca_is_fit_inside_each_training_fold():
+    """With n_components the PCA is a step of the pipeline: every fold's predictions are
+    those of a PCA fit on that fold's training stimuli only."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = _features(0.7, n_feat=12, seed=4)
+    x = x.copy(data=x.values.astype(np.float32))
+    res = fit_models(x, "memorability", models=("linear",), cv=4, n_permutations=0,
+                     client=False, n_components=3)  # fmt: skip
+    assert res.table.n_components.tolist() == [3]
+    pred = res.predictions.prediction.isel(feature_set=0, model=0).values
+    fold = res.predictions.fold.values
+    values, y = x.values, x.memorability.values
+    manual, leaky = np.full(y.size, np.nan), np.full(y.size, np.nan)
+    everything = PCA(3, svd_solver="full").fit(values)
+    for k in np.unique(fold):
+        tr, te = fold != k, fold == k
+        mu, sd = y[tr].mean(), y[tr].std()
+        for out, pca in ((manual, PCA(3, svd_solver="full").fit(values[tr])), (leaky, everything)):
+            scale = StandardScaler().fit(pca.transform(values[tr]))
+            reg = LinearRegression().fit(scale.transform(pca.transform(values[tr])),
+                                         (y[tr] - mu) / sd)  # fmt: skip
+            out[te] = reg.predict(scale.transform(pca.transform(values[te]))) * sd + mu
+    np.testing.assert_allclose(pred, manual, rtol=1e-4, atol=1e-5)
+    assert np.abs(pred - leaky).max() > 1e-3  # a PCA of all stimuli gives other numbers
+    with pytest.raises(ValueError, match="unknown feature sets"):
+        fit_models({"a": x}, "memorability", models=("linear",), cv=4, n_permutations=0,
+                   client=False, n_components={"b": 2})  # fmt: skip
+
+
+def test_chance_p_fdr_over_the_rows_of_a_fit(in_process):
+    t = in_process.table
+    import scipy.stats
+
+    np.testing.assert_allclose(t.chance_p_fdr, scipy.stats.false_discovery_control(t.chance_p))
+    assert t.p_family.nunique() == 1 and "4 feature set x model rows" in t.p_family.iloc[0]
