@@ -69,6 +69,7 @@ __all__ = [
     "reliability_values",
     "spearman_brown",
     "text_coord",
+    "trials_label",
     "validate",
 ]
 
@@ -295,6 +296,28 @@ def reliability_values(
         )
     trials = r if measure.trials == "repeats" else r / 2.0
     return np.asarray(spearman_brown(values, 1.0 / trials), dtype=float)
+
+
+def trials_label(cube: xr.Dataset, split: str | None) -> str:
+    """Which trials the responses of one split are: the ``trials`` column of the result tables.
+
+    Train images are seen once (single trials); a test image's response is the mean of its
+    R repeats (:func:`n_test_repeats`); None (every image) mixes both.
+
+    Examples
+    --------
+    >>> cube = example_cube(n_stimulus=3)
+    >>> cube["split"][:] = ["test", "test", "train"]; cube["n_repeats"][:] = [30, 30, 1]
+    >>> trials_label(cube, "train"), trials_label(cube, "test")
+    ('single (train)', 'mean of 30 (test)')
+    """
+    if split == "train":
+        return "single (train)"
+    r = n_test_repeats(cube)
+    mean = f"mean of {r:g}" if np.isfinite(r) else "mean of the repeats"
+    if split == "test":
+        return f"{mean} (test)"
+    return f"all (single train, {mean} test)"
 
 
 class SchemaError(ValueError):

@@ -143,12 +143,17 @@ def cv_kind(cv: int | str | tuple) -> tuple[str, int]:
     return kind, int(k)
 
 
-def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def grouped_permutation(
+    groups: np.ndarray, rng: np.random.Generator, *, pool_unique: bool = True
+) -> np.ndarray:
     """An index permutation that moves memorability between whole concepts.
 
     ``y[p]`` gives each concept the values of another concept of the same size
     (in shuffled order); concepts whose size no other concept has are pooled
-    and shuffled at the stimulus level.
+    and shuffled at the stimulus level (``pool_unique``), or only shuffled within
+    themselves (``pool_unique=False``: every permutation then keeps the partition of the
+    stimuli into concepts, the exact null of a test whose statistic depends on it, such
+    as a Mantel test of two RDMs with concept structure).
 
     Parameters
     ----------
@@ -170,6 +175,10 @@ def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     >>> p = grouped_permutation(g, np.random.default_rng(1))
     >>> sorted(p.tolist()) == list(range(6)), all(len(set(g[p][g == c])) == 1 for c in (0, 1, 2))
     (True, True)
+    >>> g = np.array([0, 0, 1, 1, 2, 2, 2])
+    >>> p = grouped_permutation(g, np.random.default_rng(0), pool_unique=False)
+    >>> sorted(p[4:].tolist())
+    [4, 5, 6]
     """
     codes = group_codes(groups)
     order = np.argsort(codes, kind="stable")
@@ -183,7 +192,10 @@ def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     for size in sorted(by_size):
         gs = by_size[size]
         if len(gs) < 2:
-            pooled.extend(members[g] for g in gs)
+            if pool_unique:
+                pooled.extend(members[g] for g in gs)
+            else:
+                perm[members[gs[0]]] = rng.permutation(members[gs[0]])
             continue
         for dst, src in zip(gs, rng.permutation(gs), strict=True):
             perm[members[dst]] = rng.permutation(members[src])
