@@ -344,7 +344,7 @@ def noise_ceiling(
         ``reliability``
             Reliability of the ROI mean of ``n_trials`` trials (a fraction of variance).
         ``reliability_single``, ``reliability_repeats``
-            The same for one trial and for the mean of the repeats; ``n_repeats`` is R
+            The same for one trial and for the mean of the repeats; ``test_repeats`` is R
             (the harmonic mean of the repeat counts).
         ``ceiling_r``
             ``sqrt(reliability * memorability_reliability)``; NaN where the reliability
@@ -364,7 +364,7 @@ def noise_ceiling(
     >>> cube = cube.assign_coords(repeat_stimulus_id=("repeat_stimulus", cube.stimulus_id.values))
     >>> nc = noise_ceiling(cube, ["A"], n_splits=5)
     >>> sorted(nc.data_vars), int(nc.n_channels[0]), nc.attrs["scale"]
-    (['ceiling_r', 'n_repeats', 'reliability', 'reliability_repeats', 'reliability_single'], 3, 'single trial')
+    (['ceiling_r', 'reliability', 'reliability_repeats', 'reliability_single', 'test_repeats'], 3, 'single trial')
     >>> bool(np.allclose(nc.ceiling_r ** 2, nc.reliability * 0.45))
     True
     >>> test = noise_ceiling(cube, ["A"], n_splits=5, n_trials="repeats")
@@ -398,7 +398,7 @@ def noise_ceiling(
             "reliability": rel,
             "reliability_single": single,
             "reliability_repeats": repeats,
-            "n_repeats": n_all,
+            "test_repeats": n_all,
             "ceiling_r": ceiling,
         }
     )

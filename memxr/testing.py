@@ -7,6 +7,13 @@ Cubes
     :func:`example_cube` (a tiny valid cube), :func:`lazy` (dask-backed data, labels
     in memory), :func:`repeat_cube` (test stimuli with given repeats), :func:`signal_noise`
     (repeats = signal + noise of known variances).
+Simulations with known truth
+    :func:`concept_sizes` (unequal concept sizes), :func:`simulate_concepts` (a cube of
+    images nested in concepts whose responses correlate with memorability by a known
+    population value, zero under the null), :func:`simulate_species` (a human and a
+    monkey cube on shared and own images, with or without a shared representation and
+    memorability codes): the concept-structured nulls and alternatives of the
+    calibration checks (:mod:`memxr.calibration`).
 Specs
     :func:`spec_dict`, :func:`write_spec`: a small pipeline spec over the synthetic data
     of :func:`memxr.synth.synthesize` (in ``raw/`` beside the spec).
@@ -50,11 +57,14 @@ __all__ = [
     "assert_cube_equal",
     "assert_lazy",
     "assert_valid_cube",
+    "concept_sizes",
     "example_cube",
     "lazy",
     "raise_if_dask_computes",
     "repeat_cube",
     "signal_noise",
+    "simulate_concepts",
+    "simulate_species",
     "spec_dict",
     "write_spec",
 ]
@@ -133,6 +143,269 @@ def signal_noise(n_stim: int, n_rep: int, s2: Any, n2: Any, seed: int = 0) -> np
     s2, n2 = np.asarray(s2, float), np.asarray(n2, float)
     signal = rng.standard_normal((n_stim, 1, s2.size)) * np.sqrt(s2)
     return signal + rng.standard_normal((n_stim, n_rep, s2.size)) * np.sqrt(n2)
+
+
+# --------------------------------------------------------------------------- simulations
+
+
+def concept_sizes(
+    n_concepts: int, images_per_concept: int | tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Images per concept: a constant, or drawn uniformly from ``(low, high)`` inclusive.
+
+    Examples
+    --------
+    >>> concept_sizes(3, 4, np.random.default_rng(0)).tolist()
+    [4, 4, 4]
+    >>> sizes = concept_sizes(500, (1, 12), np.random.default_rng(0))
+    >>> int(sizes.min()), int(sizes.max())
+    (1, 12)
+    """
+    if isinstance(images_per_concept, int | np.integer):
+        return np.full(int(n_concepts), int(images_per_concept), dtype=np.int64)
+    low, high = (int(v) for v in images_per_concept)
+    if not 1 <= low <= high:
+        raise ValueError(f"images_per_concept must be 1 <= low <= high, got {images_per_concept}")
+    return rng.integers(low, high + 1, size=int(n_concepts)).astype(np.int64)
+
+
+def _smooth(noise: np.ndarray, width: int) -> np.ndarray:
+    """Moving average of ``width`` bins along the last axis, rescaled to unit variance."""
+    if width <= 1:
+        return noise
+    kernel = np.ones(width) / np.sqrt(width)
+    pad = noise.shape[-1] + width - 1
+    spec = np.fft.rfft(noise, n=pad, axis=-1) * np.fft.rfft(kernel, n=pad)
+    return np.fft.irfft(spec, n=pad, axis=-1)[..., width - 1 :]
+
+
+def _labels(sizes: np.ndarray, prefix: str = "c") -> tuple[np.ndarray, list[str]]:
+    concept = np.repeat(np.arange(sizes.size), sizes)
+    within = np.concatenate([np.arange(k) for k in sizes]) if sizes.size else np.zeros(0, int)
+    ids = [f"{prefix}{c:04d}_{i:02d}s.jpg" for c, i in zip(concept, within, strict=True)]
+    return concept, ids
+
+
+def _cube(
+    response: np.ndarray,
+    concept: np.ndarray,
+    ids: list[str],
+    memorability: np.ndarray,
+    *,
+    prefix: str,
+    dataset: str,
+    subject: str,
+    times: np.ndarray | None,
+    roi: str = "A",
+) -> xr.Dataset:
+    n, n_channel = response.shape[:2]
+    dims = ("stimulus", "channel") + (("time",) if times is not None else ())
+    coords: dict[str, Any] = {
+        "stimulus_id": ("stimulus", text_coord(ids)),
+        "concept": ("stimulus", text_coord(f"{prefix}{c:04d}" for c in concept)),
+        "category": ("stimulus", text_coord([""] * n)),
+        "memorability": ("stimulus", memorability.astype(float)),
+        "split": ("stimulus", text_coord(["train"] * n)),
+        "n_repeats": ("stimulus", np.ones(n, dtype=np.int64)),
+        "channel_id": ("channel", np.arange(1, n_channel + 1, dtype=np.int64)),
+        "roi": ("roi", text_coord([roi])),
+        "roi_mask": (("channel", "roi"), np.ones((n_channel, 1), dtype=bool)),
+    }
+    if times is not None:
+        coords["time"] = ("time", np.asarray(times, dtype=float))
+    attrs = dict(example_cube(1, 1).attrs, dataset=dataset, subject=subject)
+    return validate(xr.Dataset({"response": (dims, response)}, coords=coords, attrs=attrs))
+
+
+def simulate_concepts(
+    n_concepts: int = 60,
+    images_per_concept: int | tuple[int, int] = (1, 12),
+    *,
+    rho: float | Any = 0.0,
+    n_channels: int = 1,
+    memorability_concept_share: float = 0.5,
+    neural_concept_share: float = 0.5,
+    concept_part: float = 0.5,
+    times: Any = None,
+    smoothness: int = 1,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A cube of images nested in concepts, correlated with memorability by a known amount.
+
+    The concept-structured model of the calibration checks. Memorability (standardized)
+    is a concept effect plus image noise, ``m = sqrt(s_m) A_c + sqrt(1 - s_m) E_i``; every
+    channel is likewise ``x = sqrt(s_x) B_c + sqrt(1 - s_x) F_i``, where ``B`` correlates
+    with ``A`` (concept level) and ``F`` with ``E`` (image level) so that the population
+    correlation of the channel with memorability is ``rho``; ``concept_part`` is the
+    share of it carried at the concept level. Under the null (``rho = 0``) the channels
+    share concept structure with memorability but not its values: a shuffle of images
+    would be too liberal, concept-level resampling is not.
+
+    Parameters
+    ----------
+    n_concepts : int
+        Concepts.
+    images_per_concept : int or (low, high)
+        Images per concept, or the range their (unequal) numbers are drawn from.
+    rho : float or array_like
+        Population correlation of each channel with memorability (scalar or one per
+        channel); at most ``sqrt(s_m s_x) + sqrt((1 - s_m)(1 - s_x))``.
+    n_channels : int
+        Channels (independent given the latent variables).
+    memorability_concept_share, neural_concept_share : float
+        Fraction of the variance of memorability and of each channel at the concept level.
+    concept_part : float
+        Fraction of ``rho`` carried by the concept effects (the rest by the image noise).
+    times : array_like, optional
+        Time bins (ms): the channels become time courses whose noise is smoothed over
+        ``smoothness`` bins (neighbouring bins correlated), the memorability relation the
+        same at every bin.
+    smoothness : int
+        Width of the moving average of the time-course noise.
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    xarray.Dataset
+        A valid cube (dims stimulus, channel[, time]; one ROI ``A`` of every channel; all
+        images in the train split, one trial each) with ``attrs["population_r"]`` (one per
+        channel) and the concept shares.
+
+    Examples
+    --------
+    >>> cube = simulate_concepts(200, (1, 12), rho=0.3, n_channels=2, seed=1)
+    >>> cube.response.dims, cube.attrs["population_r"]
+    (('stimulus', 'channel'), [0.3, 0.3])
+    >>> r = np.corrcoef(cube.response.values[:, 0], cube.memorability.values)[0, 1]
+    >>> bool(0.2 < r < 0.4)
+    True
+    """
+    rng = np.random.default_rng(seed)
+    sizes = concept_sizes(n_concepts, images_per_concept, rng)
+    concept, ids = _labels(sizes)
+    n = concept.size
+    sm, sx = float(memorability_concept_share), float(neural_concept_share)
+    rhos = np.broadcast_to(np.asarray(rho, dtype=float), (int(n_channels),)).copy()
+    wc, wi = np.sqrt(sm * sx), np.sqrt((1 - sm) * (1 - sx))
+    # the concept-level and image-level correlations that give rho
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rc = np.where(wc > 0, concept_part * rhos / max(wc, 1e-12), 0.0)
+        ri = np.where(wi > 0, (rhos - rc * wc) / max(wi, 1e-12), 0.0)
+    if np.any(np.abs(rc) > 1) or np.any(np.abs(ri) > 1):
+        raise ValueError(
+            f"rho={rhos.tolist()} cannot be reached with these concept shares and concept_part"
+        )
+    a = rng.standard_normal(sizes.size)[concept]
+    e = rng.standard_normal(n)
+    memo = np.sqrt(sm) * a + np.sqrt(1 - sm) * e
+    n_t = 1 if times is None else len(times)
+    b_own = rng.standard_normal((sizes.size, n_channels, n_t + smoothness - 1))
+    f_own = rng.standard_normal((n, n_channels, n_t + smoothness - 1))
+    b_own = _smooth(b_own, smoothness)[..., :n_t][concept]
+    f_own = _smooth(f_own, smoothness)[..., :n_t]
+    b = rc[None, :, None] * a[:, None, None] + np.sqrt(1 - rc**2)[None, :, None] * b_own
+    f = ri[None, :, None] * e[:, None, None] + np.sqrt(1 - ri**2)[None, :, None] * f_own
+    x = np.sqrt(sx) * b + np.sqrt(1 - sx) * f
+    response = x if times is not None else x[..., 0]
+    out = _cube(response, concept, ids, 0.75 + 0.1 * memo, prefix="c", dataset="things-fmri",
+                subject="sim", times=None if times is None else np.asarray(times))  # fmt: skip
+    out.attrs.update(
+        population_r=[float(v) for v in rhos],
+        memorability_concept_share=sm,
+        neural_concept_share=sx,
+        n_concepts=int(n_concepts),
+        seed=int(seed),
+    )
+    return out
+
+
+def simulate_species(
+    n_shared_concepts: int = 40,
+    n_own_concepts: int = 60,
+    images_per_concept: int | tuple[int, int] = (1, 12),
+    *,
+    human_code: float = 0.0,
+    monkey_code: float = 0.0,
+    shared_representation: bool = True,
+    n_latent: int = 5,
+    n_human_channels: int = 12,
+    n_monkey_channels: int = 16,
+    concept_share: float = 0.5,
+    noise: float = 1.0,
+    seed: int = 0,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """A human and a monkey cube: shared images, and images only the monkey saw.
+
+    Every image has latent visual features ``z`` (``n_latent``, half concept-level, half
+    image-level variance) and a memorability (same concept structure, independent of
+    ``z``). Each species' channels are a fixed random mixture of the latents (the same
+    latents for both with ``shared_representation``, independent ones without), plus, in
+    a memorability code of gain ``human_code`` / ``monkey_code`` (0: none), the
+    memorability along one random direction of its channels, plus channel noise. The
+    monkey sees ``n_shared_concepts`` concepts' images (all shared with the human) and
+    ``n_own_concepts`` concepts' more (its own images).
+
+    The nulls of the bridge: with ``monkey_code=0`` a monkey decoder learns no
+    memorability (a decoder cannot transfer); with ``human_code=0`` the human responses
+    carry none; with ``shared_representation=False`` the species' RDMs agree only in
+    their concept structure.
+
+    Returns
+    -------
+    (xarray.Dataset, xarray.Dataset)
+        ``things-fmri`` cube ``sub-sim`` (ROI ``A``) and ``tvsd-normmua`` cube
+        ``monkeySim`` (ROI ``A``), all train images, memorability on both.
+
+    Examples
+    --------
+    >>> human, monkey = simulate_species(10, 20, 3, seed=0)
+    >>> human.sizes["stimulus"], monkey.sizes["stimulus"]
+    (30, 90)
+    """
+    rng = np.random.default_rng(seed)
+    sizes = concept_sizes(n_shared_concepts + n_own_concepts, images_per_concept, rng)
+    concept, ids = _labels(sizes, "k")
+    n = concept.size
+    sc = float(concept_share)
+    memo = np.sqrt(sc) * rng.standard_normal(sizes.size)[concept] + np.sqrt(
+        1 - sc
+    ) * rng.standard_normal(n)
+
+    def latents() -> np.ndarray:
+        concept_part = rng.standard_normal((sizes.size, n_latent))[concept]
+        return np.sqrt(sc) * concept_part + np.sqrt(1 - sc) * rng.standard_normal((n, n_latent))
+
+    z_h = latents()
+    z_m = z_h if shared_representation else latents()
+
+    def channels(z: np.ndarray, n_ch: int, code: float) -> np.ndarray:
+        mix = rng.standard_normal((n_latent, n_ch)) / np.sqrt(n_latent)
+        direction = rng.standard_normal(n_ch)
+        direction /= np.linalg.norm(direction)
+        return (
+            z @ mix
+            + float(code) * memo[:, None] * direction[None, :] * np.sqrt(n_ch)
+            + float(noise) * rng.standard_normal((n, n_ch))
+        )
+
+    xh = channels(z_h, n_human_channels, human_code)
+    xm = channels(z_m, n_monkey_channels, monkey_code)
+    shared = concept < n_shared_concepts
+    score = 0.75 + 0.1 * memo
+    h_idx = np.flatnonzero(shared)
+    human = _cube(xh[h_idx], concept[h_idx], [ids[i] for i in h_idx], score[h_idx], prefix="k",
+                  dataset="things-fmri", subject="sub-sim", times=None)  # fmt: skip
+    monkey = _cube(xm, concept, ids, score, prefix="k", dataset="tvsd-normmua",
+                   subject="monkeySim", times=None)  # fmt: skip
+    for cube in (human, monkey):
+        cube.attrs.update(
+            human_code=float(human_code),
+            monkey_code=float(monkey_code),
+            shared_representation=bool(shared_representation),
+            seed=int(seed),
+        )
+    return human, monkey
 
 
 # --------------------------------------------------------------------------- specs

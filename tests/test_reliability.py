@@ -175,7 +175,7 @@ def test_noise_ceiling_grows_with_roi_size(backend):
     theory = [1.0 / (1.0 + n2 / (k * n_rep)) for k in (1, 8)]  # ROI mean of k channels
     np.testing.assert_allclose(rel, theory, atol=0.08)
     np.testing.assert_allclose(nc.ceiling_r.values, np.sqrt(rel))
-    np.testing.assert_allclose(nc.n_repeats.values, [4.0, 4.0])
+    np.testing.assert_allclose(nc.test_repeats.values, [4.0, 4.0])
     # matches the channel-level estimate of the single channel (same seed, same splits)
     single = split_half_reliability(cube, n_splits=10).values[0]
     assert rel[0] == pytest.approx(single, rel=1e-10)

@@ -206,6 +206,7 @@ def bridge(
     n_permutations: int = 1000,
     n_bootstrap: int = 1000,
     n_decoding_permutations: int = 200,
+    disjoint_concepts: bool = True,
     max_items: int = 2000,
     seed: int = 0,
     windows: Mapping[str, tuple[float, float]] | None = None,
@@ -231,6 +232,9 @@ def bridge(
         Resamples of the effects (and permutations of the RSA Mantel tests).
     n_decoding_permutations : int
         Permutations of :func:`cross_decode`.
+    disjoint_concepts : bool
+        :func:`cross_decode`: train the decoders on images of concepts the shared images
+        do not show.
     max_items, seed, windows
         Passed on.
 
@@ -318,6 +322,7 @@ def bridge(
             tgt_rois,
             n_permutations=n_decoding_permutations,
             seed=seed,
+            disjoint_concepts=disjoint_concepts,
             split=split,
             windows=windows,
         )

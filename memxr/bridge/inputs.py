@@ -16,7 +16,7 @@ import xarray as xr
 
 from ..features import pattern_features
 from ..reduce import UnknownROIError, default_rois, roi_reduce, window_reduce
-from ..schema import AREA_WINDOWS
+from ..schema import AREA_WINDOWS, coord_values
 
 
 def recording_name(cube: xr.Dataset) -> str:
@@ -110,7 +110,7 @@ def of_split(cube: xr.Dataset, split: str | None) -> xr.Dataset:
     cube = drop_repeats(cube)
     if split is None:
         return cube
-    labels = np.asarray(cube["split"].values).astype(str)  # small: one label per stimulus
+    labels = coord_values(cube, "split").astype(str)  # small: one label per stimulus
     return cube.isel(stimulus=np.flatnonzero(labels == split))
 
 
