@@ -346,8 +346,8 @@ def cross_decode(
     y = np.asarray(t_sh["memorability"].values, dtype=float)
     y_own = np.asarray(s_sel["memorability"].values[:n_own], dtype=float)
     rng_own, rng_target = (np.random.default_rng(q) for q in np.random.SeedSequence(seed).spawn(2))
-    own_perms = [models.grouped_permutation(own_groups, rng_own) for _ in range(n_permutations)]
-    perms = [models.grouped_permutation(groups, rng_target) for _ in range(n_permutations)]
+    own_perms = models.grouped_permutations(own_groups, rng_own, n_permutations)
+    perms = models.grouped_permutations(groups, rng_target, n_permutations)
     targets = np.stack([y_own] + [y_own[p] for p in own_perms], axis=1)
     s_rois, t_rois = roi_names(source, source_rois), roi_names(target, target_rois)
     trials = trials_label(target, split)
@@ -374,7 +374,7 @@ def cross_decode(
             pred = preds[:, 0]
             r = float(pearson(pred, y))
             null_r = _columns_r(preds[:, 1:], y) if n_permutations else np.zeros(0)
-            null_target = np.array([float(pearson(pred, y[p])) for p in perms])
+            null_target = _columns_r(y[perms].T, pred) if n_permutations else np.zeros(0)
             p_source, p_target = _p_greater(null_r, r), _p_greater(null_target, r)
             rows.append(
                 {

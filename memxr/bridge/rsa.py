@@ -352,13 +352,7 @@ def rsa(
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
     if level == "image":  # relabel within the concept structure (see the notes)
         concepts = fold_groups(h)
-        perms = np.array(
-            [
-                models.grouped_permutation(concepts, rng, pool_unique=False)
-                for _ in range(int(n_permutations))
-            ],
-            dtype=np.intp,
-        ).reshape(int(n_permutations), n)
+        perms = models.grouped_permutations(concepts, rng, int(n_permutations), pool_unique=False)
         scheme = "images within concepts, concepts of equal size exchanged"
     else:
         perms = rng.permuted(np.tile(np.arange(n), (int(n_permutations), 1)), axis=1)
