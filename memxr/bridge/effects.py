@@ -99,7 +99,8 @@ def shared_effects(
         One row per human ROI then per monkey area, columns :data:`EFFECT_COLUMNS`
         (``species`` "human" or "macaque"; ``p_fdr`` Benjamini-Hochberg over all rows
         of the pair and split, named in ``p_family``), then ``p_family``, ``trials``
-        (e.g. "single (train)", "mean of 12 (test)": of each row's own species), ``how``,
+        (e.g. "single (train)", "mean of 12 (test)": of each row's own species),
+        ``split`` (train, test or all), ``how``,
         ``n_channels``, ``stimulus_set`` (a hash of the shared stimulus ids in order:
         equal for every row) and ``groups``.
         ``attrs``: ``stimulus_ids`` (the shared images), ``n_shared``, the
@@ -165,6 +166,7 @@ def shared_effects(
             f" the pair on its shared {split or 'all'} images",
             "trials": [trials_label(human, split)] * xh.sizes["roi"]
             + [trials_label(monkey, split)] * xm.sizes["roi"],
+            "split": split or "all",
             "how": how,
             "n_channels": np.r_[xh["n_channels"].values, xm["n_channels"].values].astype(np.int64),
             "stimulus_set": set_hash(ids),
