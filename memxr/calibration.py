@@ -243,7 +243,7 @@ CHECKS: dict[str, Check] = {
     for c in (
         Check("correlate_p", "fpr", "correlate: permutation p (Pearson/Spearman, concepts)",
               _correlate_p),
-        Check("correlate_ci", "coverage", "correlate: concept bootstrap 95% CI, r = 0.10",
+        Check("correlate_ci", "coverage", "correlate: jackknife 95% CI, r = 0.10, 150-300 concepts",
               _correlate_ci),
         Check("correlation_map_fwer", "fpr", "correlation_map: any p_fdr of 8 null channels",
               _correlation_map_fwer),
