@@ -487,3 +487,31 @@ def test_chance_p_fdr_over_the_rows_of_a_fit(in_process):
 
     np.testing.assert_allclose(t.chance_p_fdr, scipy.stats.false_discovery_control(t.chance_p))
     assert t.p_family.nunique() == 1 and "4 feature set x model rows" in t.p_family.iloc[0]
+
+
+def test_unknown_concepts_are_singletons_in_folds_permutations_and_statistics():
+    """One grouping everywhere: images of unknown concept ("") are groups of their own in the
+    folds, the permutations and the correlation statistics (never one pooled concept)."""
+    from memxr.bridge.inputs import concept_groups
+    from memxr.stats.inputs import group_codes, stimulus_inputs
+
+    labels = np.array(["a", "a", "", "b", "b", "", ""], dtype=object)
+    codes = group_codes(labels)
+    assert codes.tolist() == [0, 0, 2, 1, 1, 3, 4]
+    x = xr.DataArray(np.arange(7.0), dims="stimulus")
+    inp = stimulus_inputs(x, np.arange(7.0) ** 2, None, labels, "pearson", "stimulus")
+    np.testing.assert_array_equal(inp.codes, codes)
+    folds, _ = make_folds(7, labels, cv=("grouped", 5), seed=0)
+    fold_of = np.empty(7, int)
+    for k, (_, te) in enumerate(folds):
+        fold_of[te] = k
+    assert len({fold_of[i] for i in (2, 5, 6)}) > 1  # the unknown images are split up
+    # unknown images are singletons: they trade values with the known singletons c and d,
+    # never as a block of two with the concept "a" of two images
+    small = np.array(["a", "a", "", "", "c", "d"], dtype=object)
+    perms = [grouped_permutation(small, np.random.default_rng(s)) for s in range(30)]
+    assert any(set(p[[2, 3]]) & {4, 5} for p in perms)
+    assert all(set(p[[0, 1]]) == {0, 1} for p in perms)
+    cube = example_cube(n_stimulus=7).assign_coords(concept=("stimulus", text_coord(labels)))
+    groups = concept_groups(cube)
+    np.testing.assert_array_equal(group_codes(groups) == group_codes(groups)[2], codes == 2)

@@ -20,6 +20,7 @@ import xarray as xr
 
 from .. import align, models
 from ..schema import trials_label
+from ..stats.inputs import group_codes
 from ..stats.kernels import fdr_kernel, pearson
 from .inputs import (
     drop_repeats,
@@ -76,7 +77,7 @@ def _matrix(features: xr.DataArray) -> np.ndarray:
 
 def _inner(groups: np.ndarray, seed: int) -> list | None:
     """Concept-grouped inner folds for choosing ridge's alpha (None: too few concepts)."""
-    k = min(3, int(np.unique(groups.astype(str)).size))
+    k = min(3, int(group_codes(groups).max()) + 1)
     if k < 2:
         return None
     return models.make_folds(groups.size, groups, cv=k, seed=seed)[0]
@@ -335,9 +336,10 @@ def cross_decode(
             **info,
         )
     groups = fold_groups(t_sh)
-    if np.unique(groups).size < n_splits:
+    n_groups = int(group_codes(groups).max()) + 1
+    if n_groups < n_splits:
         return _empty_decoding(
-            f"the shared images span {np.unique(groups).size} concepts, fewer than"
+            f"the shared images span {n_groups} concepts, fewer than"
             f" n_splits={n_splits}",
             **info,
         )

@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.stats
 import xarray as xr
 
@@ -63,11 +62,13 @@ def group_codes(labels) -> np.ndarray:
     unknown = np.array(
         [g is None or (isinstance(g, float) and g != g) or str(g) == "" for g in arr], dtype=bool
     )
-    codes = np.full(arr.size, -1, dtype=np.int64)
-    if (~unknown).any():
-        codes[~unknown] = pd.factorize(pd.Series(arr[~unknown].astype(str)))[0]
-    first = int(codes.max(initial=-1)) + 1
-    codes[unknown] = first + np.arange(int(unknown.sum()))
+    # a dict of str labels, not pandas' or numpy's string hashing, which cut at a NUL
+    index: dict[str, int] = {}
+    codes = np.array(
+        [-1 if u else index.setdefault(str(g), len(index)) for g, u in zip(arr, unknown, strict=True)],
+        dtype=np.int64,
+    )
+    codes[unknown] = len(index) + np.arange(int(unknown.sum()))
     return codes
 
 
