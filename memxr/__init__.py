@@ -47,7 +47,7 @@ from .errors import InputError
 from .provenance import __version__
 from .reduce import roi_reduce, window_reduce
 from .schema import SchemaError, validate
-from .store import open_cube, write_cube
+from .store import open_cube, validate_store, write_cube
 
 _LAZY = {
     "attach_labels": "align",
@@ -75,6 +75,7 @@ __all__ = [
     "roi_reduce",
     "schema",
     "validate",
+    "validate_store",
     "window_reduce",
     "write_cube",
     *_LAZY,

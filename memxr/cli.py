@@ -1,7 +1,11 @@
-"""The ``memxr`` command: synth, ingest, info, validate, export, run.
+"""The ``memxr`` command: synth, ingest, info, validate, export, run, clean.
 
-Every command exits 0 only on success; bad input prints one line naming the
-file and the field to stderr and exits 2, leaving no store behind.
+Every command exits 0 only on success; bad input (also a store with bad chunks)
+prints one line naming the file and the field to stderr and exits 2, leaving no
+store behind. An output that another writer is writing (another ``memxr ingest``,
+``export`` or ``run`` on the same ``--out``) is refused with one line naming the
+holder (host, pid, since), exit 75 (``EX_TEMPFAIL``: try again later), and is
+left untouched.
 
 Examples
 --------
@@ -23,6 +27,7 @@ from .provenance import __version__
 __all__ = ["build_parser", "main"]
 
 EXIT_BAD_INPUT = 2
+EXIT_BUSY = 75
 
 
 def _add_label_args(p: argparse.ArgumentParser) -> None:
@@ -66,8 +71,26 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("store")
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
-    p = sub.add_parser("validate", help="check a store against the cube schema")
+    p = sub.add_parser("validate", help="check a store against the cube schema (and its chunks)")
     p.add_argument("store")
+    p.add_argument(
+        "--deep",
+        action="store_true",
+        help="read every chunk and check its size and checksum (on the Dask client if any)",
+    )
+    p.add_argument(
+        "--inputs",
+        type=Path,
+        action="append",
+        metavar="DIR",
+        help="with --deep: folder of the raw files, compared with their recorded SHA-256 "
+        "(repeat for files in several folders)",
+    )
+
+    p = sub.add_parser(
+        "clean", help="remove partials and locks left by killed writes of a store or run folder"
+    )
+    p.add_argument("output", type=Path, help="store, file or run folder")
 
     p = sub.add_parser("export", help="copy a store as a netCDF-4 file or a Zarr format 2 store")
     p.add_argument("store", help="store path or fsspec URL")
@@ -137,17 +160,42 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .store import format_info, store_info
+    from .store.info import format_leftovers, leftover_info
 
-    info = store_info(args.store)
+    try:
+        info = store_info(args.store)
+    except InputError:
+        left = [] if "://" in str(args.store) else leftover_info(args.store)
+        if left:  # no store, but what a killed or running write left beside it
+            print(json.dumps(left, indent=1) if args.json else "\n".join(format_leftovers(left)))
+        raise
     print(json.dumps(info, indent=1, default=str) if args.json else format_info(info))
     return 0
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from .store import open_cube
+    from .store import validate_store
 
-    ds = open_cube(args.store)
-    print(f"{args.store}: valid {ds.attrs.get('dataset')} cube {dict(ds.sizes)}")
+    if args.inputs and not args.deep:
+        raise InputError(args.inputs[0], "--inputs", "applies to --deep only")
+    report = validate_store(args.store, deep=args.deep, inputs=args.inputs)
+    for line in report.problems:
+        print(line, file=sys.stderr)
+    if not report.ok:
+        n = len(report.problems)
+        raise InputError(args.store, "validate", f"{n} problem{'s' * (n > 1)} (listed above)")
+    print("\n".join(report.summary()))
+    return 0
+
+
+def _clean(args: argparse.Namespace) -> int:
+    from .store.atomic import clean
+
+    removed = clean(args.output)
+    for p in removed:
+        print(f"removed {p}")
+    n = len(removed)
+    print(f"{args.output}: {f'{n} leftovers of killed writes removed' if n else 'nothing to remove'}")
     return 0
 
 
@@ -200,6 +248,7 @@ COMMANDS = {
     "validate": _validate,
     "export": _export,
     "run": _run,
+    "clean": _clean,
 }
 
 
@@ -207,10 +256,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``memxr`` command; returns the exit code (0 only on success)."""
     from .reduce import UnknownROIError
     from .schema import SchemaError
+    from .store.atomic import OutputLockedError
 
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except OutputLockedError as e:
+        print(f"memxr: error: {e}", file=sys.stderr)
+        return EXIT_BUSY
     except (InputError, SchemaError, UnknownROIError, FileNotFoundError) as e:
         msg = str(e).splitlines()
         print(f"memxr: error: {msg[0] if len(msg) == 1 else '; '.join(msg)}", file=sys.stderr)

@@ -176,26 +176,25 @@ def _pca_numpy(x: np.ndarray, n_components: int, seed: int) -> tuple[np.ndarray,
 
 
 def _pca_dask(x, n_components: int, seed: int):
-    """PCA of a dask array: a randomized SVD with QR-normalised power iterations.
+    """Randomized PCA of a dask array (rows are observations) without loading it.
 
-    Unnormalised power iterations (dask-ml's randomized PCA, ``(X X^T)^q X``) grow like
-    ``sigma_max ** (2 q + 1)`` and overflow float32 on real pattern matrices (8,740 x
-    45,315 betas); orthonormalising each iteration keeps every intermediate of order one.
-    Computed in float64; the fit (components, mean, variances) is computed, the scores
-    stay lazy.
+    :func:`dask.array.linalg.svd_compressed` with 4 power iterations and
+    ``iterator="QR"``: each product with the data is orthonormalised (tsqr) before
+    the next, so the iterations cannot overflow as the unnormalised ``(X X^T)^q X``
+    does on large float32 matrices; the data are cast to float64 block by block.
     """
     import dask
     import dask.array as da
 
     x = x.rechunk({1: -1}).astype(np.float64)
-    mean = x.mean(axis=0)
-    centred = x - mean
-    _, sv, vt = da.linalg.svd_compressed(
-        centred, k=n_components, iterator="QR", n_power_iter=4, n_oversamples=10, seed=seed
+    n = x.shape[0]
+    centered = x - x.mean(axis=0)
+    _, s, v = da.linalg.svd_compressed(
+        centered, n_components, iterator="QR", n_power_iter=4, seed=seed
     )
-    total = (centred * centred).sum()
-    sv, vt, mean, total = dask.compute(sv, vt, mean, total)
-    return (x - mean) @ vt.T, np.asarray(sv**2 / total)
+    s, v, total = dask.compute(s, v, (centered**2).sum() / (n - 1))
+    ratio = s**2 / (n - 1) / total
+    return centered @ v.T, np.asarray(ratio)
 
 
 def _pca(data: xr.DataArray, n_components: int, seed: int) -> xr.DataArray:

@@ -124,14 +124,14 @@ def scheduler(work):
             "scheduler --host 127.0.0.1 --port 0 --dashboard-address 127.0.0.1:0"
             " --scheduler-file {file}",
         )
-        _wait(lambda: sched_file.exists(), "the scheduler file")
+        _wait(lambda: _address(sched_file) is not None, "the scheduler file")
         for i in range(2):
             start(
                 f"w{i}",
                 f"worker --scheduler-file {{file}} --nthreads 1 --no-nanny --name w{i}"
                 " --memory-limit 2GB",
             )
-        address = json.loads(sched_file.read_text())["address"]
+        address = _address(sched_file)
         with get_client(scheduler=address) as observer:
             _wait(lambda: len(observer.scheduler_info()["workers"]) == 2, "two workers")
         yield {"address": address, "file": sched_file, "workers": procs[1:]}
@@ -142,6 +142,14 @@ def scheduler(work):
             p.wait(timeout=30)
         for f in files:
             f.close()
+
+
+def _address(sched_file: Path) -> str | None:
+    """The scheduler address in its file, None until the file is written completely."""
+    try:
+        return json.loads(sched_file.read_text())["address"]
+    except (OSError, ValueError, KeyError):
+        return None
 
 
 def _wait(condition, what: str, timeout: float = 60) -> None:

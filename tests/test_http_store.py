@@ -141,6 +141,8 @@ def test_cli_validate_and_open_cube_over_http(served, fmt, capsys):
     assert main(["validate", url]) == 0
     assert capsys.readouterr().out == (
         f"{url}: valid things-fmri cube {{'stimulus': 8, 'channel': 5, 'roi': 1}}\n"
+        f"{url}: metadata and coordinates checked; "
+        "--deep reads every data chunk and checks its checksum\n"
     )
     cube = open_cube(url)
     assert type(cube["stimulus_id"].values[0]) is str

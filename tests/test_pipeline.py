@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import socket
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -12,10 +17,11 @@ import pytest
 import xarray as xr
 import yaml
 
-from memxr.cli import main
+from memxr.cli import EXIT_BUSY, main
 from memxr.pipeline import plan, run, versions
 from memxr.pipeline.spec import load_spec
 from memxr.provenance import sha256_file
+from memxr.store.atomic import FileLock
 from memxr.testing import write_spec
 
 # Leading columns of each table, as the results contract orders them.
@@ -29,6 +35,7 @@ COLUMNS = {
     "bridge_rsa": "pair level human_roi monkey_area rsa_r p p_fdr n_items",
     "bridge_decoding": "pair direction train_features test_features pearson_r spearman_rho p n",
 }
+ENV = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
 STEPS = [
     "ingest:sub-01",
     "ingest:monkeyN",
@@ -96,10 +103,14 @@ def test_first_run_writes_every_output(first):
             assert len(table) > 0, name
     for name in ("correlations", "timecourse", "models", "bridge"):
         assert (out / "results" / f"{name}.zarr").is_dir()
+    for meta in [*(out / "results").rglob("zarr.json"), *(out / "magnitudes").rglob("zarr.json")]:
+        node = json.loads(meta.read_text())
+        if node.get("node_type") == "array":  # every chunk of a result ends with its CRC-32C
+            assert node["codecs"][-1]["name"] == "crc32c", meta
     assert {p.name for p in (out / "figures").glob("*.png")} >= {"correlations.png"}
     html = (out / "report.html").read_text()
     assert "<h1>tiny run</h1>" in html and "data:image/png;base64," in html
-    assert not list(out.rglob(".*.tmp-*")), "temporary files left behind"
+    assert not list(out.rglob(".*.partial-*")), "temporary files left behind"
 
 
 def test_planted_effects(first):
@@ -268,6 +279,49 @@ def test_cli_run(first, work, capsys):
     assert all(f"skip {s} (cached)" in printed for s in STEPS)
 
 
+def test_two_concurrent_runs(first, work, client, paused):
+    """The issue's finding 1: a second `memxr run` on one --out while the first runs is
+    refused with one line naming the first and touches nothing; the first's tables are
+    right and nothing is left behind."""
+    out, _ = first
+    twice = work / "out-twice"
+    shutil.copytree(out, twice)
+    for folder in ("results", "tables"):  # the analyses run again, ingests stay cached
+        shutil.rmtree(twice / folder)
+    argv = [sys.executable, "-m", "memxr.cli", "run", work / "tiny.yaml", "--out", twice,
+            "--scheduler", client.scheduler.address]  # fmt: skip
+    a = paused(argv, "stdout")  # stops at its first line, printed holding the lock of OUT
+
+    def holds() -> bool:
+        h = FileLock(twice).holder()
+        return h is not None and h.pid == a.pid and h.alive
+
+    a.wait_until(holds, "the lock of OUT")
+    before = _files(work)
+    b = subprocess.run(
+        [str(x) for x in argv], capture_output=True, text=True, env=ENV, timeout=300
+    )
+    assert b.returncode == EXIT_BUSY and b.stdout == ""
+    assert b.stderr.startswith(
+        f"memxr: error: out-twice: out: being written by pid {a.pid} on "
+        f"{socket.gethostname()} since 20"
+    )
+    assert b.stderr.count("\n") == 1
+    assert _files(work) == before  # the second run touched nothing
+    assert a.resume() == 0
+    assert "run  models" in a.text and "skip ingest:sub-01 (cached)" in a.text
+    assert _tables(twice) == _tables(out)
+    assert not [p for p in work.rglob("*") if ".partial-" in p.name or p.name.endswith(".lock")]
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {
+        str(p.relative_to(folder)): (p.stat().st_size, p.stat().st_mtime_ns)
+        for p in sorted(folder.rglob("*"))
+        if p.is_file()
+    }
+
+
 def test_cli_run_bad_spec(work, capsys):
     spec = write_spec(work, "bad.yaml", models={"cv": "five"})
     assert main(["run", str(spec)]) == 2
@@ -327,3 +381,35 @@ def test_model_target_leaves_out_stimuli_with_missing_features():
     b = a.copy(data=np.array([[1.0, 1], [np.nan, 1], [1, 1], [1, 1]]))
     y = _target({"a": a, "b": b})
     assert np.isnan(y.values).tolist() == [False, True, True, False]
+
+
+@pytest.mark.parametrize("progress", [False, True])
+def test_compute_keeps_variables_that_feed_others(client, progress):
+    """A Dataset whose variable feeds another through blockwise layers (the noise ceiling of
+    the magnitudes step is sqrt of the reliability) comes back whole from the cluster."""
+    import dask.array as da
+    import numpy as np
+
+    from memxr.pipeline.core import Context, compute
+
+    x = xr.DataArray(da.ones((4, 3), chunks=(2, 3)), dims=("a", "b"))
+    rel = (x + 3).transpose("b", "a")
+    ds = xr.Dataset({"reliability": rel, "ceiling_r": np.sqrt(rel)})
+    ctx = Context(spec=None, out=Path("."), client=client, log=print, progress=progress)
+    box: dict = {}
+
+    def work():
+        try:
+            box["out"] = compute(ctx, ds)
+        except BaseException as e:  # noqa: BLE001 - re-raised below
+            box["error"] = e
+
+    thread = threading.Thread(target=work, daemon=True)
+    thread.start()
+    thread.join(120)  # a progress bar on a cancelled future never returns
+    if "error" in box:
+        raise box["error"]
+    assert "out" in box, "compute did not return"
+    out = box["out"]
+    assert out.reliability.shape == (3, 4) and float(out.reliability.max()) == 4.0
+    np.testing.assert_array_equal(out.ceiling_r.values, np.full((3, 4), 2.0))

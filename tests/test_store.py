@@ -31,6 +31,7 @@ from memxr.store import (
     chunk_plan,
     fingerprint,
     format_info,
+    leftovers,
     open_cube,
     store_info,
     write_cube,
@@ -381,6 +382,14 @@ def test_failure_leaves_nothing_under_the_final_name(tmp_path):
     assert lines[0].startswith("# memxr progress ") and len(lines) == 1 + 2  # 2 regions done
 
 
+def test_durable_write(tmp_path):
+    """durable=True fsyncs every region's chunk files before logging it (same store)."""
+    cube = make_cube(n_time=7)
+    path = write_cube(cube, tmp_path / "c.zarr", chunk_bytes=24 * 4 * 12, durable=True, progress=False)  # fmt: skip
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr"]
+    np.testing.assert_array_equal(open_cube(path)["response"].values, cube["response"].values)
+
+
 def test_overwrite_replaces_only_at_the_end(tmp_path):
     path = tmp_path / "c.zarr"
     old = lazy_cube(seed=1)
@@ -443,12 +452,16 @@ def test_resume_after_sigkill(tmp_path):
     done = _log_regions(partial)
     n_chunks, n_regions = 16, 16 // REGION_CHUNKS
     assert 1 <= len(done) < n_regions
+    # the killed writer left its partial and its lock file; the system released the lock
+    left = {x["name"]: x["holder"] for x in leftovers(path)}
+    assert sorted(left) == [".c.zarr.lock", partial.name]
+    assert {(h.pid, h.alive) for h in left.values()} == {(proc.pid, False)}
 
     CALLS.clear()
     cube = lazy_cube()
     write_cube(cube, path, chunk_bytes=lazy_chunk_bytes(), progress=False)
     assert len(CALLS) == n_chunks - REGION_CHUNKS * len(done)  # finished regions skipped
-    assert not _partials(path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.zarr"]  # lock taken over, removed
 
     ref = write_cube(cube, tmp_path / "ref.zarr", chunk_bytes=lazy_chunk_bytes(), progress=False)
     a, b = xr.open_zarr(path), xr.open_zarr(ref)
@@ -555,7 +568,8 @@ def test_inputs_future_and_store_info(tmp_path):
         "dtype": "float32",
         "shape": [24, 10, 7],
         "chunks": [24, 4, 3],
-        "codec": "none",
+        "codec": "crc32c",
+        "checksum": True,
     }
     assert info["variables"]["response_repeats"]["dtype"] == "float64"
     assert info["coords"]["stimulus_id"]["dtype"] == "str"

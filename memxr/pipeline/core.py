@@ -174,6 +174,17 @@ def text_vars(ds: xr.Dataset) -> xr.Dataset:
     return ds
 
 
+def _checksummed(ds: xr.Dataset) -> dict:
+    """Encoding of a result store's variables: small, Zstandard-compressed, CRC-32C checked.
+
+    Result stores are small (stimuli x ROIs [x time bins]), so Zarr's own codecs are used,
+    with the checksum every cube store carries (:data:`memxr.store.layout.CHECKSUM`).
+    """
+    from ..store.layout import coord_compressors
+
+    return {str(name): {"compressors": coord_compressors(3)} for name in ds.variables}
+
+
 def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None:
     """Datasets as the groups of one Zarr store (root attrs: provenance), atomically."""
     from ..store.layout import quiet_zarr
@@ -184,8 +195,11 @@ def write_tree(groups: dict[str, xr.Dataset], target: Path, attrs: dict) -> None
         for v in ds.variables.values():
             v.encoding = {}
         tree[name] = ds
+    encoding = {f"/{name}": _checksummed(ds) for name, ds in tree.items() if name != "/"}
     with atomic_path(target) as tmp, quiet_zarr():
-        xr.DataTree.from_dict(tree).to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        xr.DataTree.from_dict(tree).to_zarr(
+            tmp, mode="w", zarr_format=3, consolidated=True, encoding=encoding
+        )
 
 
 def write_zarr(ds: xr.Dataset, target: Path) -> None:
@@ -196,7 +210,7 @@ def write_zarr(ds: xr.Dataset, target: Path) -> None:
     for v in ds.variables.values():
         v.encoding = {}
     with atomic_path(target) as tmp, quiet_zarr():
-        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True)
+        ds.to_zarr(tmp, mode="w", zarr_format=3, consolidated=True, encoding=_checksummed(ds))
 
 
 def write_csv(df: pd.DataFrame, target: Path) -> None:
@@ -225,16 +239,23 @@ def store_inputs(path: Path) -> list[dict]:
 
 
 def compute(ctx: Context, obj: Any) -> Any:
-    """Compute a dask-backed object on the client (with a progress bar on a terminal)."""
+    """Compute a dask-backed object on the client (with a progress bar on a terminal).
+
+    The object is persisted on the cluster and then computed, one dask collection per
+    variable, rather than passed to ``client.compute`` as one collection: with
+    dask/distributed >= 2025.4 that single-collection path finalizes a Dataset through
+    ``HLGFinalizeCompute``, whose blockwise fusion can fuse away a variable that another
+    variable is computed from (``FutureCancelledError: lost dependencies``).
+    """
     if ctx.client is None:
         return obj.compute()
-    fut = ctx.client.compute(obj)
+    obj = ctx.client.persist(obj)
     if ctx.progress:
         from distributed import progress
 
-        progress(fut)
+        progress(obj)
         print(file=sys.stderr)
-    return fut.result()
+    return obj.compute(scheduler=ctx.client)
 
 
 def load_state(out: Path) -> dict:

@@ -19,7 +19,7 @@ from typing import Any
 from ..errors import InputError
 from ..provenance import now_utc
 from ..readers import SOURCES
-from ..store.atomic import remove_path
+from ..store.atomic import output_lock, remove_path
 from .core import ANALYSIS_OUTPUTS, Context, Step, load_state, save_state, step_key
 from .spec import Spec, load_spec
 from .steps import (
@@ -299,13 +299,52 @@ def run(
     ------
     memxr.pipeline.spec.SpecError
         For an invalid spec, before anything runs.
+    memxr.store.atomic.OutputLockedError
+        When another run is writing ``out`` (one line naming it; ``out`` is untouched).
+
+    Notes
+    -----
+    The whole run holds the writer lock of ``out`` (:func:`memxr.store.atomic.output_lock`:
+    ``.NAME.lock`` beside it, released by the operating system if the run is killed, so
+    a rerun takes over and resumes from the cached steps).
     """
-    from .cluster import cluster_client, dashboard_link
 
     spec = load_spec(spec_path)
     out_dir = Path(out) if out is not None else Path("runs") / spec.name
     say = log or (lambda msg: print(msg, flush=True))
     steps = plan(spec, out_dir)
+    with output_lock(out_dir):  # one run per OUT: a second one is refused, OUT untouched
+        _run_locked(
+            spec,
+            steps,
+            out_dir,
+            say,
+            client=client,
+            cluster=cluster,
+            scheduler=scheduler,
+            workers=workers,
+            threads_per_worker=threads_per_worker,
+            progress=progress,
+        )
+    return out_dir
+
+
+def _run_locked(
+    spec: Spec,
+    steps: list[Step],
+    out_dir: Path,
+    say: Callable[[str], None],
+    *,
+    client: Any,
+    cluster: str | None,
+    scheduler: str | None,
+    workers: int | None,
+    threads_per_worker: int,
+    progress: bool | None,
+) -> None:
+    """The body of :func:`run`, holding the writer lock of OUT."""
+    from .cluster import cluster_client, dashboard_link
+
     out_dir.mkdir(parents=True, exist_ok=True)
     say(f"memxr run {spec.name} (spec {spec.spec_hash[:12]}) -> {out_dir}")
     if client is not None:
@@ -328,7 +367,6 @@ def run(
             for i, step in enumerate(steps, 1):
                 _execute(ctx, step, f"[{i:>2}/{len(steps)}]")
     say(f"finished in {time.perf_counter() - t0:.1f} s: {out_dir / 'report.html'}")
-    return out_dir
 
 
 @contextlib.contextmanager

@@ -125,7 +125,7 @@ def _usable(
     if out.empty:
         return no_data_figure(title, "all values are NaN")
     for name in out.columns:
-        if out[name].dtype == object or name in _LABELS:
+        if out[name].dtype.kind == "O" or name in _LABELS:  # object, or pandas 3 "str"
             out[name] = out[name].astype(object).where(out[name].notna(), "").astype(str)
     return out
 

@@ -44,6 +44,26 @@ the data values themselves (dims, sizes, dtypes, chunks, codec, Zarr format,
 attributes but ``created``, coordinate values): rewriting a cube whose data
 changed but nothing else requires removing the partial first.
 
+One writer per output: the whole write holds the store's writer lock
+(:func:`output_lock`, ``.NAME.lock`` beside it, released by the operating system
+when the writer dies), as do exports, catalog updates and ``memxr run`` on its
+OUT. A second writer is refused with one line naming the holder
+(:class:`OutputLockedError`: host, pid, since) and touches nothing; the partial
+of a dead writer is resumed by the next one. :func:`leftovers` lists what killed
+writes left beside an output, :func:`clean` removes it (``memxr info``,
+``memxr clean``).
+
+Checksums
+---------
+In Zarr format 3 every chunk ends with its CRC-32C (:data:`CHECKSUM`, Zarr's
+``crc32c`` codec, so any Zarr reader checks it). memxr writes data chunks with
+their checksum at the disk's pace (:class:`~memxr.store.chunks.ChunkWriter`), writes
+every chunk (so a missing one is an error, not NaN), and a bad chunk raises
+:class:`ChunkError` naming the store, the variable and the chunk key, in the
+computation that reads it. :func:`validate_store` with ``deep=True`` reads every
+chunk (``memxr validate --deep``) and compares the raw inputs with their recorded
+SHA-256. Zarr format 2 copies carry no checksums (``memxr info`` says so).
+
 Examples
 --------
 >>> import tempfile, pathlib
@@ -57,29 +77,50 @@ Examples
 store      cube.zarr (zarr v3, ...)
 
 Modules: :mod:`.layout` (chunk plan, codecs, fingerprint), :mod:`.write`, :mod:`.access`
-(opening local paths and fsspec URLs), :mod:`.info` (what a store holds), :mod:`.atomic`
-(the one way files and folders are put into place), :mod:`.catalog` (a table of stores) and
-:mod:`.export` (netCDF-4 and Zarr 2 copies).
+(opening local paths and fsspec URLs), :mod:`.chunks` (chunks written with their checksum,
+verified and named when bad), :mod:`.validate` (deep validation), :mod:`.info` (what a
+store holds and what is left beside it), :mod:`.atomic` (the one way files and folders
+are put into place: writer lock, partial, rename), :mod:`.catalog` (a table of stores)
+and :mod:`.export` (netCDF-4 and Zarr 2 copies).
 
 May import: numpy, pandas, xarray, dask, zarr, fsspec, :mod:`memxr.schema`,
 :mod:`memxr.errors` and :mod:`memxr.provenance`; never readers or analyses.
 """
 
 from .access import open_cube
+from .atomic import OutputLockedError, clean, leftovers, output_lock
+from .chunks import ChunkError
 from .info import format_info, store_info
-from .layout import CHUNK_BYTES, CODEC, PROGRESS_LOG, chunk_plan, compressors, fingerprint
+from .layout import (
+    CHECKSUM,
+    CHUNK_BYTES,
+    CODEC,
+    PROGRESS_LOG,
+    chunk_plan,
+    compressors,
+    fingerprint,
+)
+from .validate import StoreReport, validate_store
 from .write import REGION_CHUNKS, write_cube
 
 __all__ = [
+    "CHECKSUM",
     "CHUNK_BYTES",
     "CODEC",
     "PROGRESS_LOG",
     "REGION_CHUNKS",
+    "ChunkError",
+    "OutputLockedError",
+    "StoreReport",
     "chunk_plan",
+    "clean",
     "compressors",
     "fingerprint",
     "format_info",
+    "leftovers",
     "open_cube",
+    "output_lock",
     "store_info",
+    "validate_store",
     "write_cube",
 ]

@@ -1,5 +1,10 @@
 """Opening cube stores: local paths and fsspec URLs, lazily, with one-line errors.
 
+The dask arrays of a store's variables read their chunks through
+:func:`memxr.store.chunks.read_block`: a chunk that fails its checksum, is truncated or
+is missing raises :class:`memxr.store.chunks.ChunkError` naming the store, the variable
+and the chunk key, in whichever computation first reads it.
+
 Examples
 --------
 >>> store_name("https://host/data/cube.zarr/"), is_url("cube.zarr")
@@ -8,24 +13,23 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 from typing import Any
 
 import xarray as xr
 import zarr
+from dask.base import tokenize
 
 from ..errors import InputError
 from ..schema import validate
-from .layout import loaded_coords, quiet_zarr
+from .chunks import ArrayLayout, first_problem, read_block
+from .layout import is_url, loaded_coords, quiet_zarr
 
 __all__ = ["open_cube"]
 
 _COORD_LOAD_BYTES = 256 << 20
-
-
-def is_url(path_or_url: str | os.PathLike) -> bool:
-    return isinstance(path_or_url, str) and "://" in path_or_url
 
 
 def _remote_errors() -> tuple[type[BaseException], ...]:
@@ -64,10 +68,60 @@ def open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
         raise InputError(store_name(path_or_url), "store", "is not a Zarr store") from e
     except _remote_errors() as e:
         raise InputError(store_name(path_or_url), "store", f"cannot be read: {e}") from e
+    except ValueError as e:  # a coordinate read at opening (an index) did not decode
+        raise _explained(path_or_url, storage_options, e) from e
 
 
 def store_name(path_or_url) -> str:
     return str(path_or_url).rstrip("/").rsplit("/", 1)[-1]
+
+
+def _explained(path_or_url, storage_options, error: BaseException) -> BaseException:
+    """The bad chunk behind an error of reading small arrays (coordinates), or the error."""
+    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+    try:
+        group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+        layouts = [
+            ArrayLayout.of(group, path_or_url, name, storage_options)
+            for name, arr in sorted(group.arrays())
+            if arr.nbytes <= _COORD_LOAD_BYTES
+        ]
+    except Exception:  # noqa: BLE001 - nothing to add to the original error
+        return error
+    return first_problem(layouts) or error
+
+
+def _checked_dask(
+    ds: xr.Dataset, path_or_url, chunks: Any, storage_options: dict | None
+) -> xr.Dataset:
+    """Data variables (and coordinates too large to load) as dask arrays reading each chunk
+    through :func:`memxr.store.chunks.read_block`."""
+    kwargs = {"storage_options": storage_options} if is_url(path_or_url) else {}
+    group = zarr.open_group(os.fspath(path_or_url), mode="r", **kwargs)
+    stamp = None if is_url(path_or_url) else os.stat(path_or_url).st_mtime_ns
+    lazy = list(ds.data_vars) + [n for n, c in ds.coords.items() if c.nbytes > _COORD_LOAD_BYTES]
+    out = ds.copy()
+    for name in lazy:
+        var = ds[name].variable
+        preferred = var.encoding.get("preferred_chunks") or {}
+        if chunks is None or (isinstance(chunks, dict) and not chunks):
+            spec: Any = dict(preferred)
+        elif isinstance(chunks, dict):
+            spec = {**preferred, **{d: c for d, c in chunks.items() if d in var.dims}}
+        else:
+            spec = chunks
+        layout = ArrayLayout.of(group, path_or_url, str(name), storage_options)
+        token = tokenize(os.fspath(path_or_url), stamp, str(name), spec)
+        chunked = var.chunk(
+            spec,
+            name=f"{store_name(path_or_url)}-{name}-{token}",
+            from_array_kwargs={"getitem": functools.partial(read_block, layout=layout)},
+        )
+        if name in ds.data_vars:
+            out[name] = chunked
+        else:
+            out = out.assign_coords({name: chunked})
+    return out
 
 
 def open_cube(
@@ -114,8 +168,12 @@ def open_cube(
     ...
     memxr.errors.InputError: nope.zarr: store: does not exist
     """
-    ds = open_raw(path_or_url, {} if chunks is None else chunks, storage_options)
-    ds = loaded_coords(ds, _COORD_LOAD_BYTES)
+    ds = open_raw(path_or_url, None, storage_options)
+    try:
+        ds = loaded_coords(ds, _COORD_LOAD_BYTES)
+    except ValueError as e:
+        raise _explained(path_or_url, storage_options, e) from e
+    ds = _checked_dask(ds, path_or_url, chunks, storage_options)
     validate(ds, name=str(path_or_url))
     for key in ("stimulus_id", "repeat_stimulus_id"):
         if key in ds.coords and key not in ds.xindexes:

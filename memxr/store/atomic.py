@@ -1,9 +1,52 @@
-"""Putting a new file or folder into place atomically: the one way memxr publishes an output.
+"""Writing an output: under a writer lock, into a partial, published by one rename.
 
 Every output memxr writes (a cube store, a result store, a table, a netCDF file, a catalog,
-a report, a run's state) is built complete under a temporary sibling name and renamed onto
-its final name, so a reader sees either the old output or the complete new one, never a half
-one, also when the writer is killed.
+a report, a run's state, a run folder) follows one protocol:
+
+1. its writer takes the output's **writer lock** (:func:`output_lock`); a second writer of
+   the same output is refused with one line naming the holder (:class:`OutputLockedError`),
+   before it touches anything;
+2. the output is built complete under a temporary sibling name (:func:`partial_path`);
+3. it is renamed onto its final name (:func:`publish`), so a reader sees either the old
+   output or the complete new one, never a half one, also when the writer is killed;
+4. the lock is released (and its file removed).
+
+Whatever a killed writer leaves (its partial, its lock file) is resumed or removed by the
+next writer of the same output, and listed and removed by :func:`leftovers` and
+:func:`clean` (``memxr info``, ``memxr clean``).
+
+Writer locks
+------------
+A lock belongs to one output (a store, a file or a run folder) and is held for the whole
+write. :class:`OutputLock` is the interface, :class:`FileLock` its implementation on a
+local (or NFS) file system:
+
+* the lock is ``fcntl.flock`` on ``.NAME.lock`` beside the output, which also holds the
+  holder (:class:`Holder`: host, pid and start time, as JSON). The operating system
+  releases it when the holder dies, however it dies (``kill -9``, the OOM killer), so a
+  lock never outlives its writer: the next writer takes it over and resumes the partial;
+* acquiring is never blocking by default (``wait=0``): a writer that finds the lock held
+  fails at once (after a grace of :data:`LOCK_GRACE` seconds, which rides over a probe by
+  ``memxr info`` and over a holder that is releasing);
+* after locking, the writer checks that ``.NAME.lock`` is still the file it locked (a
+  holder removes the file when it releases, so a writer that opened the old file retries
+  on the new one), which makes the lock safe with its removal;
+* the lock is re-entrant within a thread (:func:`write_cube` holds a store's lock and
+  publishes it with :func:`publish`; :func:`atomic_path` inside a block holding the same
+  lock does not lock again); another thread of the same process is another writer;
+* file descriptors are not inherited by programs a writer starts (``O_CLOEXEC``), and
+  Dask starts its worker processes by spawning, so workers never hold a lock.
+
+An object store (S3) cannot lock a file; there an :class:`OutputLock` is a **lease
+object**: ``NAME.lock`` beside the output holding the same :class:`Holder` JSON plus an
+expiry time. ``acquire`` creates it with a conditional write (``If-None-Match: *``), or,
+when the lease found there has expired, replaces it with ``If-Match: <its ETag>`` (so of
+two writers taking over a dead holder's lease exactly one wins); a heartbeat thread of the
+holder renews the expiry (``If-Match``) every third of the lease time; :meth:`holder` reads
+the object (alive: not expired); ``release`` deletes it (``If-Match``). A dead holder stops
+renewing, so its lease expires: that is the object-store counterpart of the operating
+system releasing an ``flock``. Such a class is registered in :data:`LOCKS` under its URL
+protocol and :func:`output_lock` picks it for targets of that protocol.
 
 Durability policy
 -----------------
@@ -37,23 +80,503 @@ Traceback (most recent call last):
 RuntimeError: writer failed
 >>> (d / "table.csv").read_text(), sorted(p.name for p in d.iterdir())
 ('a,b\\n1,2\\n', ['table.csv'])
+
+A second writer of an output that is being written is refused, naming the holder:
+
+>>> with output_lock(d / "c.zarr") as lock:
+...     holder = lock.holder()
+...     seen = sorted(p.name for p in d.iterdir())
+...     FileLock(d / "c.zarr").acquire()
+Traceback (most recent call last):
+...
+memxr.store.atomic.OutputLockedError: c.zarr: out: being written by pid ... on ... since ...
+>>> holder.pid == os.getpid(), holder.alive, seen
+(True, True, ['.c.zarr.lock', 'table.csv'])
+>>> sorted(p.name for p in d.iterdir())
+['table.csv']
 """
 
 from __future__ import annotations
 
+import abc
 import contextlib
+import json
 import os
 import shutil
+import socket
+import threading
+import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["atomic_path", "fsync_path", "partial_path", "publish", "remove_path", "write_text"]
+from ..errors import InputError
+from ..provenance import now_utc
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover - not a POSIX system
+    fcntl = None
+
+__all__ = [
+    "LOCKS",
+    "LOCK_GRACE",
+    "FileLock",
+    "Holder",
+    "OutputLock",
+    "OutputLockedError",
+    "atomic_path",
+    "clean",
+    "fsync_path",
+    "leftovers",
+    "lock_path",
+    "output_lock",
+    "partial_path",
+    "publish",
+    "remove_path",
+    "write_text",
+]
+
+LOCK_GRACE = 0.25
+"""Seconds a writer keeps trying a held lock before it is refused (see *Writer locks*)."""
+
+
+# --------------------------------------------------------------------------- names
 
 
 def partial_path(target: str | os.PathLike, tag: str | None = None) -> Path:
     """The temporary sibling of ``target``: ``.NAME.partial-TAG`` (TAG: the process id)."""
     target = Path(target)
     return target.parent / f".{target.name}.partial-{os.getpid() if tag is None else tag}"
+
+
+def lock_path(target: str | os.PathLike) -> Path:
+    """The lock file of an output: ``.NAME.lock`` beside it (the name of ``.`` is resolved).
+
+    Examples
+    --------
+    >>> lock_path("/data/stores/c.zarr").as_posix()
+    '/data/stores/.c.zarr.lock'
+    """
+    target = Path(os.path.abspath(target))
+    return target.parent / f".{target.name}.lock"
+
+
+def partials(target: Path) -> list[Path]:
+    """Every partial of ``target`` beside it (of any writer, live or dead)."""
+    prefix = f".{target.name}.partial-"
+    if not target.parent.is_dir():
+        return []
+    return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+
+
+# --------------------------------------------------------------------------- locks
+
+
+@dataclass(frozen=True)
+class Holder:
+    """Who holds (or last held) the writer lock of an output.
+
+    Attributes
+    ----------
+    host, pid : str, int
+        Where the writer runs.
+    since : str
+        When it took the lock (ISO 8601 UTC).
+    alive : bool
+        Whether it holds the lock now (False: it died and left the lock file behind).
+    """
+
+    host: str
+    pid: int
+    since: str
+    alive: bool = True
+
+    def describe(self) -> str:
+        """``pid 4242 on node1 since 2026-11-30T10:00:00Z``."""
+        if not self.pid:
+            return "a writer that has not yet recorded itself"
+        return f"pid {self.pid} on {self.host} since {self.since}"
+
+    def to_json(self) -> str:
+        return json.dumps({"host": self.host, "pid": self.pid, "since": self.since})
+
+    @classmethod
+    def from_json(cls, text: str, alive: bool) -> Holder:
+        try:
+            d = json.loads(text)
+            return cls(str(d["host"]), int(d["pid"]), str(d["since"]), alive)
+        except (ValueError, KeyError, TypeError):
+            return cls("?", 0, "?", alive)
+
+
+class OutputLockedError(InputError):
+    """Another writer holds the output's lock: one line naming the output and the holder."""
+
+    def __init__(self, target: str | os.PathLike, holder: Holder | None):
+        self.target, self.holder = str(target), holder
+        who = holder.describe() if holder else "another writer"
+        super().__init__(
+            target,
+            "out",
+            f"being written by {who}; wait for it to finish, or stop it and rerun to resume",
+        )
+
+    def __reduce__(self):
+        return type(self), (self.target, self.holder)
+
+
+class OutputLock(abc.ABC):
+    """The writer lock of one output (see *Writer locks* in this module's docstring).
+
+    Implementations: :class:`FileLock` (local and NFS file systems); an object store
+    implements the same four methods with a lease object.
+    """
+
+    def __init__(self, target: str | os.PathLike):
+        self.target = target
+
+    @property
+    def name(self) -> str:
+        """The output's name, as error messages show it."""
+        return Path(os.path.abspath(self.target)).name
+
+    @property
+    def key(self) -> str:
+        """What identifies the lock within a process (re-entrancy of :func:`output_lock`)."""
+        return os.fspath(self.target)
+
+    @abc.abstractmethod
+    def acquire(self, wait: float = 0.0) -> Holder:
+        """Take the lock, trying for ``wait`` seconds (at least :data:`LOCK_GRACE`).
+
+        Returns the new :class:`Holder` (this process); raises :class:`OutputLockedError`
+        naming the current holder when another writer keeps it.
+        """
+
+    @abc.abstractmethod
+    def release(self) -> None:
+        """Give the lock up and remove its trace (nothing of the lock stays behind)."""
+
+    @abc.abstractmethod
+    def holder(self) -> Holder | None:
+        """Who holds or last held the lock (``alive`` says which), None if no trace is left.
+
+        Only reads: never takes the lock for longer than a probe.
+        """
+
+    @property
+    @abc.abstractmethod
+    def held(self) -> bool:
+        """Whether this object holds the lock."""
+
+    def __enter__(self) -> OutputLock:
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class FileLock(OutputLock):
+    """:class:`OutputLock` as ``fcntl.flock`` on ``.NAME.lock`` beside the output."""
+
+    def __init__(self, target: str | os.PathLike):
+        super().__init__(target)
+        self.path = lock_path(target)
+        self._fd: int | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._fd is not None
+
+    @property
+    def key(self) -> str:
+        return str(self.path)
+
+    def acquire(self, wait: float = 0.0) -> Holder:
+        if fcntl is None:  # pragma: no cover - not a POSIX system
+            raise InputError(self.path, "lock", "writer locks need a POSIX system (fcntl)")
+        if self._fd is not None:
+            raise RuntimeError(f"{self.name}: lock already held by this object")
+        deadline = time.monotonic() + max(float(wait), LOCK_GRACE)
+        pause = 0.01
+        while True:
+            fd = self._open_locked()
+            if fd is not None:
+                break
+            if time.monotonic() >= deadline:
+                raise OutputLockedError(self.target, self.holder())
+            time.sleep(pause)
+            pause = min(pause * 2, 0.05)
+        holder = Holder(socket.gethostname(), os.getpid(), now_utc())
+        try:
+            os.ftruncate(fd, 0)
+            os.pwrite(fd, holder.to_json().encode(), 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+        return holder
+
+    def _open_locked(self) -> int | None:
+        """The locked descriptor of the current ``.NAME.lock``, or None when it is held."""
+        while True:
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+            except OSError as e:
+                msg = f"cannot create its lock file {self.path.name}: {e.strerror}"
+                raise InputError(self.target, "out", msg) from e
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                os.close(fd)
+                return None
+            except OSError as e:
+                os.close(fd)
+                raise InputError(self.path, "lock", f"the file system refuses locks: {e}") from e
+            try:
+                same = os.stat(self.path).st_ino == os.fstat(fd).st_ino
+            except FileNotFoundError:
+                same = False
+            if same:
+                return fd
+            os.close(fd)  # the holder removed the file after we opened it: try the new one
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                if os.stat(self.path).st_ino == os.fstat(fd).st_ino:
+                    os.unlink(self.path)  # while still locked: see _open_locked
+        finally:
+            os.close(fd)
+
+    def holder(self) -> Holder | None:
+        try:
+            fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        try:
+            text = os.pread(fd, 4096, 0).decode("utf-8", "replace")
+            if self._fd is not None:
+                alive = True
+            else:
+                try:
+                    fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+                    fcntl.flock(fd, fcntl.LOCK_UN)
+                    alive = False
+                except BlockingIOError:
+                    alive = True
+        finally:
+            os.close(fd)
+        return Holder.from_json(text, alive)
+
+
+LOCKS: dict[str, type[OutputLock]] = {"file": FileLock}
+"""Lock implementations by the protocol of the output (``file``: local paths)."""
+
+_HELD: dict[str, tuple[int, OutputLock, int]] = {}  # lock path -> (thread, lock, depth)
+_HELD_GUARD = threading.Lock()
+
+
+def _lock_for(target: str | os.PathLike) -> OutputLock:
+    text = os.fspath(target)
+    protocol = text.split("://", 1)[0] if "://" in text else "file"
+    if protocol not in LOCKS:
+        raise InputError(text, "out", f"no writer lock for {protocol}:// outputs")
+    return LOCKS[protocol](text.removeprefix("file://"))
+
+
+@contextlib.contextmanager
+def output_lock(target: str | os.PathLike, *, wait: float = 0.0) -> Iterator[OutputLock]:
+    """Hold the writer lock of ``target`` for the block (re-entrant within a thread).
+
+    Parameters
+    ----------
+    target : str or path
+        The output (store, file or run folder), existing or not.
+    wait : float
+        Seconds to keep trying while another writer holds it (0: refuse at once, after
+        :data:`LOCK_GRACE`).
+
+    Raises
+    ------
+    OutputLockedError
+        When another writer holds the lock: one line naming the output and the holder.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> with output_lock(d / "run") as lock, output_lock(d / "run") as again:
+    ...     print(lock is again, lock.holder().pid == os.getpid())
+    True True
+    """
+    lock = _lock_for(target)
+    key = lock.key
+    me = threading.get_ident()
+    with _HELD_GUARD:
+        entry = _HELD.get(key)
+        if entry is not None and entry[0] == me:
+            _HELD[key] = (me, entry[1], entry[2] + 1)
+            lock = None
+    if lock is None:
+        try:
+            yield entry[1]
+        finally:
+            with _HELD_GUARD:
+                thread, held, depth = _HELD[key]
+                _HELD[key] = (thread, held, depth - 1)
+        return
+    lock.acquire(wait)
+    with _HELD_GUARD:
+        _HELD[key] = (me, lock, 1)
+    try:
+        yield lock
+    finally:
+        with _HELD_GUARD:
+            del _HELD[key]
+        lock.release()
+
+
+# --------------------------------------------------------------------------- leftovers
+
+
+def _age(seconds: float) -> str:
+    """``42 s``, ``12 min``, ``3.5 h``, ``2.0 d``."""
+    if seconds < 60:
+        return f"{seconds:.0f} s"
+    if seconds < 3600:
+        return f"{seconds / 60:.0f} min"
+    if seconds < 86400:
+        return f"{seconds / 3600:.1f} h"
+    return f"{seconds / 86400:.1f} d"
+
+
+def _tree_bytes(path: Path) -> int:
+    if not path.is_dir():
+        return path.stat().st_size
+    return sum(
+        (Path(folder) / f).stat().st_size for folder, _, files in os.walk(path) for f in files
+    )
+
+
+def leftovers(target: str | os.PathLike) -> list[dict]:
+    """The partials (and a lock file) beside an output, with their holder and age.
+
+    Returns
+    -------
+    list of dict
+        One per partial or lock file: ``name``, ``kind`` ("partial" or "lock"),
+        ``bytes``, ``age`` (since last modified, e.g. ``"12 min"``), ``age_seconds``
+        and ``holder`` (the :class:`Holder` of the output's lock, None if unknown).
+        A partial whose holder is alive is being written; any other is debris of a
+        killed or refused write (resumed by the next write, or removed by :func:`clean`).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / ".c.zarr.partial-0123").mkdir()
+    >>> [(x["name"], x["kind"], x["holder"]) for x in leftovers(d / "c.zarr")]
+    [('.c.zarr.partial-0123', 'partial', None)]
+    """
+    target = Path(target)
+    holder = FileLock(target).holder()
+    found = partials(target)
+    lock_file = lock_path(target)
+    if lock_file.exists():
+        found.append(lock_file)
+    now = time.time()
+    out = []
+    for p in found:
+        try:
+            age = max(0.0, now - p.stat().st_mtime)
+            size = _tree_bytes(p)
+        except FileNotFoundError:  # finished or removed meanwhile
+            continue
+        out.append(
+            {
+                "name": p.name,
+                "kind": "lock" if p == lock_file else "partial",
+                "bytes": size,
+                "age": _age(age),
+                "age_seconds": round(age, 1),
+                "holder": holder,
+            }
+        )
+    return out
+
+
+def remove_stale(target: str | os.PathLike, keep: Path | None = None) -> list[Path]:
+    """Remove the partials of ``target`` but ``keep`` (call with the output's lock held)."""
+    target = Path(target)
+    removed = []
+    for p in partials(target):
+        if p != keep:
+            remove_path(p)
+            removed.append(p)
+    return removed
+
+
+def clean(target: str | os.PathLike) -> list[Path]:
+    """Remove the debris of killed or refused writes of an output, and inside a folder output.
+
+    Takes the output's lock (so nothing is removed while a writer is alive), removes every
+    partial beside the output, then, for a folder (a run folder), the debris of the
+    outputs inside it whose own lock is free; releasing the lock removes the lock file a
+    dead writer left.
+
+    Returns
+    -------
+    list of pathlib.Path
+        What was removed.
+
+    Raises
+    ------
+    OutputLockedError
+        When a live writer holds the output (nothing is removed).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / ".c.zarr.partial-0123").mkdir()
+    >>> [p.name for p in clean(d / "c.zarr")], list(d.iterdir())
+    (['.c.zarr.partial-0123'], [])
+    """
+    target = Path(target)
+    if not target.parent.is_dir():
+        return []
+    stale_lock = lock_path(target) if lock_path(target).exists() else None
+    with output_lock(target):  # taken: a lock file found there was a dead writer's
+        removed = remove_stale(target)
+        if target.is_dir():
+            removed += _clean_inside(target)
+    return removed + ([stale_lock] if stale_lock and not stale_lock.exists() else [])
+
+
+def _clean_inside(folder: Path) -> list[Path]:
+    """Debris inside a folder output, output by output (a held output is skipped)."""
+    outputs: set[Path] = set()
+    for parent, dirs, files in os.walk(folder):
+        for name in list(dirs) + files:
+            if name.startswith(".") and (".partial-" in name or name.endswith(".lock")):
+                stem = name[1:].split(".partial-")[0] if ".partial-" in name else name[1:-5]
+                outputs.add(Path(parent) / stem)
+        dirs[:] = [d for d in dirs if ".partial-" not in d]  # do not descend into debris
+    removed = []
+    for output in sorted(outputs):
+        with contextlib.suppress(OutputLockedError):
+            removed += clean(output)
+    return removed
+
+
+# --------------------------------------------------------------------------- publication
 
 
 def remove_path(path: str | os.PathLike) -> None:
@@ -88,6 +611,8 @@ def _fsync_tree(path: Path) -> None:
 
 def publish(tmp: str | os.PathLike, target: str | os.PathLike, *, durable: bool = True) -> Path:
     """Rename a complete file or folder ``tmp`` onto ``target`` (replacing what is there).
+
+    The caller holds the output's lock (:func:`output_lock`).
 
     Parameters
     ----------
@@ -126,21 +651,32 @@ def publish(tmp: str | os.PathLike, target: str | os.PathLike, *, durable: bool 
 
 
 @contextlib.contextmanager
-def atomic_path(target: str | os.PathLike, *, durable: bool = True) -> Iterator[Path]:
+def atomic_path(
+    target: str | os.PathLike, *, durable: bool = True, wait: float = 0.0
+) -> Iterator[Path]:
     """A temporary sibling path to write ``target`` into; published when the block succeeds.
 
-    Nothing is created at the yielded path: the block writes a file or a folder there. On
-    an exception the temporary is removed and ``target`` is left as it was.
+    The block runs holding the output's lock (:func:`output_lock`, trying for ``wait``
+    seconds; already held by the caller is fine), and partials left beside ``target`` by
+    killed writers are removed first. Nothing is created at the yielded path: the block
+    writes a file or a folder there. On an exception the temporary is removed and
+    ``target`` is left as it was.
+
+    Raises
+    ------
+    OutputLockedError
+        When another writer holds ``target`` (before anything is written).
     """
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(target)
-    remove_path(tmp)
-    try:
-        yield tmp
-        publish(tmp, target, durable=durable)
-    finally:
-        remove_path(tmp)
+    with output_lock(target, wait=wait):
+        tmp = partial_path(target)
+        remove_stale(target)
+        try:
+            yield tmp
+            publish(tmp, target, durable=durable)
+        finally:
+            remove_path(tmp)
 
 
 def write_text(path: str | os.PathLike, text: str, *, durable: bool = True) -> Path:

@@ -46,9 +46,10 @@ import pandas as pd
 
 from ..errors import InputError
 from .access import open_cube
-from .atomic import atomic_path
+from .atomic import atomic_path, output_lock
 
 __all__ = [
+    "CATALOG_WAIT",
     "COLUMNS",
     "SAMPLE_BYTES",
     "WHOLE_ARRAY_BYTES",
@@ -59,6 +60,9 @@ __all__ = [
 
 COLUMNS = ("name", "dataset", "subject", "shape", "checksum", "spec_hash", "path", "created")
 """Columns of a catalog, in order."""
+
+CATALOG_WAIT = 120.0
+"""Seconds an update waits for another update of the same catalog (two runs sharing one)."""
 
 _CONSOLIDATED = (".zmetadata", "zarr.json")  # Zarr format 2, then 3
 WHOLE_ARRAY_BYTES = 64 << 20
@@ -114,7 +118,11 @@ def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
        whole: all coordinates (labels, memorability, ROI masks) and small cubes;
     4. for larger arrays (the data variables of real cubes), the first and
        last :data:`SAMPLE_BYTES` of each chunk file: with chunks holding the
-       whole stimulus axis, the first and last stimuli of every channel block.
+       whole stimulus axis, the first and last stimuli of every channel block,
+       and, in a Zarr format 3 store, the CRC-32C that ends every chunk (so a
+       rewrite of any value, which rewrites its chunk's checksum, is seen; a
+       byte damaged on disk is not, but its checksum then fails on every read
+       and in ``memxr validate --deep``).
 
     So a rewrite with other data, labels or attributes changes the checksum,
     whatever its timing; a copy (``cp -r``, ``rsync``, a download) keeps it,
@@ -241,7 +249,9 @@ def update_catalog(
 
     Every store is opened and checked (:func:`memxr.store.open_cube`) before
     the catalog is touched; the catalog is then rewritten atomically, sorted by
-    name. A missing catalog is created.
+    name. A missing catalog is created. Reading, merging and writing hold the
+    catalog's writer lock, so two runs updating one catalog at once both keep
+    their lines (the second waits up to :data:`CATALOG_WAIT` seconds).
 
     Parameters
     ----------
@@ -284,13 +294,14 @@ def update_catalog(
             raise InputError(store, "name", f"same name as {seen[row['name']]}")
         seen[row["name"]] = store
         rows[row["name"]] = row
-    old = read_catalog(catalog) if catalog.exists() else pd.DataFrame(columns=list(COLUMNS))
-    kept = old[~old["name"].isin(list(rows))]
-    new = pd.DataFrame(list(rows.values()), columns=list(COLUMNS))
-    table = pd.concat([kept, new]) if len(kept) else new
-    table = table.fillna("").sort_values("name", kind="stable").reset_index(drop=True)
     catalog.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(catalog) as tmp:
-        with open(tmp, "w", encoding="utf-8", newline="") as f:
-            table.to_csv(f, sep="\t", index=False, lineterminator="\n")
+    with output_lock(catalog, wait=CATALOG_WAIT):  # read, merge and write as one
+        old = read_catalog(catalog) if catalog.exists() else pd.DataFrame(columns=list(COLUMNS))
+        kept = old[~old["name"].isin(list(rows))]
+        new = pd.DataFrame(list(rows.values()), columns=list(COLUMNS))
+        table = pd.concat([kept, new]) if len(kept) else new
+        table = table.fillna("").sort_values("name", kind="stable").reset_index(drop=True)
+        with atomic_path(catalog) as tmp:
+            with open(tmp, "w", encoding="utf-8", newline="") as f:
+                table.to_csv(f, sep="\t", index=False, lineterminator="\n")
     return table

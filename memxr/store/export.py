@@ -28,13 +28,17 @@ the netCDF-C tools read:
 
 The file is written as ``.NAME.partial-PID`` in the destination folder and
 renamed into place with :func:`os.replace` once complete, so ``path`` never
-holds a partial file, and nothing is left behind on failure.
+holds a partial file, and nothing is left behind on failure. The write holds
+the file's writer lock (:func:`memxr.store.atomic.output_lock`): a second
+export to the same file is refused with one line naming the first.
 
 Zarr format 2
 -------------
 :func:`export_zarr` copies a store with :func:`memxr.store.write_cube`
-(``zarr_format=2`` by default): the same atomic, resumable writer, chunks of
-the same size as the source's.
+(``zarr_format=2`` by default): the same atomic, resumable, locked writer,
+chunks of the same size as the source's. Zarr format 2 has no checksum codec
+that older readers know, so the chunks of such a copy are not checksummed
+(``memxr info`` says so); ``--zarr-format 3`` keeps them.
 
 Examples
 --------
@@ -64,7 +68,7 @@ from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import validate
 from .access import open_cube
-from .atomic import atomic_path
+from .atomic import atomic_path, output_lock
 from .layout import chunk_plan, loaded_coords, prepare_cube, rechunk_to_plan
 from .write import write_cube
 
@@ -267,10 +271,7 @@ def export_netcdf(
     memxr.errors.InputError: c.nc: --netcdf: exists; pass --overwrite (overwrite=True) to replace it
     """
     target = Path(path)
-    if (target.exists() or target.is_symlink()) and not overwrite:
-        raise InputError(
-            target, "--netcdf", "exists; pass --overwrite (overwrite=True) to replace it"
-        )
+    _refuse_existing(target, "--netcdf", overwrite)
     if engine not in NETCDF_ENGINES:
         raise InputError(target, "--engine", f"is {engine!r}, expected one of {NETCDF_ENGINES}")
     cube, source_name = _source_cube(store_or_cube)
@@ -279,11 +280,18 @@ def export_netcdf(
     dsd = _annotate(dsd, source_name, target)
     encoding = _encoding(dsd, plan, int(complevel))
     target.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(target) as tmp:
-        job = dsd.to_netcdf(tmp, engine=engine, encoding=encoding, compute=False)
-        with _TaskBar(f"writing {target.name}", progress):
-            job.compute()
+    with output_lock(target):  # a second writer of the file is refused
+        _refuse_existing(target, "--netcdf", overwrite)  # another writer may just have finished
+        with atomic_path(target) as tmp:
+            job = dsd.to_netcdf(tmp, engine=engine, encoding=encoding, compute=False)
+            with _TaskBar(f"writing {target.name}", progress):
+                job.compute()
     return target
+
+
+def _refuse_existing(target: Path, option: str, overwrite: bool) -> None:
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise InputError(target, option, "exists; pass --overwrite (overwrite=True) to replace it")
 
 
 def open_netcdf(
@@ -387,10 +395,7 @@ def export_zarr(
     2
     """
     target = Path(path)
-    if (target.exists() or target.is_symlink()) and not overwrite:
-        raise InputError(
-            target, "--zarr", "exists; pass --overwrite (overwrite=True) to replace it"
-        )
+    _refuse_existing(target, "--zarr", overwrite)
     if zarr_format not in (2, 3):
         raise InputError(target, "--zarr-format", f"is {zarr_format!r}, expected 2 or 3")
     cube = validate(store) if isinstance(store, xr.Dataset) else open_cube(store)

@@ -1,5 +1,10 @@
 """What a cube store holds: :func:`store_info` and its text, :func:`format_info`.
 
+Besides dims, variables, ROIs and provenance, the summary says whether the chunks are
+checksummed (Zarr format 3: CRC-32C in every chunk; format 2: not) and lists what
+killed or refused writes left beside the store (:func:`memxr.store.atomic.leftovers`:
+partials and a lock file, with their holder and age).
+
 Examples
 --------
 >>> _bytes(2048), _bytes(None)
@@ -18,9 +23,12 @@ from typing import Any
 import numpy as np
 import zarr
 
-from .access import is_url, open_raw, store_name
+from .access import open_raw, store_name
+from .atomic import Holder, leftovers
+from .chunks import ArrayLayout
+from .layout import is_url
 
-__all__ = ["format_info", "store_info"]
+__all__ = ["format_info", "format_leftovers", "leftover_info", "store_info"]
 
 
 def _codec_label(codecs: Sequence[Any]) -> str:
@@ -82,6 +90,7 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
             "shape": list(v.shape),
             "chunks": list(arr.chunks),
             "codec": _codec_label(arr.compressors),
+            "checksum": ArrayLayout.of(group, path_or_url, str(name)).checksummed,
         }
 
     rois: dict[str, int] = {}
@@ -107,12 +116,15 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
         if isinstance(r, Mapping)
     ]
     keys = ("dataset", "subject", "units", "memxr_version", "created", "spec_hash")
+    variables = {str(n): describe(n) for n in ds.data_vars}
+    checked = [v["checksum"] for v in variables.values()]
     return {
         "store": store_name(path_or_url),
         "zarr_format": int(group.metadata.zarr_format),
         "disk_bytes": _disk_bytes(path_or_url),
+        "checksum": "crc32c" if all(checked) else "partly crc32c" if any(checked) else "none",
         "dims": {str(k): int(n) for k, n in ds.sizes.items()},
-        "variables": {str(n): describe(n) for n in ds.data_vars},
+        "variables": variables,
         "coords": {
             str(n): {"dims": list(c.dims), "dtype": _dtype_label(c.dtype)}
             for n, c in ds.coords.items()
@@ -121,7 +133,61 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
         "splits": splits,
         "attrs": {k: ds.attrs[k] for k in keys if k in ds.attrs},
         "inputs": inputs,
+        "leftovers": [] if is_url(path_or_url) else leftover_info(path_or_url),
     }
+
+
+def leftover_info(path: str | os.PathLike) -> list[dict]:
+    """:func:`memxr.store.atomic.leftovers` of a store, as plain data (for ``--json``).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> d = pathlib.Path(tempfile.mkdtemp())
+    >>> (d / ".c.zarr.partial-0123").mkdir()
+    >>> [(x["name"], x["holder"]) for x in leftover_info(d / "c.zarr")]
+    [('.c.zarr.partial-0123', None)]
+    """
+    out = []
+    for item in leftovers(path):
+        holder: Holder | None = item["holder"]
+        out.append(
+            {
+                **{k: v for k, v in item.items() if k != "holder"},
+                "holder": None if holder is None else vars(holder),
+            }
+        )
+    return out
+
+
+def format_leftovers(items: Sequence[Mapping]) -> list[str]:
+    """The ``partials`` lines of :func:`format_info` (one per partial or lock file).
+
+    Examples
+    --------
+    >>> items = [{"name": ".c.zarr.partial-0123", "kind": "partial", "bytes": 2048,
+    ...           "age": "12 min", "holder": {"host": "node1", "pid": 42,
+    ...           "since": "2026-11-30T10:00:00Z", "alive": False}}]
+    >>> print(format_leftovers(items)[0])
+    partials   .c.zarr.partial-0123  2.0 KB  12 min old  left by pid 42 on node1 since
+    2026-11-30T10:00:00Z, gone (a rerun resumes it, memxr clean removes it)
+    """
+    lines = []
+    for i, item in enumerate(items):
+        h = item.get("holder")
+        then = "takes it over" if item.get("kind") == "lock" else "resumes it"
+        fate = f"(a rerun {then}, memxr clean removes it)"
+        if h and h.get("alive"):
+            who = f"being written by {Holder(h['host'], h['pid'], h['since']).describe()}"
+        elif h:
+            who = f"left by {Holder(h['host'], h['pid'], h['since']).describe()}, gone {fate}"
+        else:
+            who = f"left by a write that is gone {fate}"
+        lines.append(
+            f"{'partials' if i == 0 else '':<11}{item['name']}  {_bytes(item['bytes'])}  "
+            f"{item['age']} old  {who}"
+        )
+    return lines
 
 
 def _bytes(n: int | None) -> str:
@@ -150,7 +216,7 @@ def format_info(info: dict) -> str:
 
     Examples
     --------
-    >>> info = {"store": "c.zarr", "zarr_format": 3, "disk_bytes": 2048,
+    >>> info = {"store": "c.zarr", "zarr_format": 3, "disk_bytes": 2048, "checksum": "crc32c",
     ...         "dims": {"stimulus": 6, "channel": 4}, "coords": {},
     ...         "variables": {"response": {"dims": ["stimulus", "channel"], "dtype": "float64",
     ...                       "shape": [6, 4], "chunks": [6, 4], "codec": "none"}},
@@ -159,6 +225,7 @@ def format_info(info: dict) -> str:
     >>> print(format_info(info))
     store      c.zarr (zarr v3, 2.0 KB on disk)
     dims       stimulus=6 channel=4
+    checksums  crc32c in every chunk (checked on every read)
     variables  response (stimulus, channel) float64 [6 x 4] chunks 6 x 4 (0.0 MB) codec none
     rois (1)   A (4)
     splits     train 6
@@ -170,6 +237,15 @@ def format_info(info: dict) -> str:
         f"{_bytes(info.get('disk_bytes'))} on disk)",
         f"{'dims':<11}" + " ".join(f"{k}={v}" for k, v in info["dims"].items()),
     ]
+    checksum = info.get("checksum")
+    if checksum == "crc32c":
+        lines.append(f"{'checksums':<11}crc32c in every chunk (checked on every read)")
+    elif checksum is not None:
+        why = "Zarr format 2 " if info["zarr_format"] == 2 else ""
+        lines.append(
+            f"{'checksums':<11}{checksum}: {why}chunks are not checksummed "
+            "(a changed byte goes unnoticed)"
+        )
     for i, (name, v) in enumerate(info["variables"].items()):
         itemsize = np.dtype(v["dtype"]).itemsize if v["dtype"] != "str" else 8
         mb = math.prod(v["chunks"]) * itemsize / 1e6
@@ -197,4 +273,5 @@ def format_info(info: dict) -> str:
         lines.append(
             f"{'inputs' if i == 0 else '':<11}{r['name']}  {size}  sha256 {r['sha256'] or '-'}"
         )
+    lines += format_leftovers(info.get("leftovers", []))
     return "\n".join(lines)

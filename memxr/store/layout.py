@@ -1,10 +1,12 @@
-"""Layout of a cube's Zarr store: chunk policy, codec, preparation and fingerprint.
+"""Layout of a cube's Zarr store: chunk policy, codecs, preparation and fingerprint.
 
 What :func:`memxr.store.write_cube` stores, decided before anything is written:
 the chunk shape of every variable (:func:`chunk_plan`; the policy and the
-measurements behind it are described in :mod:`memxr.store`), the codec of the
-data variables (:func:`compressors`), the cube as it is stored (coordinates in
-memory, text as ``str``) and the :func:`fingerprint` naming a partial store.
+measurements behind it are described in :mod:`memxr.store`), the codecs of the
+variables (:func:`compressors`: no compression, and in Zarr format 3 a CRC-32C
+checksum at the end of every chunk, :data:`CHECKSUM`), the cube as it is stored
+(coordinates in memory, text as ``str``) and the :func:`fingerprint` naming a
+partial store.
 
 Examples
 --------
@@ -20,6 +22,7 @@ import contextlib
 import hashlib
 import json
 import math
+import os
 import warnings
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
@@ -32,11 +35,13 @@ from ..provenance import __version__, now_utc
 from ..schema import text_coord
 
 __all__ = [
+    "CHECKSUM",
     "CHUNK_BYTES",
     "CODEC",
     "PROGRESS_LOG",
     "chunk_plan",
     "compressors",
+    "coord_compressors",
     "fingerprint",
 ]
 
@@ -62,17 +67,35 @@ CHUNK_BYTES = 64 << 20
 # codecs remain available by name (see `compressors`).
 CODEC = "none"
 
+CHECKSUM = "crc32c"
+"""The checksum codec ending the codecs of every variable of a Zarr format 3 store.
+
+Zarr v3's ``crc32c`` codec appends the CRC-32C of the encoded chunk to the chunk (4
+bytes), so any reader checks it (zarr-python raises on a mismatch); memxr writes the
+chunks of data variables itself with it (:mod:`memxr.store.chunks`, at the pace of the
+disk) and names the store, the variable and the chunk of a bad one. Zarr format 2 has no
+such codec that older readers know: its chunks are not checksummed.
+"""
+
 PROGRESS_LOG = "memxr-progress.log"
 """Name of the progress log inside a partial store (removed when complete)."""
 
 _WHOLE_DIMS_SPLIT = ("channel", "time")
 
 
+# --------------------------------------------------------------------------- places
+
+
+def is_url(path_or_url: str | os.PathLike) -> bool:
+    """Whether a store is given by an fsspec URL (``s3://``, ``http://``, ``file://``...)."""
+    return isinstance(path_or_url, str) and "://" in path_or_url
+
+
 # --------------------------------------------------------------------------- codecs
 
 
-def compressors(zarr_format: int = 3, codec: str = CODEC) -> Any:
-    """The ``compressors`` encoding of a codec name for a Zarr format.
+def compressors(zarr_format: int = 3, codec: str = CODEC, checksum: bool = True) -> Any:
+    """The ``compressors`` encoding (bytes-to-bytes codecs) of a codec name for a Zarr format.
 
     Parameters
     ----------
@@ -81,21 +104,54 @@ def compressors(zarr_format: int = 3, codec: str = CODEC) -> Any:
     codec : str
         ``"none"``, ``"blosc-lz4-shuffle"``, ``"blosc-lz4-bitshuffle"``,
         ``"blosc-zstd3-shuffle"`` or ``"zstd3"``.
+    checksum : bool
+        End Zarr v3 codecs with :data:`CHECKSUM` (ignored for v2).
 
     Returns
     -------
     list or None
-        ``None`` for no compression (an empty list is refused by Zarr v2).
+        ``None`` for no codec at all (an empty list is refused by Zarr v2).
 
     Examples
     --------
-    >>> compressors(3) is None
-    True
-    >>> compressors(2, "zstd3")
-    [Zstd(level=3)]
+    >>> compressors(3)
+    [Crc32cCodec()]
+    >>> compressors(2) is None, compressors(2, "zstd3")
+    (True, [Zstd(level=3)])
     """
-    if codec == "none":
+    if zarr_format == 3:
+        from zarr.codecs import Crc32cCodec
+
+        tail = [Crc32cCodec()] if checksum else []
+        return [*_compression(3, codec), *tail] or None
+    return _compression(2, codec) or None
+
+
+def coord_compressors(zarr_format: int = 3) -> Any:
+    """The ``compressors`` encoding of coordinates: Zarr's default, checksummed in v3.
+
+    Coordinates are small, except the (channel x roi) ``roi_mask`` of fMRI cubes, which
+    Zstandard shrinks many times; in Zarr format 2 they keep Zarr's default (None here:
+    give no ``compressors`` encoding).
+
+    Examples
+    --------
+    >>> coord_compressors(3)
+    [ZstdCodec(level=0, checksum=False), Crc32cCodec()]
+    >>> coord_compressors(2) is None
+    True
+    """
+    if zarr_format != 3:
         return None
+    from zarr.codecs import Crc32cCodec, ZstdCodec
+
+    return [ZstdCodec(level=0), Crc32cCodec()]
+
+
+def _compression(zarr_format: int, codec: str) -> list:
+    """The compression codec of a name, as a list (empty for ``"none"``)."""
+    if codec == "none":
+        return []
     if zarr_format == 3:
         from zarr.codecs import BloscCodec, ZstdCodec
 
@@ -299,6 +355,7 @@ def fingerprint(ds: xr.Dataset, plan: Mapping[str, tuple], zarr_format: int) -> 
     desc = {
         "zarr_format": zarr_format,
         "codec": CODEC,
+        "checksum": CHECKSUM if zarr_format == 3 else None,
         "sizes": {str(k): int(v) for k, v in ds.sizes.items()},
         "vars": {
             str(n): [list(v.dims), v.dtype.str, list(v.attrs.items())]

@@ -1,9 +1,14 @@
 """:func:`write_cube`: a cube into a Zarr store, atomically and resumably, region by region.
+
+One writer at a time: the store's writer lock (:func:`memxr.store.atomic.output_lock`) is
+held from before anything is touched until the store is in place, so a second writer of
+the same store is refused with one line naming the holder, and a partial whose writer died
+is resumed by the next one. The chunks of data variables are written with their checksum
+by :class:`memxr.store.chunks.ChunkWriter`.
 """
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
 from collections.abc import Iterator, Mapping, Sequence
@@ -17,12 +22,14 @@ import zarr
 from ..errors import InputError
 from ..provenance import inputs_attr, now_utc
 from ..schema import validate
-from .atomic import fsync_path, partial_path, publish, remove_path
+from .atomic import fsync_path, output_lock, partial_path, publish, remove_path, remove_stale
+from .chunks import ArrayLayout, ChunkWriter
 from .layout import (
     CHUNK_BYTES,
     PROGRESS_LOG,
     chunk_plan,
     compressors,
+    coord_compressors,
     fingerprint,
     prepare_cube,
     quiet_zarr,
@@ -110,12 +117,6 @@ def _resolve_inputs(inputs: Sequence[dict] | Future | None, target: Path) -> str
     return inputs_attr(out)
 
 
-def _clean_stale(parent: Path, name: str, keep: Path) -> None:
-    for p in parent.glob(f".{glob.escape(name)}.partial-*"):
-        if p != keep:
-            remove_path(p)
-
-
 def _read_log(log: Path, fp: str) -> set[str] | None:
     """Finished region keys, or None when the log is missing or for another fingerprint."""
     if not log.exists():
@@ -138,13 +139,20 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
     for name in dsd.data_vars:
         var = dsd[name].variable
         meta[name] = var.copy(data=da.empty(var.shape, dtype=var.dtype, chunks=plan[name]))
-    comp = compressors(zarr_format)
-    encoding = {
-        n: {"chunks": plan[n], **({"compressors": comp} if n in dsd.data_vars else {})}
-        for n in dsd.variables
-    }
+    encoding: dict[str, dict] = {n: {"chunks": plan[n]} for n in dsd.variables}
+    for n in dsd.data_vars:  # None (Zarr v2): no compressor at all
+        encoding[n]["compressors"] = compressors(zarr_format)
+    if coord_compressors(zarr_format) is not None:  # None: Zarr's default
+        for n in dsd.coords:
+            encoding[n]["compressors"] = coord_compressors(zarr_format)
     meta.to_zarr(
-        tmp, mode="w", compute=False, encoding=encoding, zarr_format=zarr_format, consolidated=False
+        tmp,
+        mode="w",
+        compute=False,
+        encoding=encoding,
+        zarr_format=zarr_format,
+        consolidated=False,
+        write_empty_chunks=True,  # every chunk on disk: a missing one is an error
     )
     with open(log, "w") as f:
         f.write(f"# memxr progress {fp}\n")
@@ -157,7 +165,6 @@ def _write_regions(
     tmp: Path,
     dsd: xr.Dataset,
     plan: Mapping,
-    zarr_format: int,
     done: set[str],
     progress: bool,
     durable: bool = False,
@@ -179,14 +186,12 @@ def _write_regions(
         desc=f"writing {tmp.name.split('.partial-')[0].lstrip('.')}",
         unit="region",
     )
+    writers = {str(n): ChunkWriter(ArrayLayout.open(tmp, str(n))) for n in dsd.data_vars}
     with bar, open(tmp / PROGRESS_LOG, "a") as log:
         for name, region in todo:
-            part = dsd[[name]].isel(region)
-            part = part.drop_vars(list(part.coords))
-            part.attrs = {}
-            part.to_zarr(
-                tmp, region=dict(region), mode="r+", zarr_format=zarr_format, consolidated=False
-            )
+            var = dsd[name]
+            sel = tuple(region.get(d, slice(0, n)) for d, n in zip(var.dims, var.shape, strict=True))
+            da.store(var.data[sel], writers[str(name)], regions=sel, lock=False)
             if durable:
                 _fsync_region(tmp, str(name), region)
             log.write(_region_key(str(name), region) + "\n")
@@ -267,9 +272,13 @@ def write_cube(
     -----
     The store is built in ``.NAME.partial-FINGERPRINT`` beside ``path`` and
     renamed into place only when complete, so ``path`` never holds a half
-    store. After a crash or an error, the same call resumes: regions listed in
-    the partial's progress log are not computed again. A partial with another
-    fingerprint (another cube, chunking or format) is removed. The data values
+    store. The whole write holds the store's writer lock (``.NAME.lock`` beside
+    it, released by the operating system if the writer dies). After a crash or
+    an error, the same call resumes: regions listed in the partial's progress
+    log are not computed again. A partial with another fingerprint (another
+    cube, chunking or format) is removed. In Zarr format 3 every chunk ends
+    with its CRC-32C, and every chunk is written (also one holding only fill
+    values), so a missing chunk is an error rather than NaN. The data values
     are not part of the fingerprint: to rewrite a cube whose values changed but
     nothing else, remove its partial first.
 
@@ -288,8 +297,7 @@ def write_cube(
     memxr.errors.InputError: c.zarr: out: exists; pass overwrite=True
     """
     target = Path(path)
-    if (target.exists() or target.is_symlink()) and not overwrite:
-        raise InputError(target, "out", "exists; pass overwrite=True")
+    _refuse_existing(target, overwrite)
     if zarr_format not in (2, 3):
         raise InputError(target, "zarr_format", f"is {zarr_format!r}, expected 2 or 3")
     dsd = prepare_cube(ds)
@@ -298,10 +306,17 @@ def write_cube(
     dsd = rechunk_to_plan(dsd, plan)
     fp = fingerprint(dsd, plan, zarr_format)
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = partial_path(target, fp[:16])
-    _clean_stale(target.parent, target.name, keep=tmp)
-    with quiet_zarr():
-        done = _start(tmp, dsd, plan, zarr_format, fp)
-        _write_regions(tmp, dsd, plan, zarr_format, done, progress, durable)
-        _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target), durable)
+    with output_lock(target):
+        _refuse_existing(target, overwrite)  # again: another writer may have just finished
+        tmp = partial_path(target, fp[:16])
+        remove_stale(target, keep=tmp)
+        with quiet_zarr():
+            done = _start(tmp, dsd, plan, zarr_format, fp)
+            _write_regions(tmp, dsd, plan, done, progress, durable)
+            _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target), durable)
     return target
+
+
+def _refuse_existing(target: Path, overwrite: bool) -> None:
+    if (target.exists() or target.is_symlink()) and not overwrite:
+        raise InputError(target, "out", "exists; pass overwrite=True")
