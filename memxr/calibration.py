@@ -184,7 +184,7 @@ def _fit_models_p(seed: int, fast: bool) -> bool:
     cube = simulate_concepts(seed=seed, n_channels=4, **_structure(seed))
     model = ("ridge", "linear")[seed % 2] if fast else "ridge"
     res = fit_models(_features(cube), "memorability", models=(model,), cv=3 if fast else 5,
-                     n_permutations=19 if fast else 99, seed=seed, client=False,
+                     n_permutations=19 if fast else 39, seed=seed, client=False,
                      keep_predictions=False)  # fmt: skip
     return bool(float(res.table.chance_p.iloc[0]) <= ALPHA)
 
