@@ -1,6 +1,6 @@
 """Calibration table: false-positive rates and CI coverage of every inferential output.
 
-Runs each check of :data:`memxr.calibration.CHECKS` on ``--n-sims`` simulated datasets
+Runs each check of :data:`memxr.testing.CHECKS` on ``--n-sims`` simulated datasets
 (concept-structured nulls with varied structures: 1-12 images per concept, unequal
 concept sizes, concept-level variance in responses and memorability; r = 0.10 for the
 coverage checks) with the full settings (more permutations and bootstrap samples than
@@ -21,7 +21,7 @@ import time
 
 from threadpoolctl import threadpool_limits
 
-from memxr.calibration import CHECKS, run_check
+from memxr.testing import CHECKS, run_check
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -13,9 +13,15 @@ import numpy as np
 import pytest
 from threadpoolctl import threadpool_limits
 
-from memxr.calibration import CHECKS, binomial_interval, run_check
 from memxr.stats import correlate
-from memxr.testing import concept_sizes, simulate_concepts, simulate_species
+from memxr.testing import (
+    CHECKS,
+    binomial_interval,
+    concept_sizes,
+    run_check,
+    simulate_concepts,
+    simulate_species,
+)
 
 # simulations per check: about 35 s of CPU in all (one BLAS thread)
 N_SIMS = {

@@ -43,7 +43,7 @@ Resampling
   with tens to a few hundred concepts it keeps its coverage where the percentile
   interval of the concept bootstrap (``ci_method="percentile"``; weights are bootstrap
   draw counts, so each resample is a weighted correlation of the same data) covers
-  about 92-94 % instead of 95 % (see :mod:`memxr.calibration`);
+  about 92-94 % instead of 95 % (see the calibration checks of :mod:`memxr.testing`);
 - with ``groups`` (for example the THINGS ``concept``: images of one concept share
   memorability), the jackknife deletes and the bootstrap draws whole groups, and the
   permutations are
