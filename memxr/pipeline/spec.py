@@ -65,7 +65,7 @@ which in its ``trials`` column. ``feature_sets``: ``magnitude`` is one feature p
 ROI (its mean response), ``pattern`` one feature set per ROI of its channels,
 reduced to ``pca`` principal components inside each training fold (``pca: null``
 keeps every channel). The time course is tested by a cluster-mass permutation test
-(cluster-forming threshold ``cluster_threshold`` on ``|r| / sd(r_perm)``),
+(cluster-forming threshold ``cluster_threshold`` on ``|r| / sd(r, r_perm)``),
 family-wise over the ROIs and time bins of a cube. ``rsa.n_permutations`` is also the number
 of permutations of the bridge's shared effects. A pair may be written
 ``sub-01~monkeyN``.

@@ -6,7 +6,9 @@ anything, and ignores that neighbouring bins carry the same effect. The cluster-
 (Maris & Oostenveld 2007) uses that structure instead:
 
 1. each correlation is standardized by the spread of its permutation distribution,
-   ``z = r / sd(r_perm)``, so that bins and ROIs of different noise compare;
+   ``z = r / sd(r, r_perm)`` (the observed map among the permuted ones, so that the
+   observed and every permuted map are treated alike), so that bins and ROIs of
+   different noise compare;
 2. bins with ``|z| >= threshold`` form clusters: runs of adjacent bins of one ROI with the
    same sign; a cluster's mass is the sum of its ``|z|``;
 3. the same permutations that gave ``r_perm`` (the concept-grouped permutations of
@@ -92,14 +94,15 @@ def cluster_test(
     dim : str
         The dim along which clusters are runs of adjacent values (sorted by ``dim``).
     threshold : float
-        Cluster-forming threshold on ``|z| = |r| / sd(r_perm)`` (1.96: a two-sided 5 %
+        Cluster-forming threshold on ``|z| = |r| / sd(r, r_perm)`` (1.96: a two-sided 5 %
         level per bin). Any threshold gives a valid test; it decides what the test is
         sensitive to (low: long weak effects; high: short strong ones).
 
     Returns
     -------
     xarray.Dataset
-        Over ``r``'s dims: ``z``, ``cluster`` (id of the cluster of each bin, 0 outside
+        Over ``r``'s dims: ``z`` (``r`` over the standard deviation of the observed and
+        permuted correlations), ``cluster`` (id of the cluster of each bin, 0 outside
         clusters, unique over the family) and ``p_cluster`` (family-wise p-value of the
         bin's cluster, NaN outside clusters); ``attrs``: ``threshold``,
         ``n_permutations``, ``dim`` and ``p_family`` (which tests ``p_cluster`` covers).
@@ -123,7 +126,10 @@ def cluster_test(
     n_perm = null_np.shape[0]
     null_np = null_np.reshape(n_perm, -1, r.sizes[dim])
     with np.errstate(invalid="ignore", divide="ignore"):
-        sd = np.nanstd(null_np, axis=0) if n_perm else np.full(r_np.shape, np.nan)
+        # the spread of all P + 1 maps, the observed one included: every map, observed or
+        # permuted, is then standardized by the same symmetric function of the set
+        every = np.concatenate([r_np[None], null_np], axis=0)
+        sd = np.nanstd(every, axis=0) if n_perm else np.full(r_np.shape, np.nan)
         z = np.where(sd > 0, r_np / sd, 0.0)
         z_null = np.where(sd > 0, null_np / sd, 0.0)
     z = np.where(np.isfinite(r_np), z, np.nan)
