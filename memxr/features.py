@@ -8,8 +8,12 @@ or ``(stimulus, feature, time)`` that keeps the cube's stimulus coordinates
 - :func:`roi_features`: one feature per ROI, the ROI's mean (or sum, or
   population magnitude) response, through :func:`memxr.reduce.roi_reduce`;
 - :func:`pattern_features`: every channel of one ROI, optionally reduced to
-  its first principal components (scikit-learn PCA on in-memory data,
-  a randomized PCA in dask on dask-backed data).
+  its first principal components (scikit-learn PCA on in-memory data, a
+  randomized SVD with orthonormalised power iterations on dask-backed data).
+
+A PCA here is fit on every stimulus given. Before a cross-validated model, reduce
+inside the training folds instead (:func:`memxr.models.fit_models` with
+``n_components``), so that no unsupervised step sees the test folds.
 
 Both take a ``time`` window (a ``slice`` or a ``(start, stop)`` pair in ms)
 that averages a time-resolved cube over the window first; without it the
@@ -240,12 +244,13 @@ def pattern_features(
         One ROI name (merges such as ``FFA`` = ``lFFA`` or ``rFFA`` resolved).
     n_components : int, optional
         Keep the first principal components of the ROI's channels. In-memory
-        data use :class:`sklearn.decomposition.PCA`; dask-backed data use a
-        randomized PCA (:func:`dask.array.linalg.svd_compressed`, 4 QR-normalised
-        power iterations) without loading the pattern matrix. The PCA sees no
-        memorability, but it is fit on all stimuli (across folds of a later
-        cross-validation); for a fold-internal reduction use a pipeline.
-        Time bins of a time-resolved cube share one PCA.
+        data use :class:`sklearn.decomposition.PCA`; dask-backed data a
+        randomized SVD (:func:`dask.array.linalg.svd_compressed`, 4 power
+        iterations orthonormalised by QR, float64) without loading the pattern
+        matrix. The PCA sees no memorability, but it is fit on all stimuli given:
+        before a cross-validated model, leave ``n_components`` out here and give it
+        to :func:`memxr.models.fit_models`, which fits the PCA inside each training
+        fold. Time bins of a time-resolved cube share one PCA.
     time : slice or (start, stop), optional
         Average a time-resolved cube over this window (ms, stop exclusive) first.
     seed : int

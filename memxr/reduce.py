@@ -15,7 +15,8 @@ ROI names
   columns or names above), in code or in a pipeline spec.
 
 A reliability filter (``min_reliability``) keeps only the channels whose
-reliability coordinate reaches a threshold.
+reliability coordinate reaches a threshold: on the single-trial scale unless the
+coordinate is named (then in its own units; see :data:`memxr.schema.RELIABILITY_MEASURES`).
 
 Examples
 --------
@@ -33,7 +34,7 @@ import dask.array as dask_array
 import numpy as np
 import xarray as xr
 
-from .schema import AREA_WINDOWS, text_coord
+from .schema import AREA_WINDOWS, reliability_values, text_coord
 
 __all__ = [
     "AREA_WINDOWS",
@@ -57,7 +58,14 @@ GLASSER_IT = tuple(
 
 
 _DEFAULT_EXTRA = ("V1", "V4", "IT")
-RELIABILITY_COORDS = ("reliability", "nc_testset", "splithalf_corrected")
+RELIABILITY_COORDS = (
+    "reliability",
+    "nc_singletrial",
+    "nc_testset",
+    "splithalf_corrected",
+    "splithalf_uncorrected",
+)
+"""Reliability channel coordinates a filter without a named coordinate looks for, in order."""
 
 
 class UnknownROIError(ValueError):
@@ -114,12 +122,17 @@ def default_rois(cube: xr.Dataset | xr.DataArray) -> list[str]:
 def _reliable(cube: xr.Dataset | xr.DataArray, min_reliability: float | None, coord: str | None):
     if min_reliability is None:
         return None
-    names = [coord] if coord else [c for c in RELIABILITY_COORDS if c in cube.coords]
-    if not names or names[0] not in cube.coords:
-        raise UnknownROIError(
-            f"no reliability coordinate ({coord or ', '.join(RELIABILITY_COORDS)}) to filter on"
-        )
-    values = np.asarray(cube[names[0]].values, dtype=float)  # small: one value per channel
+    if coord:  # a named coordinate: the threshold is in its own units
+        if coord not in cube.coords:
+            raise UnknownROIError(f"no reliability coordinate {coord!r} to filter on")
+        values = reliability_values(cube, coord, "native")
+    else:  # the first one found: on the single-trial scale, whichever it is
+        names = [c for c in RELIABILITY_COORDS if c in cube.coords]
+        if not names:
+            raise UnknownROIError(
+                f"no reliability coordinate ({', '.join(RELIABILITY_COORDS)}) to filter on"
+            )
+        values = reliability_values(cube, names[0], "single_trial")
     return np.nan_to_num(values, nan=-np.inf) >= min_reliability
 
 
@@ -142,10 +155,13 @@ def roi_masks(
     definitions : mapping of str to sequence of str, optional
         Unions: each name is the union of the listed columns/ROIs.
     min_reliability : float, optional
-        Keep only channels whose reliability is at least this value.
+        Keep only channels whose reliability is at least this value: a single-trial
+        reliability (a fraction, whichever measure is found: see
+        :func:`memxr.schema.reliability_values`) unless ``reliability`` names the
+        coordinate, whose own units it then takes.
     reliability : str, optional
-        The reliability coordinate (default: the first of ``reliability``,
-        ``nc_testset``, ``splithalf_corrected`` present).
+        The reliability coordinate (default: the first of :data:`RELIABILITY_COORDS`
+        present, converted to the single-trial scale).
 
     Raises
     ------

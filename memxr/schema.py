@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -57,12 +58,18 @@ __all__ = [
     "AREA_WINDOWS",
     "ATTRS",
     "DATASETS",
+    "RELIABILITY_MEASURES",
     "STIMULUS_COORDS",
+    "ReliabilityMeasure",
     "SchemaError",
     "coord_values",
     "example_cube",
+    "n_test_repeats",
     "problems",
+    "reliability_values",
+    "spearman_brown",
     "text_coord",
+    "trials_label",
     "validate",
 ]
 
@@ -89,6 +96,228 @@ AREA_WINDOWS: dict[str, tuple[int, int]] = {"V1": (25, 125), "V4": (50, 150), "I
 """Response windows of the TVSD areas (ms after stimulus onset, start inclusive, stop
 exclusive): the windows over which the dataset's ``normMUA`` averages each area, and the
 default windows of time-resolved analyses (:func:`memxr.reduce.window_reduce`)."""
+
+
+@dataclass(frozen=True)
+class ReliabilityMeasure:
+    """The scale of one reliability measure: what a value of it means.
+
+    ``trials`` is the number of trials whose mean the measure is the reliability of:
+    ``"single"`` (one trial), ``"repeats"`` (the mean of the R repeats of the test
+    images) or ``"half"`` (the mean of R/2 of them); ``percent`` says whether the
+    values are percentages (of explainable variance) rather than fractions.
+    """
+
+    name: str
+    trials: str
+    percent: bool
+    description: str
+
+
+RELIABILITY_MEASURES: dict[str, ReliabilityMeasure] = {
+    m.name: m
+    for m in (
+        ReliabilityMeasure(
+            "reliability",
+            "single",
+            False,
+            "TVSD `reliab`: correlation of single repeats across the test images, averaged "
+            "over pairs of repeats (the reliability of one trial)",
+        ),
+        ReliabilityMeasure(
+            "nc_singletrial",
+            "single",
+            True,
+            "THINGS-fMRI noise ceiling of one trial, percent of explainable variance",
+        ),
+        ReliabilityMeasure(
+            "nc_testset",
+            "repeats",
+            True,
+            "THINGS-fMRI noise ceiling of the test-set mean (R = 12 repeats), percent of "
+            "explainable variance",
+        ),
+        ReliabilityMeasure(
+            "splithalf_corrected",
+            "repeats",
+            False,
+            "THINGS-fMRI split-half correlation of the test repeats, Spearman-Brown corrected "
+            "to all R repeats",
+        ),
+        ReliabilityMeasure(
+            "splithalf_uncorrected",
+            "half",
+            False,
+            "THINGS-fMRI split-half correlation of the test repeats (means of R/2 repeats)",
+        ),
+        ReliabilityMeasure(
+            "split_half",
+            "repeats",
+            False,
+            "memxr.reliability.split_half_reliability: split-half reliability of the mean of "
+            "all R repeats",
+        ),
+    )
+}
+"""Every reliability measure memxr knows, with its one documented scale.
+
+A reliability is a fraction of variance: the correlation between two independent
+measurements of the same response. Measures of different trial counts are on different
+scales (the mean of R trials is more reliable than one); :func:`reliability_values` puts
+any of them on the single-trial scale with :func:`spearman_brown`, so that one threshold
+means one thing whatever the measure."""
+
+
+def spearman_brown(rho, factor):
+    """Reliability of a mean of ``factor`` times as many trials (Spearman-Brown).
+
+    ``rho_k = k rho / (1 + (k - 1) rho)`` with ``k = factor``; ``factor = 1 / R`` steps the
+    reliability of an R-trial mean down to one trial,
+    ``rho_1 = rho_R / (R - (R - 1) rho_R)``. NaN where the formula has no meaning
+    (``1 + (k - 1) rho <= 0``, which only negative reliabilities stepped up reach).
+
+    Parameters
+    ----------
+    rho : float or array_like
+        Reliabilities (fractions, at most 1).
+    factor : float or array_like
+        Ratio of the new to the old number of trials (broadcast against ``rho``).
+
+    Returns
+    -------
+    numpy.ndarray or float
+
+    Examples
+    --------
+    >>> round(float(spearman_brown(0.5, 2)), 4)        # twice the trials
+    0.6667
+    >>> round(float(spearman_brown(0.8, 1 / 12)), 4)   # a 12-trial mean -> one trial
+    0.25
+    >>> float(spearman_brown(spearman_brown(0.3, 30), 1 / 30))
+    0.3
+    """
+    rho = np.asarray(rho, dtype=float)
+    k = np.asarray(factor, dtype=float)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        den = 1.0 + (k - 1.0) * rho
+        out = np.where(den > 0, k * rho / np.where(den > 0, den, 1.0), np.nan)
+    return out if out.ndim else float(out)
+
+
+def n_test_repeats(ds: xr.Dataset | xr.DataArray) -> float:
+    """R, the typical number of repeats behind a test image's response (median over them).
+
+    From ``n_repeats`` of the stimuli whose ``split`` is ``test`` (else the size of the
+    ``repeat`` dim). NaN when the cube has no repeated test images.
+
+    Examples
+    --------
+    >>> cube = example_cube(n_stimulus=3)
+    >>> cube["split"][:] = ["test", "test", "train"]; cube["n_repeats"][:] = [12, 11, 1]
+    >>> n_test_repeats(cube)
+    11.5
+    """
+    if {"split", "n_repeats"} <= set(ds.coords):
+        split = coord_values(ds, "split").astype(str)
+        n = coord_values(ds, "n_repeats").astype(float)[split == "test"]
+        n = n[np.isfinite(n) & (n > 1)]
+        if n.size:
+            return float(np.median(n))
+    if "repeat" in ds.dims and ds.sizes["repeat"] > 1:
+        return float(ds.sizes["repeat"])
+    return float("nan")
+
+
+def reliability_values(
+    ds: xr.Dataset | xr.DataArray, name: str, scale: str = "single_trial"
+) -> np.ndarray:
+    """One reliability value per channel from a channel coordinate, on the asked scale.
+
+    Parameters
+    ----------
+    ds : xarray.Dataset or DataArray
+        Carries the channel coordinate ``name`` (and ``split``/``n_repeats`` when the
+        measure is of a repeat mean).
+    name : str
+        A key of :data:`RELIABILITY_MEASURES` (``split_half`` is computed, not a
+        coordinate: see :func:`memxr.reliability.select_channels`) or any other channel
+        coordinate, which has no known scale and is returned as it is with
+        ``scale="native"`` only.
+    scale : {"single_trial", "native"}
+        ``single_trial``: the reliability of one trial (a fraction), from any known
+        measure (percentages divided by 100, repeat means stepped down by
+        :func:`spearman_brown` with R from :func:`n_test_repeats`). ``native``: the
+        values as stored, in the measure's own units.
+
+    Returns
+    -------
+    numpy.ndarray
+        float, NaN where the coordinate is NaN.
+
+    Raises
+    ------
+    ValueError
+        For a missing coordinate, an unknown scale, a coordinate of unknown scale asked
+        on the single-trial scale, or a repeat-mean measure on a cube without repeats.
+
+    Examples
+    --------
+    >>> cube = example_cube(n_stimulus=2, n_channel=2).assign_coords(
+    ...     nc_testset=("channel", [80.0, 20.0]))
+    >>> cube["split"][:] = "test"; cube["n_repeats"][:] = 12
+    >>> reliability_values(cube, "nc_testset").round(4).tolist()
+    [0.25, 0.0204]
+    >>> reliability_values(cube, "nc_testset", "native").tolist()
+    [80.0, 20.0]
+    """
+    if scale not in ("single_trial", "native"):
+        raise ValueError(f"scale must be 'single_trial' or 'native', got {scale!r}")
+    coord = ds.coords.get(name)
+    if coord is None or coord.dims != ("channel",):
+        raise ValueError(f"the cube has no channel coordinate {name!r} (a reliability measure)")
+    values = np.asarray(coord.values, dtype=float)  # small: one value per channel
+    if scale == "native":
+        return values
+    measure = RELIABILITY_MEASURES.get(name)
+    if measure is None:
+        raise ValueError(
+            f"{name!r} has no known scale; give scale='native' to compare it as it is, or use"
+            f" one of {', '.join(RELIABILITY_MEASURES)}"
+        )
+    if measure.percent:
+        values = values / 100.0
+    if measure.trials == "single":
+        return values
+    r = n_test_repeats(ds)
+    if not np.isfinite(r):
+        raise ValueError(
+            f"{name!r} is the reliability of a mean of repeats, but the cube says nothing of"
+            " its test repeats (split/n_repeats) to step it to one trial"
+        )
+    trials = r if measure.trials == "repeats" else r / 2.0
+    return np.asarray(spearman_brown(values, 1.0 / trials), dtype=float)
+
+
+def trials_label(cube: xr.Dataset, split: str | None) -> str:
+    """Which trials the responses of one split are: the ``trials`` column of the result tables.
+
+    Train images are seen once (single trials); a test image's response is the mean of its
+    R repeats (:func:`n_test_repeats`); None (every image) mixes both.
+
+    Examples
+    --------
+    >>> cube = example_cube(n_stimulus=3)
+    >>> cube["split"][:] = ["test", "test", "train"]; cube["n_repeats"][:] = [30, 30, 1]
+    >>> trials_label(cube, "train"), trials_label(cube, "test")
+    ('single (train)', 'mean of 30 (test)')
+    """
+    if split == "train":
+        return "single (train)"
+    r = n_test_repeats(cube)
+    mean = f"mean of {r:g}" if np.isfinite(r) else "mean of the repeats"
+    if split == "test":
+        return f"{mean} (test)"
+    return f"all (single train, {mean} test)"
 
 
 class SchemaError(ValueError):

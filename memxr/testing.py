@@ -7,6 +7,18 @@ Cubes
     :func:`example_cube` (a tiny valid cube), :func:`lazy` (dask-backed data, labels
     in memory), :func:`repeat_cube` (test stimuli with given repeats), :func:`signal_noise`
     (repeats = signal + noise of known variances).
+Simulations with known truth
+    :func:`concept_sizes` (unequal concept sizes), :func:`simulate_concepts` (a cube of
+    images nested in concepts whose responses correlate with memorability by a known
+    population value, zero under the null), :func:`simulate_species` (a human and a
+    monkey cube on shared and own images, with or without a shared representation and
+    memorability codes): the concept-structured nulls and alternatives of the
+    calibration checks.
+Calibration
+    :data:`CHECKS` and :func:`run_check`: the false-positive rate of every p-value memxr
+    reports and the coverage of its intervals, by repeated simulation (see the section
+    below); the fast checks run in the test suite, ``benchmarks/bench_calibration.py``
+    prints the full table.
 Specs
     :func:`spec_dict`, :func:`write_spec`: a small pipeline spec over the synthetic data
     of :func:`memxr.synth.synthesize` (in ``raw/`` beside the spec).
@@ -15,8 +27,8 @@ Assertions
     context manager :func:`raise_if_dask_computes`, which fails when dask computes where
     a function should only build a graph (laziness is part of memxr's contract).
 
-May import: numpy, xarray, dask, pyyaml, :mod:`memxr.schema`; nothing that reads files
-or runs analyses.
+May import: numpy, scipy, xarray, dask, pyyaml, :mod:`memxr.schema`; nothing that reads
+files. Only the calibration checks run analyses (imported inside them, on simulated data).
 
 Examples
 --------
@@ -35,26 +47,39 @@ AssertionError: dask computed 1 time(s) where at most 0 were allowed
 from __future__ import annotations
 
 import contextlib
+import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import dask
 import numpy as np
+import scipy.stats
 import xarray as xr
 
 from .schema import example_cube, text_coord, validate
 
 __all__ = [
+    "ALPHA",
+    "CHECKS",
+    "COVERAGE",
+    "Check",
+    "CheckResult",
     "assert_cube_equal",
     "assert_lazy",
     "assert_valid_cube",
+    "binomial_interval",
+    "concept_sizes",
     "example_cube",
     "lazy",
     "raise_if_dask_computes",
     "repeat_cube",
+    "run_check",
     "signal_noise",
+    "simulate_concepts",
+    "simulate_species",
     "spec_dict",
     "write_spec",
 ]
@@ -133,6 +158,269 @@ def signal_noise(n_stim: int, n_rep: int, s2: Any, n2: Any, seed: int = 0) -> np
     s2, n2 = np.asarray(s2, float), np.asarray(n2, float)
     signal = rng.standard_normal((n_stim, 1, s2.size)) * np.sqrt(s2)
     return signal + rng.standard_normal((n_stim, n_rep, s2.size)) * np.sqrt(n2)
+
+
+# --------------------------------------------------------------------------- simulations
+
+
+def concept_sizes(
+    n_concepts: int, images_per_concept: int | tuple[int, int], rng: np.random.Generator
+) -> np.ndarray:
+    """Images per concept: a constant, or drawn uniformly from ``(low, high)`` inclusive.
+
+    Examples
+    --------
+    >>> concept_sizes(3, 4, np.random.default_rng(0)).tolist()
+    [4, 4, 4]
+    >>> sizes = concept_sizes(500, (1, 12), np.random.default_rng(0))
+    >>> int(sizes.min()), int(sizes.max())
+    (1, 12)
+    """
+    if isinstance(images_per_concept, int | np.integer):
+        return np.full(int(n_concepts), int(images_per_concept), dtype=np.int64)
+    low, high = (int(v) for v in images_per_concept)
+    if not 1 <= low <= high:
+        raise ValueError(f"images_per_concept must be 1 <= low <= high, got {images_per_concept}")
+    return rng.integers(low, high + 1, size=int(n_concepts)).astype(np.int64)
+
+
+def _smooth(noise: np.ndarray, width: int) -> np.ndarray:
+    """Moving average of ``width`` bins along the last axis, rescaled to unit variance."""
+    if width <= 1:
+        return noise
+    kernel = np.ones(width) / np.sqrt(width)
+    pad = noise.shape[-1] + width - 1
+    spec = np.fft.rfft(noise, n=pad, axis=-1) * np.fft.rfft(kernel, n=pad)
+    return np.fft.irfft(spec, n=pad, axis=-1)[..., width - 1 :]
+
+
+def _labels(sizes: np.ndarray, prefix: str = "c") -> tuple[np.ndarray, list[str]]:
+    concept = np.repeat(np.arange(sizes.size), sizes)
+    within = np.concatenate([np.arange(k) for k in sizes]) if sizes.size else np.zeros(0, int)
+    ids = [f"{prefix}{c:04d}_{i:02d}s.jpg" for c, i in zip(concept, within, strict=True)]
+    return concept, ids
+
+
+def _cube(
+    response: np.ndarray,
+    concept: np.ndarray,
+    ids: list[str],
+    memorability: np.ndarray,
+    *,
+    prefix: str,
+    dataset: str,
+    subject: str,
+    times: np.ndarray | None,
+    roi: str = "A",
+) -> xr.Dataset:
+    n, n_channel = response.shape[:2]
+    dims = ("stimulus", "channel") + (("time",) if times is not None else ())
+    coords: dict[str, Any] = {
+        "stimulus_id": ("stimulus", text_coord(ids)),
+        "concept": ("stimulus", text_coord(f"{prefix}{c:04d}" for c in concept)),
+        "category": ("stimulus", text_coord([""] * n)),
+        "memorability": ("stimulus", memorability.astype(float)),
+        "split": ("stimulus", text_coord(["train"] * n)),
+        "n_repeats": ("stimulus", np.ones(n, dtype=np.int64)),
+        "channel_id": ("channel", np.arange(1, n_channel + 1, dtype=np.int64)),
+        "roi": ("roi", text_coord([roi])),
+        "roi_mask": (("channel", "roi"), np.ones((n_channel, 1), dtype=bool)),
+    }
+    if times is not None:
+        coords["time"] = ("time", np.asarray(times, dtype=float))
+    attrs = dict(example_cube(1, 1).attrs, dataset=dataset, subject=subject)
+    return validate(xr.Dataset({"response": (dims, response)}, coords=coords, attrs=attrs))
+
+
+def simulate_concepts(
+    n_concepts: int = 60,
+    images_per_concept: int | tuple[int, int] = (1, 12),
+    *,
+    rho: float | Any = 0.0,
+    n_channels: int = 1,
+    memorability_concept_share: float = 0.5,
+    neural_concept_share: float = 0.5,
+    concept_part: float = 0.5,
+    times: Any = None,
+    smoothness: int = 1,
+    seed: int = 0,
+) -> xr.Dataset:
+    """A cube of images nested in concepts, correlated with memorability by a known amount.
+
+    The concept-structured model of the calibration checks. Memorability (standardized)
+    is a concept effect plus image noise, ``m = sqrt(s_m) A_c + sqrt(1 - s_m) E_i``; every
+    channel is likewise ``x = sqrt(s_x) B_c + sqrt(1 - s_x) F_i``, where ``B`` correlates
+    with ``A`` (concept level) and ``F`` with ``E`` (image level) so that the population
+    correlation of the channel with memorability is ``rho``; ``concept_part`` is the
+    share of it carried at the concept level. Under the null (``rho = 0``) the channels
+    share concept structure with memorability but not its values: a shuffle of images
+    would be too liberal, concept-level resampling is not.
+
+    Parameters
+    ----------
+    n_concepts : int
+        Concepts.
+    images_per_concept : int or (low, high)
+        Images per concept, or the range their (unequal) numbers are drawn from.
+    rho : float or array_like
+        Population correlation of each channel with memorability (scalar or one per
+        channel); at most ``sqrt(s_m s_x) + sqrt((1 - s_m)(1 - s_x))``.
+    n_channels : int
+        Channels (independent given the latent variables).
+    memorability_concept_share, neural_concept_share : float
+        Fraction of the variance of memorability and of each channel at the concept level.
+    concept_part : float
+        Fraction of ``rho`` carried by the concept effects (the rest by the image noise).
+    times : array_like, optional
+        Time bins (ms): the channels become time courses whose noise is smoothed over
+        ``smoothness`` bins (neighbouring bins correlated), the memorability relation the
+        same at every bin.
+    smoothness : int
+        Width of the moving average of the time-course noise.
+    seed : int
+        Seed of every draw.
+
+    Returns
+    -------
+    xarray.Dataset
+        A valid cube (dims stimulus, channel[, time]; one ROI ``A`` of every channel; all
+        images in the train split, one trial each) with ``attrs["population_r"]`` (one per
+        channel) and the concept shares.
+
+    Examples
+    --------
+    >>> cube = simulate_concepts(200, (1, 12), rho=0.3, n_channels=2, seed=1)
+    >>> cube.response.dims, cube.attrs["population_r"]
+    (('stimulus', 'channel'), [0.3, 0.3])
+    >>> r = np.corrcoef(cube.response.values[:, 0], cube.memorability.values)[0, 1]
+    >>> bool(0.2 < r < 0.4)
+    True
+    """
+    rng = np.random.default_rng(seed)
+    sizes = concept_sizes(n_concepts, images_per_concept, rng)
+    concept, ids = _labels(sizes)
+    n = concept.size
+    sm, sx = float(memorability_concept_share), float(neural_concept_share)
+    rhos = np.broadcast_to(np.asarray(rho, dtype=float), (int(n_channels),)).copy()
+    wc, wi = np.sqrt(sm * sx), np.sqrt((1 - sm) * (1 - sx))
+    # the concept-level and image-level correlations that give rho
+    with np.errstate(invalid="ignore", divide="ignore"):
+        rc = np.where(wc > 0, concept_part * rhos / max(wc, 1e-12), 0.0)
+        ri = np.where(wi > 0, (rhos - rc * wc) / max(wi, 1e-12), 0.0)
+    if np.any(np.abs(rc) > 1) or np.any(np.abs(ri) > 1):
+        raise ValueError(
+            f"rho={rhos.tolist()} cannot be reached with these concept shares and concept_part"
+        )
+    a = rng.standard_normal(sizes.size)[concept]
+    e = rng.standard_normal(n)
+    memo = np.sqrt(sm) * a + np.sqrt(1 - sm) * e
+    n_t = 1 if times is None else len(times)
+    b_own = rng.standard_normal((sizes.size, n_channels, n_t + smoothness - 1))
+    f_own = rng.standard_normal((n, n_channels, n_t + smoothness - 1))
+    b_own = _smooth(b_own, smoothness)[..., :n_t][concept]
+    f_own = _smooth(f_own, smoothness)[..., :n_t]
+    b = rc[None, :, None] * a[:, None, None] + np.sqrt(1 - rc**2)[None, :, None] * b_own
+    f = ri[None, :, None] * e[:, None, None] + np.sqrt(1 - ri**2)[None, :, None] * f_own
+    x = np.sqrt(sx) * b + np.sqrt(1 - sx) * f
+    response = x if times is not None else x[..., 0]
+    out = _cube(response, concept, ids, 0.75 + 0.1 * memo, prefix="c", dataset="things-fmri",
+                subject="sim", times=None if times is None else np.asarray(times))  # fmt: skip
+    out.attrs.update(
+        population_r=[float(v) for v in rhos],
+        memorability_concept_share=sm,
+        neural_concept_share=sx,
+        n_concepts=int(n_concepts),
+        seed=int(seed),
+    )
+    return out
+
+
+def simulate_species(
+    n_shared_concepts: int = 40,
+    n_own_concepts: int = 60,
+    images_per_concept: int | tuple[int, int] = (1, 12),
+    *,
+    human_code: float = 0.0,
+    monkey_code: float = 0.0,
+    shared_representation: bool = True,
+    n_latent: int = 5,
+    n_human_channels: int = 12,
+    n_monkey_channels: int = 16,
+    concept_share: float = 0.5,
+    noise: float = 1.0,
+    seed: int = 0,
+) -> tuple[xr.Dataset, xr.Dataset]:
+    """A human and a monkey cube: shared images, and images only the monkey saw.
+
+    Every image has latent visual features ``z`` (``n_latent``, half concept-level, half
+    image-level variance) and a memorability (same concept structure, independent of
+    ``z``). Each species' channels are a fixed random mixture of the latents (the same
+    latents for both with ``shared_representation``, independent ones without), plus, in
+    a memorability code of gain ``human_code`` / ``monkey_code`` (0: none), the
+    memorability along one random direction of its channels, plus channel noise. The
+    monkey sees ``n_shared_concepts`` concepts' images (all shared with the human) and
+    ``n_own_concepts`` concepts' more (its own images).
+
+    The nulls of the bridge: with ``monkey_code=0`` a monkey decoder learns no
+    memorability (a decoder cannot transfer); with ``human_code=0`` the human responses
+    carry none; with ``shared_representation=False`` the species' RDMs agree only in
+    their concept structure.
+
+    Returns
+    -------
+    (xarray.Dataset, xarray.Dataset)
+        ``things-fmri`` cube ``sub-sim`` (ROI ``A``) and ``tvsd-normmua`` cube
+        ``monkeySim`` (ROI ``A``), all train images, memorability on both.
+
+    Examples
+    --------
+    >>> human, monkey = simulate_species(10, 20, 3, seed=0)
+    >>> human.sizes["stimulus"], monkey.sizes["stimulus"]
+    (30, 90)
+    """
+    rng = np.random.default_rng(seed)
+    sizes = concept_sizes(n_shared_concepts + n_own_concepts, images_per_concept, rng)
+    concept, ids = _labels(sizes, "k")
+    n = concept.size
+    sc = float(concept_share)
+    memo = np.sqrt(sc) * rng.standard_normal(sizes.size)[concept] + np.sqrt(
+        1 - sc
+    ) * rng.standard_normal(n)
+
+    def latents() -> np.ndarray:
+        concept_part = rng.standard_normal((sizes.size, n_latent))[concept]
+        return np.sqrt(sc) * concept_part + np.sqrt(1 - sc) * rng.standard_normal((n, n_latent))
+
+    z_h = latents()
+    z_m = z_h if shared_representation else latents()
+
+    def channels(z: np.ndarray, n_ch: int, code: float) -> np.ndarray:
+        mix = rng.standard_normal((n_latent, n_ch)) / np.sqrt(n_latent)
+        direction = rng.standard_normal(n_ch)
+        direction /= np.linalg.norm(direction)
+        return (
+            z @ mix
+            + float(code) * memo[:, None] * direction[None, :] * np.sqrt(n_ch)
+            + float(noise) * rng.standard_normal((n, n_ch))
+        )
+
+    xh = channels(z_h, n_human_channels, human_code)
+    xm = channels(z_m, n_monkey_channels, monkey_code)
+    shared = concept < n_shared_concepts
+    score = 0.75 + 0.1 * memo
+    h_idx = np.flatnonzero(shared)
+    human = _cube(xh[h_idx], concept[h_idx], [ids[i] for i in h_idx], score[h_idx], prefix="k",
+                  dataset="things-fmri", subject="sub-sim", times=None)  # fmt: skip
+    monkey = _cube(xm, concept, ids, score, prefix="k", dataset="tvsd-normmua",
+                   subject="monkeySim", times=None)  # fmt: skip
+    for cube in (human, monkey):
+        cube.attrs.update(
+            human_code=float(human_code),
+            monkey_code=float(monkey_code),
+            shared_representation=bool(shared_representation),
+            seed=int(seed),
+        )
+    return human, monkey
 
 
 # --------------------------------------------------------------------------- specs
@@ -256,3 +544,287 @@ def assert_cube_equal(a: xr.Dataset, b: xr.Dataset, *, attrs: bool = True, **kwa
         if ka != kb:
             diff = sorted(k for k in set(ka) | set(kb) if ka.get(k) != kb.get(k))
             raise AssertionError(f"attributes differ: {', '.join(diff)}")
+
+
+# --------------------------------------------------------------------------- calibration
+# Calibration of memxr's inferential outputs by simulation under concept-structured nulls.
+#
+# Every p-value memxr reports should reject a true null at most as often as its level, and
+# every confidence interval should cover the population value at least as often as its
+# coverage, on data structured like the real ones: images nested in concepts, memorability
+# and responses both carrying concept-level variance, unequal concept sizes. Each check of
+# :data:`CHECKS` draws such a dataset from a seed (with a varied structure: number of
+# concepts, 1 to 12 images per concept or a constant number, concept shares of variance),
+# runs one analysis and says whether the p-value reached the level (a false positive) or
+# the interval covered the truth. :func:`run_check` repeats it over seeds and compares the
+# rate with its nominal value through a 95 % Clopper-Pearson interval:
+#
+# - a false-positive rate passes when the interval reaches down to the level (``low <=
+#   0.05``: the data do not show a rate above nominal);
+# - a coverage passes when the interval reaches up to the coverage (``high >= 0.95``).
+#
+# A false positive is ``p <= 0.05``; the permutation counts are chosen so that ``0.05 (P +
+# 1)`` is an integer, where an exact permutation test rejects with probability exactly
+# 0.05 (with ``p < 0.05`` it would be 0.04 and a slightly liberal test could hide).
+#
+# The simulations come from :func:`memxr.testing.simulate_concepts` and
+# :func:`memxr.testing.simulate_species`. The fast versions run in the test suite
+# (``tests/test_calibration.py``); ``benchmarks/bench_calibration.py`` runs them with more
+# simulations and permutations and prints the table.
+
+ALPHA = 0.05
+"""Level of every test checked (a false positive is ``p <= ALPHA``)."""
+
+COVERAGE = 0.95
+"""Coverage of every confidence interval checked."""
+
+REAL_EFFECT = 0.1
+"""The population correlation of the coverage checks: TVSD r(IT, memorability) = 0.10."""
+
+
+def binomial_interval(k: int, n: int, level: float = 0.95) -> tuple[float, float]:
+    """Clopper-Pearson interval of a binomial proportion ``k / n``.
+
+    Examples
+    --------
+    >>> binomial_interval(5, 100)
+    (0.016431..., 0.112834...)
+    """
+    a = (1 - level) / 2
+    low = 0.0 if k == 0 else float(scipy.stats.beta.ppf(a, k, n - k + 1))
+    high = 1.0 if k == n else float(scipy.stats.beta.ppf(1 - a, k + 1, n - k))
+    return low, high
+
+
+@dataclass(frozen=True)
+class Check:
+    """One calibration check: what it measures and one simulated replicate of it."""
+
+    name: str
+    kind: str  # "fpr" or "coverage"
+    description: str
+    replicate: Callable[[int, bool], bool]
+
+    @property
+    def nominal(self) -> float:
+        return ALPHA if self.kind == "fpr" else COVERAGE
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The outcome of :func:`run_check`: the rate, its interval and the verdict."""
+
+    check: str
+    kind: str
+    n: int
+    count: int
+    rate: float
+    low: float
+    high: float
+    nominal: float
+    seconds: float
+
+    @property
+    def passed(self) -> bool:
+        if self.kind == "fpr":
+            return self.low <= self.nominal
+        return self.high >= self.nominal
+
+    @property
+    def verdict(self) -> str:
+        return "pass" if self.passed else "FAIL"
+
+
+# ----------------------------------------------------------------------------- structures
+
+
+def _structure(seed: int) -> dict:
+    """A varied concept structure drawn from ``seed``: sizes, shares, number of concepts."""
+    rng = np.random.default_rng([seed, 7919])
+    sizes = [(1, 12), (1, 4), (2, 12), 3, 12, 1][int(rng.integers(6))]
+    return {
+        "images_per_concept": sizes,
+        "memorability_concept_share": float(rng.uniform(0.2, 0.8)),
+        "neural_concept_share": float(rng.uniform(0.2, 0.8)),
+        "n_concepts": int(rng.integers(40, 90)),
+    }
+
+
+def _perms(fast: bool, full: int = 199) -> int:
+    return 99 if fast else full
+
+
+def _features(cube: xr.Dataset) -> xr.DataArray:
+    return cube["response"].rename(channel="feature")
+
+
+# ----------------------------------------------------------------------------- replicates
+
+
+def _correlate_p(seed: int, fast: bool) -> bool:
+    from .stats import correlate
+
+    cube = simulate_concepts(seed=seed, **_structure(seed))
+    method = ("pearson", "spearman")[seed % 2]
+    res = correlate(cube.response[:, 0], cube.memorability, method=method, groups="concept",
+                    n_permutations=_perms(fast), n_bootstrap=0, seed=seed)  # fmt: skip
+    return bool(float(res.p) <= ALPHA)
+
+
+def _correlate_ci(seed: int, fast: bool) -> bool:
+    from .stats import correlate
+
+    structure = _structure(seed) | {"n_concepts": 150 + seed % 151}
+    cube = simulate_concepts(seed=seed, rho=REAL_EFFECT, **structure)
+    res = correlate(cube.response[:, 0], cube.memorability, groups="concept", n_permutations=0,
+                    n_bootstrap=299 if fast else 999, seed=seed)  # fmt: skip
+    return bool(float(res.ci_low) <= REAL_EFFECT <= float(res.ci_high))
+
+
+def _correlation_map_fwer(seed: int, fast: bool) -> bool:
+    from .stats import correlation_map
+
+    cube = simulate_concepts(seed=seed, n_channels=8, **_structure(seed))
+    res = correlation_map(cube, groups="concept", n_permutations=399 if fast else 999,
+                          n_bootstrap=0, seed=seed)  # fmt: skip
+    return bool((res.p_fdr.values <= ALPHA).any())
+
+
+def _cluster_fwer(seed: int, fast: bool) -> bool:
+    from .stats import cluster_test, correlate
+
+    times = np.arange(-50.0, 250.0, 10.0 if fast else 5.0)
+    cube = simulate_concepts(seed=seed, n_channels=3, times=times, smoothness=4 if fast else 8,
+                             **_structure(seed))  # fmt: skip
+    res = correlate(cube.response, cube.memorability, groups="concept",
+                    n_permutations=_perms(fast), n_bootstrap=0, seed=seed, return_null=True)  # fmt: skip
+    out = cluster_test(res)
+    return bool((out.p_cluster.fillna(1.0).values <= ALPHA).any())
+
+
+def _fit_models_p(seed: int, fast: bool) -> bool:
+    from .models import fit_models
+
+    cube = simulate_concepts(seed=seed, n_channels=4, **_structure(seed))
+    model = ("ridge", "linear")[seed % 2] if fast else "ridge"
+    res = fit_models(_features(cube), "memorability", models=(model,), cv=3 if fast else 5,
+                     n_permutations=19 if fast else 39, seed=seed, client=False,
+                     keep_predictions=False)  # fmt: skip
+    return bool(float(res.table.chance_p.iloc[0]) <= ALPHA)
+
+
+def _species(seed: int, **kw) -> tuple[xr.Dataset, xr.Dataset]:
+    s = _structure(seed)
+    return simulate_species(
+        n_shared_concepts=int(s["n_concepts"]) // 2 + 15,
+        n_own_concepts=int(s["n_concepts"]) // 2 + 25,
+        images_per_concept=s["images_per_concept"],
+        concept_share=s["neural_concept_share"],
+        seed=seed,
+        **kw,
+    )
+
+
+def _decode_p(seed: int, fast: bool, **codes: float) -> bool:
+    from .bridge import cross_decode
+
+    human, monkey = _species(seed, **codes)
+    out = cross_decode(monkey, human, "A", "A", n_permutations=_perms(fast), seed=seed,
+                       min_images=10)  # fmt: skip
+    if out.empty:
+        raise RuntimeError(f"cross_decode gave no row: {out.attrs.get('reason')}")
+    return bool(float(out.p.iloc[0]) <= ALPHA)
+
+
+def _decode_source_null(seed: int, fast: bool) -> bool:
+    return _decode_p(seed, fast, human_code=0.6, monkey_code=0.0)
+
+
+def _decode_target_null(seed: int, fast: bool) -> bool:
+    return _decode_p(seed, fast, human_code=0.0, monkey_code=0.6)
+
+
+def _rsa_p(seed: int, fast: bool) -> bool:
+    from .bridge import rsa
+
+    human, monkey = _species(seed, shared_representation=False)
+    out = rsa(human, monkey, "A", "A", level="image", n_permutations=_perms(fast), seed=seed,
+              max_items=400)  # fmt: skip
+    return bool(float(out.p.iloc[0]) <= ALPHA)
+
+
+def _shared_effects_p(seed: int, fast: bool) -> bool:
+    from .bridge import shared_effects
+
+    human, monkey = _species(seed)
+    out = shared_effects(human, monkey, "A", "A", method=("pearson", "spearman")[seed % 2],
+                         n_permutations=_perms(fast), n_bootstrap=0, seed=seed)  # fmt: skip
+    return bool(float(out.loc[out.species == "macaque", "p"].iloc[0]) <= ALPHA)
+
+
+CHECKS: dict[str, Check] = {
+    c.name: c
+    for c in (
+        Check("correlate_p", "fpr", "correlate: permutation p (Pearson/Spearman, concepts)",
+              _correlate_p),
+        Check("correlate_ci", "coverage", "correlate: jackknife 95% CI, r = 0.10, 150-300 concepts",
+              _correlate_ci),
+        Check("correlation_map_fwer", "fpr", "correlation_map: any p_fdr of 8 null channels",
+              _correlation_map_fwer),
+        Check("timecourse_cluster_fwer", "fpr",
+              "cluster_test: any cluster of 3 ROIs x 30-60 bins", _cluster_fwer),
+        Check("fit_models_p", "fpr", "fit_models: chance_p (grouped CV, concept permutations)",
+              _fit_models_p),
+        Check("cross_decode_p_source_null", "fpr",
+              "cross_decode: p when the monkey decoder learns nothing", _decode_source_null),
+        Check("cross_decode_p_target_null", "fpr",
+              "cross_decode: p when the human responses carry no memorability",
+              _decode_target_null),
+        Check("rsa_mantel_p", "fpr", "rsa: Mantel p, species share only concept structure",
+              _rsa_p),
+        Check("shared_effects_p", "fpr", "shared_effects: p of the macaque area", _shared_effects_p),
+    )
+}  # fmt: skip
+"""Every calibration check, by name."""
+
+
+def run_check(name: str, n_sims: int, *, fast: bool = True, seed: int = 0) -> CheckResult:
+    """Run ``n_sims`` replicates of a check (seeds ``seed .. seed + n_sims - 1``).
+
+    Parameters
+    ----------
+    name : str
+        A key of :data:`CHECKS`.
+    n_sims : int
+        Simulated datasets.
+    fast : bool
+        The test-suite settings (fewer permutations and bootstrap samples); False: the
+        benchmark's.
+    seed : int
+        First seed: other seeds give other datasets and structures.
+
+    Returns
+    -------
+    CheckResult
+
+    Examples
+    --------
+    >>> res = run_check("correlate_p", n_sims=20, fast=True)
+    >>> res.kind, res.n, res.nominal
+    ('fpr', 20, 0.05)
+    """
+    check = CHECKS[name]
+    start = time.perf_counter()
+    hits = sum(check.replicate(int(seed) + i, fast) for i in range(int(n_sims)))
+    low, high = binomial_interval(hits, int(n_sims))
+    return CheckResult(
+        check=name,
+        kind=check.kind,
+        n=int(n_sims),
+        count=int(hits),
+        rate=hits / int(n_sims),
+        low=low,
+        high=high,
+        nominal=check.nominal,
+        seconds=time.perf_counter() - start,
+    )

@@ -65,8 +65,11 @@ def loaded(cubes) -> dict:
 
 
 
-def _shared_labelled(human, monkey) -> list[str]:
-    return align.shared_stimuli(align.labelled(human), align.labelled(monkey))
+def _shared_labelled(human, monkey, split="train") -> list[str]:
+    def part(cube):
+        return cube.isel(stimulus=np.flatnonzero(cube.split.values == split)) if split else cube
+
+    return align.shared_stimuli(align.labelled(part(human)), align.labelled(part(monkey)))
 
 
 # ----------------------------------------------------------------------------- effects
@@ -80,9 +83,10 @@ def test_effects_planted_and_shared(cubes):
     assert list(eff.columns[: len(EFFECT_COLUMNS)]) == list(EFFECT_COLUMNS)
     ids = _shared_labelled(h, m)
     assert len(ids) >= 60
-    assert eff.attrs["stimulus_ids"] == ids
+    assert eff.attrs["stimulus_ids"] == ids and eff.attrs["split"] == "train"
     assert set(eff.n) == {len(ids)} and eff.stimulus_set.nunique() == 1
     assert set(eff.pair) == {"sub-01~monkeyN"} and set(eff.groups) == {"concept"}
+    assert set(eff.trials) == {"single (train)"} and eff.p_family.nunique() == 1
     row = eff.set_index(["species", "roi"])
     assert row.loc[("human", "FFA"), "r"] > 0.5 and row.loc[("human", "FFA"), "p_fdr"] < 0.01
     assert row.loc[("macaque", "IT"), "r"] > 0.3 and row.loc[("macaque", "IT"), "p_fdr"] < 0.01
@@ -97,7 +101,10 @@ def test_effects_equal_direct_correlate(cubes):
     h, m = cubes["human"], cubes["monkey"]
     kw = {"n_permutations": 199, "n_bootstrap": 99, "seed": 3}
     eff = shared_effects(h, m, ["FFA", "V1"], ["IT"], method="pearson", **kw).set_index("roi")
+    train = _shared_labelled(h, m)
     h_al, m_al = align.align_pair(align.labelled(h), align.labelled(m))
+    keep = np.flatnonzero(np.isin(h_al.stimulus_id.values, train))
+    h_al, m_al = h_al.isel(stimulus=keep), m_al.isel(stimulus=keep)
     for cube, rois, species in ((h_al, ["FFA", "V1"], "human"), (m_al, ["IT"], "macaque")):
         direct = stats.correlate(
             roi_reduce(cube, rois),
@@ -119,6 +126,8 @@ def test_effects_time_resolved_monkey_and_laziness(cubes, loaded):
     row = eff.set_index(["species", "roi"])
     assert row.loc[("macaque", "IT"), "r"] > 0.3 and row.loc[("macaque", "IT"), "p_fdr"] < 0.05
     h_al, m_al = align.align_pair(align.labelled(h), align.labelled(mt))
+    keep = np.flatnonzero(np.isin(h_al.stimulus_id.values, _shared_labelled(h, mt)))
+    h_al, m_al = h_al.isel(stimulus=keep), m_al.isel(stimulus=keep)
     it = window_reduce(roi_reduce(m_al, ["IT"])).sel(roi="IT")
     expected = scipy.stats.spearmanr(it.values, h_al.memorability.values).statistic
     assert row.loc[("macaque", "IT"), "r"] == pytest.approx(expected)
@@ -254,11 +263,16 @@ def test_cross_decode_planted(cubes):
     assert list(out.columns[: len(DECODING_COLUMNS)]) == list(DECODING_COLUMNS)
     assert set(out.direction) == {"monkeyN->sub-01"} and set(out.pair) == {"sub-01~monkeyN"}
     assert set(out.n) == {len(_shared_labelled(h, m))}
-    assert set(out.n_train) == {160}
+    assert set(out.n_train) == {160} and set(out.trials) == {"single (train)"}
+    assert set(out.disjoint_concepts) == {True}
     rows = out.set_index("train_features")
     assert rows.loc["IT", "pearson_r"] > 0.5 and rows.loc["IT", "spearman_rho"] > 0.5
-    assert rows.loc["IT", "p"] < 0.05
-    assert rows.loc["IT", "p_target"] < 0.05
+    # the mapped synthetic IT patterns are dominated by one (memorability) axis, along which
+    # many refit decoders also project: p_source has little room here, p <= .05 still
+    assert rows.loc["IT", "p"] <= 0.05
+    assert rows.loc["IT", "p_target"] < 0.05 and rows.loc["IT", "p_source"] <= 0.05
+    assert (out.p == np.maximum(out.p_source, out.p_target)).all()
+    np.testing.assert_allclose(out.p_fdr, scipy.stats.false_discovery_control(out.p))
     # no memorability code in monkey V1: the transfer of its decoder is at chance
     assert rows.loc["V1", "p"] > 0.01  # p is uniform under the null: a 1% level
 
@@ -269,7 +283,7 @@ def test_cross_decode_too_few_images(cubes):
     assert out.empty and list(out.columns) == list(DECODING_COLUMNS)
     assert "of sub-01 are not in monkeyN" in out.attrs["reason"]
     out = cross_decode(m, h, "IT", "FFA", min_images=500)
-    assert out.empty and "labelled images are shared" in out.attrs["reason"]
+    assert out.empty and "labelled images of the train split are shared" in out.attrs["reason"]
 
 
 def test_bridge_runs_all_three(cubes):
@@ -278,7 +292,10 @@ def test_bridge_runs_all_three(cubes):
         h, m, ["FFA", "V1"], ["IT"], n_permutations=49, n_bootstrap=0, n_decoding_permutations=9
     )
     assert sorted(out) == ["decoding", "effects", "rsa"]
-    assert len(out["effects"]) == 3
+    assert len(out["effects"]) == 6  # train rows, then the test images apart
+    trials = out["effects"].trials.tolist()
+    assert trials[:3] == ["single (train)"] * 3
+    assert all(t.startswith("mean of ") and t.endswith(" (test)") for t in trials[3:])
     assert sorted(out["rsa"].level.unique()) == ["concept", "image"] and len(out["rsa"]) == 4
     assert len(out["decoding"]) == 2 and set(out["decoding"].direction) == {"monkeyN->sub-01"}
     assert "sub-01->monkeyN" in out["decoding"].attrs["reasons"]

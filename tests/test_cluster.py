@@ -170,7 +170,7 @@ def test_scheduler_address_gives_the_same_tables(work, scheduler, local_tables):
         work / "cluster.yaml", out=work / "remote", scheduler=scheduler["address"], log=lines.append
     )
     assert lines[1].startswith("dashboard: http://127.0.0.1:")
-    assert len(local_tables) == 7
+    assert len(local_tables) == 8  # with timecourse_clusters.csv
     assert _tables(out) == local_tables
     assert all(p.poll() is None for p in scheduler["workers"]), "the workers keep running"
 

@@ -125,6 +125,37 @@ def test_pca_dask_randomized():
     assert f.memorability.values.tolist() == ds.memorability.values.tolist()
 
 
+def test_pca_float32_ill_scaled_does_not_overflow():
+    """Betas of large scale in float32: unnormalised power iterations, (X^T X)^4 X^T, overflow
+    float32 here (what dask-ml's randomized PCA did); the PCA must still be exact."""
+    from sklearn.decomposition import PCA
+
+    rng = np.random.default_rng(0)
+    n, p, k = 1500, 300, 4
+    latent = rng.standard_normal((n, k)) * np.array([40.0, 20.0, 10.0, 5.0])
+    x = (latent @ rng.standard_normal((k, p)) + rng.standard_normal((n, p))) * 3e3
+    x = x.astype(np.float32)
+    # the matrix is hard enough: four unnormalised power iterations overflow float32
+    with np.errstate(over="ignore", invalid="ignore"):
+        y = x.T @ rng.standard_normal((n, k + 10)).astype(np.float32)
+        for _ in range(4):
+            y = x.T @ (x @ y)
+    assert not np.isfinite(y).all()
+    ds = example_cube(n_stimulus=n, n_channel=p)
+    ds["response"] = (("stimulus", "channel"), x)
+    ref = PCA(n_components=k, svd_solver="full").fit(x.astype(np.float64))
+    for cube in (ds, ds.chunk({"stimulus": 500})):
+        f = pattern_features(cube, "A", n_components=k)
+        values = f.values
+        assert np.isfinite(values).all()
+        np.testing.assert_allclose(
+            f.explained_variance_ratio.values, ref.explained_variance_ratio_, rtol=1e-3
+        )
+        expected = ref.transform(x.astype(np.float64))
+        for j in range(k):
+            assert abs(np.corrcoef(values[:, j], expected[:, j])[0, 1]) > 0.999
+
+
 def test_pca_dask_large_float32_values_stay_finite():
     """Unnormalised power iterations grow as the 9th power of the top singular value and
     overflow float32 here; the QR-normalised ones match scikit-learn's PCA."""

@@ -444,3 +444,74 @@ def test_bad_inputs():
             models=("linear",),
             client=False,
         )
+
+
+# ----------------------------------------------------------------------------- PCA in folds
+
+
+def test_pca_is_fit_inside_each_training_fold():
+    """With n_components the PCA is a step of the pipeline: every fold's predictions are
+    those of a PCA fit on that fold's training stimuli only."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LinearRegression
+    from sklearn.preprocessing import StandardScaler
+
+    x = _features(0.7, n_feat=12, seed=4)
+    x = x.copy(data=x.values.astype(np.float32))
+    res = fit_models(x, "memorability", models=("linear",), cv=4, n_permutations=0,
+                     client=False, n_components=3)  # fmt: skip
+    assert res.table.n_components.tolist() == [3]
+    pred = res.predictions.prediction.isel(feature_set=0, model=0).values
+    fold = res.predictions.fold.values
+    values, y = x.values, x.memorability.values
+    manual, leaky = np.full(y.size, np.nan), np.full(y.size, np.nan)
+    everything = PCA(3, svd_solver="full").fit(values)
+    for k in np.unique(fold):
+        tr, te = fold != k, fold == k
+        mu, sd = y[tr].mean(), y[tr].std()
+        for out, pca in ((manual, PCA(3, svd_solver="full").fit(values[tr])), (leaky, everything)):
+            scale = StandardScaler().fit(pca.transform(values[tr]))
+            reg = LinearRegression().fit(scale.transform(pca.transform(values[tr])),
+                                         (y[tr] - mu) / sd)  # fmt: skip
+            out[te] = reg.predict(scale.transform(pca.transform(values[te]))) * sd + mu
+    np.testing.assert_allclose(pred, manual, rtol=1e-4, atol=1e-5)
+    assert np.abs(pred - leaky).max() > 1e-3  # a PCA of all stimuli gives other numbers
+    with pytest.raises(ValueError, match="unknown feature sets"):
+        fit_models({"a": x}, "memorability", models=("linear",), cv=4, n_permutations=0,
+                   client=False, n_components={"b": 2})  # fmt: skip
+
+
+def test_chance_p_fdr_over_the_rows_of_a_fit(in_process):
+    t = in_process.table
+    import scipy.stats
+
+    np.testing.assert_allclose(t.chance_p_fdr, scipy.stats.false_discovery_control(t.chance_p))
+    assert t.p_family.nunique() == 1 and "4 feature set x model rows" in t.p_family.iloc[0]
+
+
+def test_unknown_concepts_are_singletons_in_folds_permutations_and_statistics():
+    """One grouping everywhere: images of unknown concept ("") are groups of their own in the
+    folds, the permutations and the correlation statistics (never one pooled concept)."""
+    from memxr.bridge.inputs import concept_groups
+    from memxr.stats.inputs import group_codes, stimulus_inputs
+
+    labels = np.array(["a", "a", "", "b", "b", "", ""], dtype=object)
+    codes = group_codes(labels)
+    assert codes.tolist() == [0, 0, 2, 1, 1, 3, 4]
+    x = xr.DataArray(np.arange(7.0), dims="stimulus")
+    inp = stimulus_inputs(x, np.arange(7.0) ** 2, None, labels, "pearson", "stimulus")
+    np.testing.assert_array_equal(inp.codes, codes)
+    folds, _ = make_folds(7, labels, cv=("grouped", 5), seed=0)
+    fold_of = np.empty(7, int)
+    for k, (_, te) in enumerate(folds):
+        fold_of[te] = k
+    assert len({fold_of[i] for i in (2, 5, 6)}) > 1  # the unknown images are split up
+    # unknown images are singletons: they trade values with the known singletons c and d,
+    # never as a block of two with the concept "a" of two images
+    small = np.array(["a", "a", "", "", "c", "d"], dtype=object)
+    perms = [grouped_permutation(small, np.random.default_rng(s)) for s in range(30)]
+    assert any(set(p[[2, 3]]) & {4, 5} for p in perms)
+    assert all(set(p[[0, 1]]) == {0, 1} for p in perms)
+    cube = example_cube(n_stimulus=7).assign_coords(concept=("stimulus", text_coord(labels)))
+    groups = concept_groups(cube)
+    np.testing.assert_array_equal(group_codes(groups) == group_codes(groups)[2], codes == 2)

@@ -11,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import xarray as xr
@@ -114,7 +115,9 @@ def test_first_run_writes_every_output(first):
 
 def test_planted_effects(first):
     out, _ = first
-    corr = pd.read_csv(out / "tables" / "correlations.csv")
+    table = pd.read_csv(out / "tables" / "correlations.csv")
+    assert set(table.trials) == {"single (train)", "mean of 3 (test)"}
+    corr = table[table.trials == "single (train)"]
     r = corr[(corr.method == "pearson") & (corr.how == "mean")].set_index(["subject", "roi"]).r
     # planted gains: fMRI FFA 0.6, IT 0.5, V1 0; monkey IT 0.6, V4 0.25, V1 0
     assert r["sub-01", "FFA"] > r["sub-01", "V1"] + 0.3
@@ -126,17 +129,46 @@ def test_planted_effects(first):
         ]
         < 0.05
     )
-    assert set(corr.n) == {99} and set(corr[corr.roi == "V1"].n_channels) == {55, 512}
+    # train images (single trials) and test images (means of 3 repeats) apart, never pooled
+    assert set(corr.n) == {95} and set(table[table.trials != "single (train)"].n) == {4}
+    assert set(corr[corr.roi == "V1"].n_channels) == {55, 512}
     tc = pd.read_csv(out / "tables" / "timecourse.csv")
+    tc = tc[tc.trials == "single (train)"]
     it = tc[tc.roi == "IT"].set_index("time").r
-    assert it.loc[100:180].mean() > 0.4 > it.loc[:0].abs().mean()
+    assert it.loc[100:180].mean() > 0.3 > it.loc[:0].abs().mean()
+    clusters = pd.read_csv(out / "tables" / "timecourse_clusters.csv")
+    first_it = clusters[(clusters.roi == "IT") & (clusters.sign == 1)].sort_values("mass").iloc[-1]
+    assert 80 <= first_it.onset <= 130 and first_it.offset >= 170
+    assert first_it.p_cluster == clusters.p_cluster.min()
+    assert tc.p_cluster_family.str.contains("family-wise over 3 feature").all()
     models = pd.read_csv(out / "tables" / "models.csv")
     ridge = models.set_index(["subject", "feature_set", "model"])
     assert ridge.loc[("sub-01", "magnitude", "ridge"), "pearson_r"] > 0.5
     preds = pd.read_csv(out / "tables" / "predictions.csv")
-    assert len(preds) == 2 * 99 and preds.observed.between(0, 1).all()
+    assert len(preds) == 2 * 95 and preds.observed.between(0, 1).all()
+    assert set(models.trials) == {"single (train)"}  # 4 test images: too few to fit apart
     effects = pd.read_csv(out / "tables" / "bridge_effects.csv")
     assert set(effects.pair) == {"sub-01~monkeyN"} and set(effects.species) == {"human", "macaque"}
+    assert effects.groupby("trials").n.unique().to_dict() == {
+        "mean of 3 (test)": [4],
+        "single (train)": [95],
+    }
+
+
+def test_ceilings_on_the_scale_of_the_trials_analysed(first, work):
+    """The ceiling of a train row is that of one trial, of a test row that of the mean of the
+    repeats, both with the memorability reliability: sqrt(rel_k x rel_m)."""
+    out, _ = first
+    corr = pd.read_csv(out / "tables" / "correlations.csv")
+    assert set(corr.memorability_reliability) == {0.45}
+    expected = (corr.neural_reliability.clip(lower=0) * 0.45) ** 0.5
+    pd.testing.assert_series_equal(corr.noise_ceiling, expected, check_names=False, atol=1e-9)
+    rel = corr.set_index(["subject", "roi", "method", "how", "trials"]).neural_reliability
+    single = rel.xs("single (train)", level="trials")
+    test = rel.xs("mean of 3 (test)", level="trials")
+    assert (test > single).all()
+    np.testing.assert_allclose(test, 3 * single / (1 + 2 * single), rtol=0.05)
+    assert corr.p_family.str.startswith("p_fdr: Benjamini-Hochberg over the 3 ROIs").all()
 
 
 def test_provenance(first, work):
@@ -171,7 +203,14 @@ def test_provenance(first, work):
     cube = xr.open_zarr(out / "stores" / "sub-01.zarr")
     assert cube.attrs["spec_hash"] == spec.spec_hash
     mags = xr.open_zarr(out / "magnitudes" / "monkeyN.zarr")
-    assert set(mags.data_vars) >= {"mean", "l2", "mean_time", "l2_time", "ceiling_r"}
+    assert set(mags.data_vars) >= {
+        "mean",
+        "l2",
+        "mean_time",
+        "l2_time",
+        "reliability_single",
+        "reliability_repeats",
+    }
     catalog = pd.read_csv(out / "stores" / "catalog.tsv", sep="\t")
     assert sorted(catalog.name) == ["monkeyN", "sub-01"]
 
@@ -318,7 +357,8 @@ def test_store_input_unions_and_reliability_filter(first, work, client):
     lines: list[str] = []
     result = run(path, out=work / "out-stores", client=client, log=lines.append)
     assert _ran(lines) == ["magnitudes:s1", "correlations", "provenance", "report", "catalog"]
-    corr = pd.read_csv(result / "tables" / "correlations.csv").set_index("roi")
+    corr = pd.read_csv(result / "tables" / "correlations.csv")
+    corr = corr[corr.trials == "single (train)"].set_index("roi")
     cube = xr.open_zarr(store)
     nc = cube["nc_testset"].values >= 40.0
     names = [str(r) for r in cube["roi"].values]
@@ -333,8 +373,6 @@ def test_store_input_unions_and_reliability_filter(first, work, client):
 
 
 def test_model_target_leaves_out_stimuli_with_missing_features():
-    import numpy as np
-
     from memxr.pipeline.steps import _target
 
     mem = ("stimulus", [0.5, 0.6, np.nan, 0.8])

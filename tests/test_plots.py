@@ -423,3 +423,27 @@ def test_cross_species_effects_sides_and_marks():
     assert texts(ax) == sorted(["**"] * 6 + ["human", "macaque"])
     two_pairs = pd.concat([effects_table(), effects_table().assign(pair="sub-02~monkeyN")])
     assert len(plots.cross_species_effects(two_pairs).axes) == 2
+
+
+def test_ceilings_drawn_per_trials_panel():
+    """Train (single trials) and test (repeat means) rows get a panel each, and each panel's
+    dashed ceiling is the ceiling of its own trials."""
+    train = corr_table(subjects=("sub-01",), ceiling=0.15).assign(trials="single (train)")
+    test = corr_table(subjects=("sub-01",), ceiling=0.55).assign(trials="mean of 12 (test)")
+    fig = plots.roi_correlation_bars(pd.concat([train, test], ignore_index=True))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["things-fmri · sub-01 · mean of 12 (test)", "things-fmri · sub-01 · single (train)"]
+    for ax, expected in zip(fig.axes, (0.55, 0.15), strict=True):
+        (ceiling,) = by_gid(ax, "noise_ceiling", LineCollection)
+        ys = {round(float(seg[0][1]), 6) for seg in ceiling.get_segments()}
+        assert ys == {expected}
+
+
+def test_timecourse_dots_from_the_cluster_test():
+    df = tc_table(subjects=("monkeyN",))
+    df["p_cluster"] = np.where(df.r > 0.25, 0.01, np.nan)  # only the strongest bins
+    ax = plots.timecourses(df).axes[0]
+    dots = sum(len(line.get_xdata()) for line in ax.lines if line.get_gid() == "significant")
+    assert dots == int((df.r > 0.25).sum()) < int((df.p_fdr < 0.05).sum())
+    labels = [t.get_text() for t in ax.figure.legends[0].get_texts()]
+    assert "p_cluster < 0.05" in labels

@@ -103,6 +103,25 @@ def test_union_definitions_and_reliability(backend):
         roi_reduce(ds, ["V1"], min_reliability=0.1, reliability="nc_testset")
 
 
+def test_reliability_filter_on_the_single_trial_scale(backend):
+    """Without a named coordinate the threshold is a single-trial reliability, whatever the
+    measure; a named coordinate takes the threshold in its own units (nc_testset: percent)."""
+    ds, mask = _cube(n_chan=40, chunked=backend == "dask")
+    n = ds.sizes["channel"]
+    nc = np.linspace(0.0, 90.0, n)  # percent of explainable variance of the 12-trial mean
+    split = np.array(["test"] * 3 + ["train"] * (ds.sizes["stimulus"] - 3), dtype=object)
+    n_rep = np.where(split == "test", 12, 1)
+    ds = ds.assign_coords(
+        nc_testset=("channel", nc), split=("stimulus", split), n_repeats=("stimulus", n_rep)
+    )
+    single = (nc / 100) / (12 - 11 * nc / 100)
+    auto = roi_reduce(ds, ["V1"], min_reliability=0.2)
+    assert int(auto.n_channels[0]) == (mask[:, 0] & (single >= 0.2)).sum()
+    named = roi_reduce(ds, ["V1"], min_reliability=20.0, reliability="nc_testset")
+    assert int(named.n_channels[0]) == (mask[:, 0] & (nc >= 20.0)).sum()
+    assert int(named.n_channels[0]) > int(auto.n_channels[0])
+
+
 def test_zscored_channels(backend):
     ds, mask = _cube(n_stim=12, chunked=backend == "dask")
     out = roi_reduce(ds, ["V1"], zscore_channels=True)

@@ -389,3 +389,27 @@ def test_pipeline_shaped_provenance(tmp_path):
     assert f"things-fmri_sub-01/sub-01.h5 10 {SHA}" in text
     assert f"tables/correlations.csv 900 {'cd' * 32}" in text
     assert "correlations 999999999999 2.500 t1" in text
+
+
+def test_time_courses_reported_by_their_clusters(tmp_path):
+    """The time-course table and its cluster table: significance, onset and offset come from
+    the family-wise cluster test, each with its family named."""
+    tc = timecourse().assign(trials="single (train)", p_cluster=np.nan)
+    inside = (tc.roi == "IT") & tc.time.between(100, 180)
+    tc.loc[inside, "p_cluster"] = 0.004
+    tc["p_cluster_family"] = "cluster-mass permutation test, family-wise over 3 feature(s)"
+    clusters = pd.DataFrame(
+        {"dataset": "tvsd", "subject": "monkeyN", "method": "pearson", "trials": "single (train)",
+         "roi": ["IT", "V1"], "cluster": [2, 1], "sign": [1, 1], "onset": [100.0, 60.0],
+         "offset": [180.0, 80.0], "n_bins": [5, 2], "mass": [20.0, 4.0],
+         "p_cluster": [0.004, 0.41], "p_family": "cluster-mass permutation test"}
+    )  # fmt: skip
+    (tmp_path / "tables").mkdir()
+    tc.to_csv(tmp_path / "tables" / "timecourse.csv", index=False)
+    clusters.to_csv(tmp_path / "tables" / "timecourse_clusters.csv", index=False)
+    page = report.write_report(tmp_path, dpi=DPI).read_text()
+    text = plain(section(page, "timecourse_clusters"))
+    assert "onset" in text and "offset" in text and "cluster-mass permutation test" in text
+    findings = plain(page[: page.index('<section id="timecourse"')])
+    assert "significant cluster 100-180 ms (p_cluster = 0.004)" in findings
+    assert "family-wise" in plain(page)

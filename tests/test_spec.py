@@ -85,6 +85,7 @@ def test_valid_spec_is_normalized_with_defaults(tree):
     assert corr == {
         "methods": ["pearson", "spearman"],
         "how": ["mean", "l2"],
+        "splits": ["train", "test"],
         "n_permutations": 99,
         "n_bootstrap": 1000,
         "groups": "concept",
@@ -93,7 +94,12 @@ def test_valid_spec_is_normalized_with_defaults(tree):
     assert spec.analyses["timecourse"] is None
     assert spec.analyses["models"]["cv"] == 3
     assert spec.analyses["bridge"]["pairs"] == [["sub-01", "monkeyN"]]
-    assert spec.analyses["bridge"]["decoding"] == {"enabled": True, "n_permutations": 200}
+    assert spec.analyses["bridge"]["decoding"] == {
+        "enabled": True,
+        "n_permutations": 200,
+        "disjoint_concepts": True,
+    }
+    assert spec.data["inputs"]["memorability_reliability"] == 0.45
     assert spec.rois("tvsd-trials") is spec.data["rois"]["tvsd"]
     assert spec.resolve("fmri") == (tree / "fmri").resolve()
     assert spec.name == "demo" and spec.root == tree.resolve()
@@ -136,6 +142,40 @@ def test_wrong_types(tree):
     )
     assert _error(tree, _edited(inputs__cubes="sub-01")) == (
         "demo.yaml: inputs.cubes[0]: expected a mapping, got 'sub-01'"
+    )
+
+
+def test_reliability_scales_and_memorability_reliability(tree):
+    """A threshold names its scale; auto compares on the single-trial scale only."""
+    tvsd = load_spec(_write(tree, _edited(rois={"tvsd": {"reliability": {"threshold": 0.3}}})))
+    assert tvsd.data["rois"]["tvsd"]["reliability"] == {
+        "by": "auto",
+        "threshold": 0.3,
+        "scale": "single_trial",
+    }
+    named = _edited(rois={"things-fmri": {"reliability": {"by": "nc_testset", "threshold": 5}}})
+    assert load_spec(_write(tree, named)).data["rois"]["things-fmri"]["reliability"] == {
+        "by": "nc_testset",
+        "threshold": 5.0,
+        "scale": "native",
+    }
+    assert _error(tree, _edited(rois={"tvsd": {"reliability": {"threshold": 20}}})) == (
+        "demo.yaml: rois.tvsd.reliability.threshold: 20 is not a single-trial reliability"
+        " (between -1 and 1); for a measure in its own units (nc_testset: percent) name it in"
+        " by: and add scale: native"
+    )
+    auto_native = {"tvsd": {"reliability": {"threshold": 0.3, "scale": "native"}}}
+    assert _error(tree, _edited(rois=auto_native)).startswith(
+        "demo.yaml: rois.tvsd.reliability.scale: by: auto compares on the single-trial scale"
+    )
+    assert _error(tree, _edited(inputs__memorability_reliability=0)) == (
+        "demo.yaml: inputs.memorability_reliability: expected a reliability in (0, 1], got 0"
+    )
+    assert _error(tree, _edited(analyses__timecourse={"cluster_threshold": -1})) == (
+        "demo.yaml: analyses.timecourse.cluster_threshold: expected a number > 0, got -1"
+    )
+    assert _error(tree, _edited(analyses__models__splits=["train", "val"])).startswith(
+        "demo.yaml: analyses.models.splits[1]: expected one of train, test, got 'val'"
     )
 
 

@@ -11,7 +11,14 @@ import scipy.stats
 import xarray as xr
 
 from memxr.schema import example_cube, text_coord
-from memxr.stats import correlate, correlation_map, fdr, partial_correlate
+from memxr.stats import (
+    cluster_table,
+    cluster_test,
+    correlate,
+    correlation_map,
+    fdr,
+    partial_correlate,
+)
 from memxr.stats import correlation as stats
 from memxr.stats.kernels import design_rows
 
@@ -168,7 +175,9 @@ def test_streaming_over_many_feature_chunks(monkeypatch):
     assert large < 4.5 * small  # grows linearly with the number of blocks
 
     # a tiny block budget forces x and the design into many small blocks: same numbers
-    monkeypatch.setattr(stats, "BLOCK_BYTES", 8 * (1 + 3 * 200 + 2) * 6)
+    # design columns: y and 200 permutations, the unit weight, and for the jackknife's 60
+    # units (one per stimulus: fewer than 200) U and U*y on x and U on x**2
+    monkeypatch.setattr(stats, "BLOCK_BYTES", 8 * (1 + 200 + 1 + 3 * 60) * 6)
     lazy = correlate(x.chunk(), y, **FAST)
     assert max(lazy.r.chunks[0]) * max(lazy.r.chunks[1]) <= 6
     assert_same(lazy.compute(), eager)
@@ -219,12 +228,14 @@ def planted(rng: np.random.Generator, n: int, rho: float, n_features: int = 1):
     return xr.DataArray(x, dims=("stimulus", "feature")), y
 
 
-def test_bootstrap_ci_covers_the_true_correlation():
+@pytest.mark.parametrize("ci_method", ["jackknife", "percentile"])
+def test_bootstrap_ci_covers_the_true_correlation(ci_method):
     rng = np.random.default_rng(10)
     rho, hits = 0.5, 0
     for _ in range(40):
         x, y = planted(rng, 60, rho)
-        res = correlate(x, y, n_permutations=0, n_bootstrap=300, seed=int(rng.integers(1000)))
+        res = correlate(x, y, n_permutations=0, n_bootstrap=300, seed=int(rng.integers(1000)),
+                        ci_method=ci_method)  # fmt: skip
         lo, hi = float(res.ci_low[0]), float(res.ci_high[0])
         assert lo <= float(res.r[0]) <= hi
         hits += lo <= rho <= hi
@@ -493,11 +504,17 @@ def test_attrs_seed_and_errors():
         "permutation_scheme": "shuffle of stimuli",
         "seed": 3,
         "ci": 0.95,
+        "ci_method": "jackknife",
         "x_nan_policy": "propagate",
+        "p_family": "p_fdr: Benjamini-Hochberg over every feature (all dims but 'stimulus')"
+        " of this call",
     }
     assert_same(correlate(x, y, seed=3, **FAST), a)
     b = correlate(x, y, seed=4, **FAST)
-    assert not np.array_equal(a.ci_low.values, b.ci_low.values)
+    assert not np.array_equal(a.p.values, b.p.values)
+    np.testing.assert_array_equal(a.ci_low.values, b.ci_low.values)  # jackknife: no draws
+    pa, pb = (correlate(x, y, seed=s, ci_method="percentile", **FAST) for s in (3, 4))
+    assert not np.array_equal(pa.ci_low.values, pb.ci_low.values)
     np.testing.assert_array_equal(a.r.values, b.r.values)
     x_t = x.rename(stimulus="image")
     np.testing.assert_allclose(correlate(x_t, y, dim="image", **FAST).r.values, a.r.values)
@@ -517,3 +534,123 @@ def test_attrs_seed_and_errors():
         correlate(x, y, groups=np.zeros(30))
     with pytest.raises(TypeError, match="unexpected"):
         partial_correlate(x, y, y, n_perm=10)
+
+
+# ----------------------------------------------------------------------------- clusters
+
+
+def test_return_null_gives_the_permutations_behind_p(backend):
+    rng = np.random.default_rng(30)
+    y = rng.standard_normal(50)
+    x = xr.DataArray(rng.standard_normal((50, 2, 4)), dims=("stimulus", "roi", "time"))
+    x = x.chunk({"roi": 1}) if backend == "dask" else x
+    groups = np.repeat(np.arange(10), 5)
+    res = correlate(x, y, n_permutations=99, n_bootstrap=0, groups=groups, return_null=True)
+    assert res.r_null.dims == ("roi", "time", "permutation")
+    null, r = res.r_null.values, res.r.values
+    p = (1 + (np.abs(null) >= np.abs(r)[..., None] * (1 - 1e-12)).sum(-1)) / 100
+    np.testing.assert_allclose(res.p.values, p)
+    plain = correlate(x, y, n_permutations=99, n_bootstrap=0, groups=groups)
+    np.testing.assert_array_equal(plain.p.values, res.p.values)
+    assert "r_null" not in plain
+
+
+def test_cluster_test_finds_a_planted_interval_and_nothing_else():
+    rng = np.random.default_rng(31)
+    n, t = 120, np.arange(-50.0, 250.0, 10.0)
+    y = rng.standard_normal(n)
+    # smooth noise over time (neighbouring bins correlated), a planted effect in IT 100-180 ms
+    noise = rng.standard_normal((n, 2, t.size + 4))
+    x = (noise[..., :-4] + noise[..., 1:-3] + noise[..., 2:-2] + noise[..., 3:-1]) / 2
+    inside = (t >= 100) & (t <= 180)
+    x[:, 1, inside] += 0.5 * y[:, None]
+    da_ = xr.DataArray(x, dims=("stimulus", "roi", "time"), coords={"roi": ["V1", "IT"], "time": t})
+    res = correlate(da_, y, n_permutations=199, n_bootstrap=0, return_null=True)
+    out = cluster_test(res)
+    assert out.p_cluster.dims == ("roi", "time") and out.attrs["n_permutations"] == 199
+    assert "2 feature(s) (roi) x 30 time bins" in out.attrs["p_family"]
+    table = cluster_table(out)
+    sig = table[table.p_cluster < 0.05]
+    assert sig.roi.tolist() == ["IT"] and sig.sign.tolist() == [1]
+    assert 90 <= sig.onset.iloc[0] <= 110 and 170 <= sig.offset.iloc[0] <= 190
+    assert (out.p_cluster.sel(roi="V1").fillna(1) > 0.05).all()
+    # every bin of a cluster carries the cluster's p; bins outside clusters are NaN
+    ids = out.cluster.values
+    assert np.isnan(out.p_cluster.values[ids == 0]).all()
+    with pytest.raises(ValueError, match="return_null"):
+        cluster_test(correlate(da_, y, n_permutations=9, n_bootstrap=0))
+
+
+def test_cluster_masses_by_hand():
+    from memxr.stats.clusters import _runs
+
+    z = np.array([[0.0, 2.0, 3.0, -2.5, np.nan, 2.0], [2.0, 2.0, 0.0, 0.0, 0.0, 0.0]])
+    ids, mass, rows = _runs(z, 1.96)
+    assert ids.tolist() == [[0, 1, 1, 2, 0, 3], [4, 4, 0, 0, 0, 0]]
+    np.testing.assert_allclose(mass, [5.0, 2.5, 2.0, 4.0])
+    assert rows.tolist() == [0, 0, 0, 1]
+
+
+
+# ----------------------------------------------------------------------------- jackknife
+
+
+def _jackknife_reference(x, y, units, ci=0.95, c=None):
+    """Delete-one-unit jackknife of Fisher's z with Student's t, unit by unit."""
+    def corr(a, b):
+        return np.corrcoef(a, b)[0, 1]
+
+    def stat(keep):
+        if c is None:
+            return corr(x[keep], y[keep])
+        rxy, rxc, ryc = corr(x[keep], y[keep]), corr(x[keep], c[keep]), corr(y[keep], c[keep])
+        return (rxy - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
+
+    z = np.array([np.arctanh(stat(units != u)) for u in np.unique(units)])
+    k = z.size
+    se = np.sqrt((k - 1) / k * ((z - z.mean()) ** 2).sum())
+    half = scipy.stats.t.ppf((1 + ci) / 2, k - 1) * se
+    centre = np.arctanh(stat(np.ones(x.size, bool)))
+    return np.tanh(centre - half), np.tanh(centre + half)
+
+
+def test_jackknife_interval_deletes_one_concept_at_a_time(backend):
+    rng = np.random.default_rng(40)
+    sizes = rng.integers(1, 9, size=30)
+    concept = np.repeat(np.arange(30), sizes)
+    n = concept.size
+    y = rng.standard_normal(30)[concept] + rng.standard_normal(n)
+    xv = 0.3 * y[:, None] + rng.standard_normal(30)[concept][:, None] + rng.standard_normal((n, 3))
+    x = xr.DataArray(xv, dims=("stimulus", "roi"))
+    x = x.chunk({"stimulus": 25}) if backend == "dask" else x
+    res = correlate(x, y, groups=concept, n_permutations=0, n_bootstrap=1, compute=True)
+    assert res.attrs["ci_method"] == "jackknife"
+    for j in range(3):
+        lo, hi = _jackknife_reference(xv[:, j], y, concept)
+        assert float(res.ci_low[j]) == pytest.approx(lo, rel=1e-8)
+        assert float(res.ci_high[j]) == pytest.approx(hi, rel=1e-8)
+    # a shared covariate: the jackknife of the partial correlation
+    c = rng.standard_normal(n) + 0.5 * y
+    part = partial_correlate(x, y, c, groups=concept, n_permutations=0, n_bootstrap=1,
+                             compute=True)  # fmt: skip
+    lo, hi = _jackknife_reference(xv[:, 0], y, concept, c=c)
+    assert float(part.ci_low[0]) == pytest.approx(lo, rel=1e-8)
+    assert float(part.ci_high[0]) == pytest.approx(hi, rel=1e-8)
+    # percentile: the concept bootstrap as before
+    pct = correlate(x, y, groups=concept, n_permutations=0, n_bootstrap=99,
+                    ci_method="percentile", compute=True)  # fmt: skip
+    assert pct.attrs["ci_method"] == "percentile" and np.isfinite(pct.ci_low).all()
+    with pytest.raises(ValueError, match="ci_method"):
+        correlate(x, y, ci_method="bca")
+
+
+def test_jackknife_units_merge_whole_concepts_beyond_the_limit():
+    from memxr.stats.kernels import jackknife_units
+
+    concept = np.repeat(np.arange(500), 3)
+    units = jackknife_units(concept, concept.size, seed=1)
+    assert units.max() + 1 == 200
+    # every concept lies in one unit
+    assert all(np.unique(units[concept == g]).size == 1 for g in range(500))
+    counts = np.bincount(np.unique(np.c_[concept, units], axis=0)[:, 1])
+    assert counts.min() >= 2 and counts.max() <= 3

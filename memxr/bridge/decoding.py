@@ -1,10 +1,11 @@
 """Cross-species decoding of memorability.
 
-:func:`cross_decode` fits a memorability decoder on one species' own images,
-maps the other species' responses into its feature space with a ridge map learnt
-on the shared images (concept-grouped folds) and scores the decoded predictions;
-its p-value refits the decoder on permuted memorability. Public through
-:mod:`memxr.bridge`.
+:func:`cross_decode` fits a memorability decoder on one species' own images (of concepts
+the other species' shared images do not show), maps the other species' responses into
+its feature space with a ridge map learnt on the shared images (concept-grouped folds)
+and scores the decoded predictions. Its p-value is an intersection-union test of the two
+ways the decoder can fail to transfer (see :func:`cross_decode`), each with a scale-free
+statistic. Public through :mod:`memxr.bridge`.
 """
 
 from __future__ import annotations
@@ -18,11 +19,14 @@ import scipy.stats
 import xarray as xr
 
 from .. import align, models
-from ..stats.kernels import pearson
+from ..schema import trials_label
+from ..stats.inputs import group_codes
+from ..stats.kernels import fdr_kernel, pearson
 from .inputs import (
     drop_repeats,
     fold_groups,
     ids_of,
+    of_split,
     pair_name,
     recording_name,
     roi_names,
@@ -73,37 +77,79 @@ def _matrix(features: xr.DataArray) -> np.ndarray:
 
 def _inner(groups: np.ndarray, seed: int) -> list | None:
     """Concept-grouped inner folds for choosing ridge's alpha (None: too few concepts)."""
-    k = min(3, int(np.unique(groups.astype(str)).size))
+    k = min(3, int(group_codes(groups).max()) + 1)
     if k < 2:
         return None
     return models.make_folds(groups.size, groups, cv=k, seed=seed)[0]
 
 
-def _fit_decoder(model: str, x: np.ndarray, y: np.ndarray, groups: np.ndarray, seed: int):
-    """The source decoder, fit as :mod:`memxr.models` fits a fold: standardized target;
-    ``ridge``'s alpha by :func:`memxr.models.ridge_cv_alpha` over inner concept folds."""
+def _ridge_decoders(x: np.ndarray, targets: np.ndarray, groups: np.ndarray, seed: int):
+    """Ridge decoders of every column of ``targets`` at once, as :mod:`memxr.models` fits one.
+
+    Standardized features; each column standardized, with its own alpha chosen over inner
+    concept-grouped folds (:func:`memxr.models.ridge_cv_alpha`: one SVD per fold for every
+    column, so that each permuted target gets its alpha chosen exactly as the observed
+    one). Returns a function mapping features (m, p) to predictions (m, columns).
+    """
     from sklearn.preprocessing import StandardScaler
 
-    mu, sd = float(y.mean()), float(y.std()) or 1.0
-    target = (y - mu) / sd
-    params: dict[str, Any] = {}
-    inner = _inner(groups, seed) if model == "ridge" else None
+    scaler = StandardScaler().fit(x)
+    xs = scaler.transform(x)
+    mu, sd = targets.mean(0), targets.std(0)
+    t = (targets - mu) / np.where(sd > 0, sd, 1.0)
+    inner = _inner(groups, seed)
     if inner is not None:
-        scaled = StandardScaler().fit_transform(x)
-        params["alpha"] = models.ridge_cv_alpha(scaled, target, inner)
-    pipe = models.make_model(model, seed=seed, **params).fit(x, target)
-    return lambda z: pipe.predict(z) * sd + mu
+        alphas = np.atleast_1d(models.ridge_cv_alpha(xs, t, inner))
+    else:  # a single concept: the efficient leave-one-out of RidgeCV, per column
+        from sklearn.linear_model import RidgeCV
+
+        cv = RidgeCV(alphas=models.RIDGE_ALPHAS, alpha_per_target=True).fit(xs, t)
+        alphas = np.broadcast_to(np.asarray(cv.alpha_, dtype=float), (t.shape[1],))
+    u, sv, vt = np.linalg.svd(xs - xs.mean(0), full_matrices=False)
+    ut = u.T @ (t - t.mean(0))
+    coef = np.empty((xs.shape[1], t.shape[1]))
+    for a in np.unique(alphas):
+        cols = np.flatnonzero(alphas == a)
+        coef[:, cols] = vt.T @ ((sv / (sv**2 + a))[:, None] * ut[:, cols])
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        return (scaler.transform(z) - xs.mean(0)) @ coef * sd + mu
+
+    return predict
+
+
+def _other_decoders(
+    model: str, x: np.ndarray, targets: np.ndarray, groups: np.ndarray, seed: int
+):
+    """One decoder of another :data:`DECODING_MODELS` per column of ``targets`` (refit)."""
+    fitted = []
+    for k in range(targets.shape[1]):
+        y = targets[:, k]
+        mu, sd = float(y.mean()), float(y.std()) or 1.0
+        pipe = models.make_model(model, seed=seed).fit(x, (y - mu) / sd)
+        fitted.append((pipe, mu, sd))
+
+    def predict(z: np.ndarray) -> np.ndarray:
+        return np.stack([pipe.predict(z) * sd + mu for pipe, mu, sd in fitted], axis=1)
+
+    return predict
 
 
 def _mapped(
-    xt: np.ndarray, xs: np.ndarray, folds: list[tuple[np.ndarray, np.ndarray]], seed: int
+    xt: np.ndarray,
+    xs: np.ndarray,
+    folds: list[tuple[np.ndarray, np.ndarray]],
+    seed: int,
+    n_components: int | None,
 ) -> np.ndarray:
-    """Out-of-fold source-space features of the target images: a ridge map per fold."""
+    """Out-of-fold source-space features of the target images: a ridge map per fold (with
+    the target's PCA, when asked, fit inside the fold)."""
     out = np.full((xt.shape[0], xs.shape[1]), np.nan)
     for train, test in folds:
-        mapper = models.make_model("ridge", seed=seed)  # alpha: efficient leave-one-out
+        k = None if n_components is None else int(min(n_components, xt.shape[1], train.size))
+        mapper = models.make_model("ridge", seed=seed, n_components=k)  # alpha: efficient LOO
         mapper.fit(xt[train], xs[train])
-        out[test] = mapper.predict(xt[test])
+        out[test] = mapper.predict(xt[test]).reshape(test.size, -1)
     return out
 
 
@@ -117,23 +163,25 @@ def _p_greater(null: np.ndarray, observed: float) -> float:
     null = null[np.isfinite(null)]
     if not null.size or not np.isfinite(observed):
         return float("nan")
-    return float((1 + np.sum(null >= observed)) / (1 + null.size))
+    return float((1 + np.sum(null >= observed - 1e-12 * abs(observed))) / (1 + null.size))
 
 
-def _cov(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.mean((a - a.mean()) * (b - b.mean())))
+def _columns_r(pred: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Pearson r of every column of ``pred`` (n, k) with ``y`` (n,)."""
+    return np.asarray(pearson(pred.T, np.broadcast_to(y, (pred.shape[1], y.size))), dtype=float)
 
 
 def _decoding_sets(
-    source: xr.Dataset, target: xr.Dataset, disjoint_concepts: bool
+    source: xr.Dataset, target: xr.Dataset, disjoint_concepts: bool, split: str | None
 ) -> tuple[xr.Dataset, xr.Dataset, int]:
     """Shared labelled images of the target, and the source's own then shared images.
 
-    The source cube returned holds its ``n_own`` labelled images that the target did
-    not see first, then the shared images in the target's order, so that one
-    pattern (and one PCA) covers both.
+    Both cubes are first restricted to the ``split`` (None: every image). The source cube
+    returned holds its ``n_own`` labelled images that the target did not see (and, with
+    ``disjoint_concepts``, of no concept among the shared images) first, then the shared
+    images in the target's order.
     """
-    src, tgt = align.labelled(source), align.labelled(target)
+    src, tgt = align.labelled(of_split(source, split)), align.labelled(of_split(target, split))
     t_shared, _ = align.align_pair(tgt, src)
     seen = set(ids_of(target))
     concepts = set(np.asarray(t_shared["concept"].values).astype(str).tolist()) - {""}
@@ -160,7 +208,8 @@ def cross_decode(
     *,
     n_components: int | None = None,
     min_images: int = 20,
-    disjoint_concepts: bool = False,
+    disjoint_concepts: bool = True,
+    split: str | None = "train",
     windows: Mapping[str, tuple[float, float]] | None = None,
 ) -> pd.DataFrame:
     """Decode memorability from one species' responses with the other species' decoder.
@@ -170,7 +219,10 @@ def cross_decode(
 
     1. a memorability decoder (``model``, :func:`memxr.models.make_model`) is fit on
        the source ROI's pattern (its channels) over the source's labelled images
-       that the target did not see;
+       that the target did not see, of concepts that none of the shared images shows
+       (``disjoint_concepts``): a decoder that learnt each concept's memorability from
+       its other images would otherwise "decode" the shared images by recognising
+       their concepts;
     2. on the images both saw, a ridge map from target features to source features
        is learnt in concept-grouped folds (:func:`memxr.models.make_folds`; the
        map's alpha, shared by all source features, by RidgeCV's efficient
@@ -181,23 +233,27 @@ def cross_decode(
     3. the pooled out-of-fold predictions are scored against memorability
        (Pearson r, Spearman rho).
 
-    Memorability of the shared images is used nowhere before step 3. Still,
-    memorability reaches the predictions through the target features alone: the
-    map carries the target's memorability signal into whatever source direction
-    happens to covary with it on the training images, and a decoder with no
-    memorability code of its own projects it with a random sign. So ``p`` asks
-    whether the *source decoder* transfers: memorability is permuted between the
-    concepts of the source's own images (:func:`memxr.models.grouped_permutation`),
-    the decoder refit each time (alpha chosen again) and applied to the same mapped
-    features. The statistic is the covariance of the predictions (in memorability
-    units) with memorability, ``p = (1 + #{cov_null >= cov}) / (1 + P)``: Pearson r
-    alone cannot tell a decoder that learnt memorability from one that did not when
-    the mapped features are dominated by one axis (every decoder then reaches a
-    high ``|r|``, with a random sign), while a decoder fit on permuted memorability
-    predicts with little spread, so its covariance stays small. ``p_target`` is the plain
-    association test (predictions fixed, memorability of the shared images permuted
-    between concepts); it is significant whenever the target features carry
-    memorability, whatever the source, and is given for reference only.
+    Memorability of the shared images is used nowhere before step 3. The decoder
+    transfers only if both hold: the source decoder reads memorability from the source
+    responses, and the target responses, mapped, carry it along the decoder's axis.
+    Each failure is a null hypothesis with its own exact permutation test on the same
+    scale-free statistic, Pearson r of predictions and memorability:
+
+    - ``p_source`` (the decoder learnt nothing): memorability is permuted between the
+      concepts of the source's own images (:func:`memxr.models.grouped_permutation`),
+      and the decoder refit each time exactly as the observed one (``ridge``: alpha
+      chosen again by the same inner folds, all permutations in one SVD per fold) and
+      applied to the same mapped features;
+    - ``p_target`` (the target responses carry no memorability along that axis): the
+      predictions fixed, memorability of the shared images permuted between concepts.
+
+    ``p = max(p_source, p_target)`` (an intersection-union test): under either null it
+    is a valid p-value, so its false-positive rate is at most nominal whichever way the
+    transfer fails. (The earlier statistic, the covariance of predictions with
+    memorability, was not calibrated: a decoder refit on permuted memorability picks a
+    much larger alpha and predicts with little spread, so the test degenerated into a
+    test of the sign of r.) ``p_fdr`` adjusts ``p`` over the rows of the call
+    (Benjamini-Hochberg; ``p_family`` names the family).
 
     Parameters
     ----------
@@ -212,18 +268,23 @@ def cross_decode(
     n_splits : int
         Concept-grouped folds of the map.
     n_permutations : int
-        Permutations of memorability among concepts (0: no p-values); each one
-        refits the source decoder.
+        Permutations of each test (0: no p-values); ``p_source`` refits the source
+        decoder for each.
     seed : int
         Seeds the folds, the estimators and the permutations.
     n_components : int, optional
-        Reduce each ROI's channels to their first principal components
-        (:func:`memxr.features.pattern_features`; fit without memorability).
+        Reduce each ROI's channels to their first principal components: the source's
+        PCA fit on the decoder's own images, the target's inside each fold of the map
+        (no PCA ever sees held-out images).
     min_images : int
         Fewest shared images and fewest source-only images for a meaningful result.
     disjoint_concepts : bool
-        Also leave out of the decoder's training set the source images whose concept
-        has a shared image (a stricter, across-concept generalisation).
+        Train the decoder only on source images whose concept has no shared image
+        (default; False: every source-only image, for comparison).
+    split : {"train", "test"} or None
+        Use only the images of this split in both cubes: the train images (single
+        trials, default) or the test images (means of their repeats; few); None: all
+        (mixing single trials and repeat means).
     windows : mapping, optional
         Time windows of a time-resolved cube (default :data:`memxr.reduce.AREA_WINDOWS`).
 
@@ -233,12 +294,14 @@ def cross_decode(
         One row per (source ROI, target ROI): columns :data:`DECODING_COLUMNS`
         (``direction`` "<source subject>-><target subject>", ``train_features`` the
         source ROI, ``test_features`` the target ROI, ``n`` the shared images
-        scored), then ``model``, ``n_train`` (source-only images of the decoder),
-        ``n_splits``, ``n_permutations``, ``chance_mean`` (mean null r), ``p_target``,
-        ``source_n_channels``, ``target_n_channels``. Empty, with
-        ``attrs["reason"]``, when fewer than ``min_images`` images are shared or
-        source-only, or the shared images span fewer concepts than ``n_splits``.
-        Each ROI's pattern is loaded into memory (images x channels).
+        scored, ``p`` the intersection-union p-value), then ``p_source``, ``p_target``,
+        ``p_fdr``, ``p_family``, ``trials``, ``model``, ``n_train`` (source-only images of
+        the decoder), ``disjoint_concepts``, ``n_splits``, ``n_permutations``,
+        ``chance_mean`` (mean r of the refit decoders), ``source_n_channels``,
+        ``target_n_channels``. Empty, with ``attrs["reason"]``, when fewer than
+        ``min_images`` images are shared or source-only, or the shared images span fewer
+        concepts than ``n_splits``. Each ROI's pattern is loaded into memory (images x
+        channels).
 
     Examples
     --------
@@ -247,31 +310,36 @@ def cross_decode(
     >>> m = example_cube(n_stimulus=10).assign_attrs(dataset="tvsd-normmua", subject="monkeyN")
     >>> out = cross_decode(m, h, "A", "A")
     >>> len(out), out.attrs["reason"]
-    (0, 'only 10 labelled images are shared (need 20)')
+    (0, 'only 10 labelled images of the train split are shared (need 20)')
     """
     if model not in DECODING_MODELS:
         raise ValueError(f"model must be one of {DECODING_MODELS}, got {model!r}")
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
     n_permutations = int(n_permutations)
     if n_permutations < 0:
         raise ValueError(f"n_permutations must be >= 0, got {n_permutations}")
     direction = f"{recording_name(source)}->{recording_name(target)}"
     info = {"direction": direction, "pair": _pair_of(source, target)}
-    t_sh, s_sel, n_own = _decoding_sets(source, target, disjoint_concepts)
+    t_sh, s_sel, n_own = _decoding_sets(source, target, disjoint_concepts, split)
     n_sh = t_sh.sizes["stimulus"]
+    where = f" of the {split} split" if split else ""
     if n_sh < min_images:
         return _empty_decoding(
-            f"only {n_sh} labelled images are shared (need {min_images})", **info
+            f"only {n_sh} labelled images{where} are shared (need {min_images})", **info
         )
     if n_own < min_images:
+        other = " (of other concepts)" if disjoint_concepts else ""
         return _empty_decoding(
-            f"only {n_own} labelled images of {recording_name(source)} are not in {recording_name(target)}"
-            f" (need {min_images})",
+            f"only {n_own} labelled images{where} of {recording_name(source)} are not in"
+            f" {recording_name(target)}{other} (need {min_images})",
             **info,
         )
     groups = fold_groups(t_sh)
-    if np.unique(groups).size < n_splits:
+    n_groups = int(group_codes(groups).max()) + 1
+    if n_groups < n_splits:
         return _empty_decoding(
-            f"the shared images span {np.unique(groups).size} concepts, fewer than"
+            f"the shared images span {n_groups} concepts, fewer than"
             f" n_splits={n_splits}",
             **info,
         )
@@ -280,31 +348,36 @@ def cross_decode(
     y = np.asarray(t_sh["memorability"].values, dtype=float)
     y_own = np.asarray(s_sel["memorability"].values[:n_own], dtype=float)
     rng_own, rng_target = (np.random.default_rng(q) for q in np.random.SeedSequence(seed).spawn(2))
-    own_perms = [models.grouped_permutation(own_groups, rng_own) for _ in range(n_permutations)]
-    perms = [models.grouped_permutation(groups, rng_target) for _ in range(n_permutations)]
+    own_perms = models.grouped_permutations(own_groups, rng_own, n_permutations)
+    perms = models.grouped_permutations(groups, rng_target, n_permutations)
+    targets = np.stack([y_own] + [y_own[p] for p in own_perms], axis=1)
     s_rois, t_rois = roi_names(source, source_rois), roi_names(target, target_rois)
+    trials = trials_label(target, split)
     rows = []
     t_cache: dict[str, np.ndarray] = {}
     for s_roi in s_rois:
-        both = _matrix(roi_pattern(s_sel, s_roi, windows, n_components, seed))
+        both = _matrix(roi_pattern(s_sel, s_roi, windows))
         cols = _finite_columns(both)
         own, shared = both[:n_own, cols], both[n_own:, cols]
-        decoders = [
-            _fit_decoder(model, own, y_own if k < 0 else y_own[own_perms[k]], own_groups, seed)
-            for k in range(-1, len(own_perms))
-        ]
+        if n_components is not None:  # the source PCA sees the decoder's images only
+            pca = models.make_pca(min(n_components, own.shape[1], own.shape[0]), seed).fit(own)
+            own, shared = pca.transform(own), pca.transform(shared)
+        if model == "ridge":
+            decode = _ridge_decoders(own, targets, own_groups, seed)
+        else:
+            decode = _other_decoders(model, own, targets, own_groups, seed)
         for t_roi in t_rois:
             if t_roi not in t_cache:
-                xt = _matrix(roi_pattern(t_sh, t_roi, windows, n_components, seed))
+                xt = _matrix(roi_pattern(t_sh, t_roi, windows))
                 t_cache[t_roi] = xt[:, _finite_columns(xt)]
             xt = t_cache[t_roi]
-            mapped = _mapped(xt, shared, folds, seed)
-            pred = decoders[0](mapped)
+            mapped = _mapped(xt, shared, folds, seed, n_components)
+            preds = decode(mapped)
+            pred = preds[:, 0]
             r = float(pearson(pred, y))
-            null_pred = [dec(mapped) for dec in decoders[1:]]
-            null_r = np.array([float(pearson(q, y)) for q in null_pred])
-            null_cov = np.array([_cov(q, y) for q in null_pred])
-            null_target = np.array([float(pearson(pred, y[p])) for p in perms])
+            null_r = _columns_r(preds[:, 1:], y) if n_permutations else np.zeros(0)
+            null_target = _columns_r(y[perms].T, pred) if n_permutations else np.zeros(0)
+            p_source, p_target = _p_greater(null_r, r), _p_greater(null_target, r)
             rows.append(
                 {
                     "pair": info["pair"],
@@ -313,18 +386,33 @@ def cross_decode(
                     "test_features": t_roi,
                     "pearson_r": r,
                     "spearman_rho": float(scipy.stats.spearmanr(pred, y).statistic),
-                    "p": _p_greater(null_cov, _cov(pred, y)),
+                    "p": max(p_source, p_target),
                     "n": int(n_sh),
+                    "p_source": p_source,
+                    "p_target": p_target,
+                    "trials": trials,
                     "model": model,
                     "n_train": int(n_own),
+                    "disjoint_concepts": bool(disjoint_concepts),
                     "n_splits": int(n_splits),
                     "n_permutations": int(n_permutations),
                     "chance_mean": float(np.nanmean(null_r)) if null_r.size else np.nan,
-                    "p_target": _p_greater(null_target, r),
                     "source_n_channels": int(cols.size),
                     "target_n_channels": int(xt.shape[1]),
                 }
             )
-    out = pd.DataFrame(rows)
+    out = with_fdr(pd.DataFrame(rows), f"the {len(rows)} ROI pairs of {direction}")
     out.attrs = {**info, "seed": int(seed), "shared_ids": ids_of(t_sh)}
+    return out
+
+
+def with_fdr(table: pd.DataFrame, family: str) -> pd.DataFrame:
+    """``p_fdr`` (Benjamini-Hochberg of ``p`` over every row) and ``p_family`` naming them,
+    placed after ``p_target``."""
+    if table.empty:
+        return table
+    out = table.drop(columns=["p_fdr", "p_family"], errors="ignore")
+    at = list(out.columns).index("p_target") + 1 if "p_target" in out else len(out.columns)
+    out.insert(at, "p_fdr", fdr_kernel(out["p"].to_numpy(float), 1))
+    out.insert(at + 1, "p_family", f"p_fdr: Benjamini-Hochberg over {family}")
     return out

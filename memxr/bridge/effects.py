@@ -12,11 +12,13 @@ import pandas as pd
 import xarray as xr
 
 from .. import align, stats
-from .decoding import DECODING_COLUMNS, cross_decode
+from ..schema import trials_label
+from .decoding import DECODING_COLUMNS, cross_decode, with_fdr
 from .inputs import (
     check_scores,
     concept_groups,
     ids_of,
+    of_split,
     pair_name,
     recording_name,
     roi_values,
@@ -53,14 +55,17 @@ def shared_effects(
     method: str = "spearman",
     how: str = "mean",
     *,
+    split: str | None = "train",
     windows: Mapping[str, tuple[float, float]] | None = None,
     **correlate_kw: Any,
 ) -> pd.DataFrame:
     """Memorability effects per human ROI and per monkey area on the same shared images.
 
-    Both cubes are restricted to their labelled stimuli (:func:`memxr.align.labelled`)
-    and then to the images both saw, in the human cube's order
-    (:func:`memxr.align.align_pair`). Every ROI's reduced response
+    Both cubes are restricted to the images of ``split`` and their labelled stimuli
+    (:func:`memxr.align.labelled`), then to the images both saw, in the human cube's
+    order (:func:`memxr.align.align_pair`). Train images (each seen once: single trials)
+    and test images (means of their repeats, far less noisy) are never pooled: call once
+    per split (:func:`bridge` does). Every ROI's reduced response
     (:func:`memxr.reduce.roi_reduce`; a time-resolved monkey cube is averaged over
     each area's window first, :func:`memxr.reduce.window_reduce`) is correlated with
     memorability in one call of :func:`memxr.stats.correlate`, so all rows use the
@@ -77,6 +82,9 @@ def shared_effects(
         Correlation method.
     how : {"mean", "l2", "sum"}
         ROI reduction.
+    split : {"train", "test"} or None
+        The images analysed: ``train`` (default), ``test``, or None for all of them
+        (mixing single trials and repeat means; changed: this was the only behaviour).
     windows : mapping of ROI name to (start, stop) ms, optional
         Time windows of a time-resolved cube (default :data:`memxr.reduce.AREA_WINDOWS`).
     **correlate_kw
@@ -90,8 +98,11 @@ def shared_effects(
     pandas.DataFrame
         One row per human ROI then per monkey area, columns :data:`EFFECT_COLUMNS`
         (``species`` "human" or "macaque"; ``p_fdr`` Benjamini-Hochberg over all rows
-        of the pair), then ``how``, ``n_channels``, ``stimulus_set`` (a hash of the
-        shared stimulus ids in order: equal for every row) and ``groups``.
+        of the pair and split, named in ``p_family``), then ``p_family``, ``trials``
+        (e.g. "single (train)", "mean of 12 (test)": of each row's own species),
+        ``split`` (train, test or all), ``how``,
+        ``n_channels``, ``stimulus_set`` (a hash of the shared stimulus ids in order:
+        equal for every row) and ``groups``.
         ``attrs``: ``stimulus_ids`` (the shared images), ``n_shared``, the
         correlation parameters.
 
@@ -112,10 +123,17 @@ def shared_effects(
     """
     if "time" in human.dims:
         raise ValueError("shared_effects: the human cube has a time dim; reduce it first")
-    h, m = align.align_pair(align.labelled(human), align.labelled(monkey))
+    if split not in (None, "train", "test"):
+        raise ValueError(f"split must be 'train', 'test' or None, got {split!r}")
+    h, m = align.align_pair(
+        align.labelled(of_split(human, split)), align.labelled(of_split(monkey, split))
+    )
     n = h.sizes["stimulus"]
     if n < 3:
-        raise ValueError(f"shared_effects: only {n} labelled images are shared; need at least 3")
+        where = f" {split}" if split else ""
+        raise ValueError(
+            f"shared_effects: only {n} labelled{where} images are shared; need at least 3"
+        )
     check_scores(h, m)
     xh = roi_values(h, human_rois, how, windows)
     xm = roi_values(m, monkey_rois, how, windows)
@@ -144,6 +162,11 @@ def shared_effects(
             "p_fdr": res["p_fdr"].values,
             "n": int(res["n"]),
             "pair": pair_name(human, monkey),
+            "p_family": f"p_fdr: Benjamini-Hochberg over the {len(species)} ROIs and areas of"
+            f" the pair on its shared {split or 'all'} images",
+            "trials": [trials_label(human, split)] * xh.sizes["roi"]
+            + [trials_label(monkey, split)] * xm.sizes["roi"],
+            "split": split or "all",
             "how": how,
             "n_channels": np.r_[xh["n_channels"].values, xm["n_channels"].values].astype(np.int64),
             "stimulus_set": set_hash(ids),
@@ -152,6 +175,7 @@ def shared_effects(
     )
     out.attrs = {**res.attrs, "stimulus_ids": ids, "n_shared": n, "pair": pair_name(human, monkey)}
     out.attrs["groups"] = grouping
+    out.attrs["split"] = split or "all"
     return out
 
 
@@ -184,6 +208,7 @@ def bridge(
     n_permutations: int = 1000,
     n_bootstrap: int = 1000,
     n_decoding_permutations: int = 200,
+    disjoint_concepts: bool = True,
     max_items: int = 2000,
     seed: int = 0,
     windows: Mapping[str, tuple[float, float]] | None = None,
@@ -201,19 +226,26 @@ def bridge(
     levels : sequence of {"image", "concept"}
         RSA levels (:func:`rsa`).
     split : {"train", "test"} or None
-        Images of the RSA (:func:`rsa`); effects and decoding use every shared image.
+        Images of the RSA (:func:`rsa`) and of the decoding (:func:`cross_decode`). The
+        effects are computed on the train images and, apart, on the test images (the
+        high-SNR check; empty with a reason when fewer than 3 are shared), labelled by
+        their ``trials`` column; None computes them once on every shared image.
     n_permutations, n_bootstrap : int
         Resamples of the effects (and permutations of the RSA Mantel tests).
     n_decoding_permutations : int
         Permutations of :func:`cross_decode`.
+    disjoint_concepts : bool
+        :func:`cross_decode`: train the decoders on images of concepts the shared images
+        do not show.
     max_items, seed, windows
         Passed on.
 
     Returns
     -------
     dict of str to pandas.DataFrame
-        ``effects`` (:func:`shared_effects`), ``rsa`` (:func:`rsa` for each level),
-        ``decoding`` (:func:`cross_decode` monkey -> human, then human -> monkey).
+        ``effects`` (:func:`shared_effects`, train then test rows), ``rsa`` (:func:`rsa`
+        for each level), ``decoding`` (:func:`cross_decode` monkey -> human, then human
+        -> monkey; ``p_fdr`` over every row of both directions, ``p_family``).
         A part without a meaningful result is an empty table whose
         ``attrs["reasons"]`` says why (keyed by level or direction).
 
@@ -227,28 +259,46 @@ def bridge(
     >>> out = bridge(h, m, "A", "A", n_permutations=9, n_bootstrap=9, n_decoding_permutations=9)
     >>> sorted(out), len(out["effects"]), len(out["rsa"]), len(out["decoding"])
     (['decoding', 'effects', 'rsa'], 2, 1, 0)
+    >>> out["effects"].trials.unique().tolist(), out["effects"].attrs["reasons"]
+    (['single (train)'], {'effects test': 'only 0 labelled test images are shared'})
     >>> out["rsa"].attrs["reasons"]["concept"]
     'only 1 shared concepts of the train split; an RDM needs at least 3'
     >>> out["decoding"].attrs["reasons"]["monkeyF->sub-00"]
-    'only 8 labelled images are shared (need 20)'
+    'only 8 labelled images of the train split are shared (need 20)'
     """
-    n_shared = len(align.shared_stimuli(align.labelled(human), align.labelled(monkey)))
-    if n_shared >= 3:
-        effects = shared_effects(
-            human,
-            monkey,
-            human_rois,
-            monkey_rois,
-            method,
-            how,
-            windows=windows,
-            n_permutations=n_permutations,
-            n_bootstrap=n_bootstrap,
-            seed=seed,
+    effect_parts, reasons = [], {}
+    for part in ("train", "test") if split is not None else (None,):
+        n_shared = len(
+            align.shared_stimuli(
+                align.labelled(of_split(human, part)), align.labelled(of_split(monkey, part))
+            )
         )
+        if n_shared < 3:
+            reasons[f"effects {part or 'all'}"] = (
+                f"only {n_shared} labelled {part or ''} images are shared".replace("  ", " ")
+            )
+            continue
+        effect_parts.append(
+            shared_effects(
+                human,
+                monkey,
+                human_rois,
+                monkey_rois,
+                method,
+                how,
+                split=part,
+                windows=windows,
+                n_permutations=n_permutations,
+                n_bootstrap=n_bootstrap,
+                seed=seed,
+            )
+        )
+    if effect_parts:
+        effects = pd.concat(effect_parts, ignore_index=True)
+        effects.attrs = {"reasons": reasons} if reasons else {}
     else:
         effects = pd.DataFrame(columns=list(EFFECT_COLUMNS))
-        effects.attrs = {"reasons": {"effects": f"only {n_shared} labelled images are shared"}}
+        effects.attrs = {"reasons": reasons}
     rsas = [
         rsa(
             human,
@@ -274,6 +324,8 @@ def bridge(
             tgt_rois,
             n_permutations=n_decoding_permutations,
             seed=seed,
+            disjoint_concepts=disjoint_concepts,
+            split=split,
             windows=windows,
         )
         for src, tgt, src_rois, tgt_rois in (
@@ -281,8 +333,9 @@ def bridge(
             (human, monkey, human_rois, monkey_rois),
         )
     ]
-    return {
-        "effects": effects,
-        "rsa": _concat(rsas, RSA_COLUMNS),
-        "decoding": _concat(decoding, DECODING_COLUMNS),
-    }
+    decoded = _concat(decoding, DECODING_COLUMNS)
+    if len(decoded):
+        reasons_dec = decoded.attrs
+        decoded = with_fdr(decoded, f"the {len(decoded)} decoding rows of the pair (both directions)")
+        decoded.attrs = reasons_dec
+    return {"effects": effects, "rsa": _concat(rsas, RSA_COLUMNS), "decoding": decoded}

@@ -16,7 +16,8 @@ import xarray as xr
 
 from ..features import pattern_features
 from ..reduce import UnknownROIError, default_rois, roi_reduce, window_reduce
-from ..schema import AREA_WINDOWS
+from ..schema import AREA_WINDOWS, coord_values
+from ..stats.inputs import group_codes
 
 
 def recording_name(cube: xr.Dataset) -> str:
@@ -37,20 +38,17 @@ def set_hash(ids: Sequence[str]) -> str:
 
 
 def concept_groups(cube: xr.Dataset) -> np.ndarray | None:
-    """Concept per stimulus for grouped statistics; unknown concepts ("") are singletons.
+    """Concept per stimulus for grouped statistics; unknown concepts ("") stay "", which
+    every grouping treats as a group of its own (:func:`memxr.stats.inputs.group_codes`).
 
     None when fewer than two groups result (then the stimuli are exchangeable).
     """
     if "concept" not in cube.coords:
         return None
     concepts = np.array([str(c) for c in np.asarray(cube["concept"].values).tolist()], dtype=object)
-    known = concepts != ""
-    if not known.any():
+    if not (concepts != "").any():
         return None
-    ids = np.array(ids_of(cube), dtype=object)
-    out = concepts.copy()
-    out[~known] = np.array([f"\x00{s}" for s in ids[~known]], dtype=object)
-    return out if np.unique(out.astype(str)).size > 1 else None
+    return concepts if group_codes(concepts).max() >= 1 else None
 
 
 def fold_groups(cube: xr.Dataset) -> np.ndarray:
@@ -110,7 +108,7 @@ def of_split(cube: xr.Dataset, split: str | None) -> xr.Dataset:
     cube = drop_repeats(cube)
     if split is None:
         return cube
-    labels = np.asarray(cube["split"].values).astype(str)  # small: one label per stimulus
+    labels = coord_values(cube, "split").astype(str)  # small: one label per stimulus
     return cube.isel(stimulus=np.flatnonzero(labels == split))
 
 

@@ -3,7 +3,8 @@
 :func:`rdm` builds a dissimilarity matrix by matrix products (lazy on dask input);
 :func:`rsa` compares the RDMs of every human ROI with those of every monkey area
 over the shared images or concepts, by the Spearman correlation of their upper
-triangles, with Mantel permutation p-values and FDR over the ROI x area matrix.
+triangles, with Mantel permutation p-values (images relabelled within the concept
+structure) and FDR over the ROI x area matrix.
 Public through :mod:`memxr.bridge`.
 """
 
@@ -18,8 +19,9 @@ import pandas as pd
 import scipy.stats
 import xarray as xr
 
-from .. import align, stats
-from .inputs import ids_of, of_split, pair_name, roi_names, roi_pattern
+from .. import align, models, stats
+from ..schema import trials_label
+from .inputs import fold_groups, ids_of, of_split, pair_name, roi_names, roi_pattern
 
 __all__ = ["METRICS", "RSA_COLUMNS", "rdm", "rsa"]
 
@@ -234,7 +236,17 @@ def rsa(
     by the Spearman correlation of their upper triangles. The p-value is a Mantel
     test: the items of the monkey RDM are relabelled by random permutations (the
     same permutations for every pair) and ``rho`` is recomputed; BH-FDR runs over
-    the whole human ROI x monkey area matrix.
+    the whole human ROI x monkey area matrix (``p_family``).
+
+    A Mantel test is exact only when the relabelling leaves the null distribution of
+    one RDM unchanged (Guillot & Rousset 2013). Images of one concept resemble each
+    other in both species, so a free shuffle of images breaks a structure the two RDMs
+    share under the null and the test is far too liberal. At the image level the
+    permutations therefore keep the concept partition
+    (:func:`memxr.models.grouped_permutation` with ``pool_unique=False``: images
+    shuffled within their concept, concepts of equal size exchanged), and ``rsa_r`` is
+    tested against the similarity that concept membership alone gives; at the concept
+    level the concepts are shuffled freely.
 
     Parameters
     ----------
@@ -277,9 +289,9 @@ def rsa(
     pandas.DataFrame
         One row per (human ROI, monkey area), columns :data:`RSA_COLUMNS`
         (``rsa_r`` is the Spearman rho; NaN when an RDM is undefined), then
-        ``n_shared``, ``subsampled``, ``metric``, ``n_permutations``,
-        ``human_n_channels``, ``monkey_n_channels``, ``n_dropped_human``,
-        ``n_dropped_monkey``, ``alternative``, ``split``. ``attrs["items"]``: the item
+        ``p_family``, ``trials``, ``permutation``, ``n_shared``, ``subsampled``,
+        ``metric``, ``n_permutations``, ``human_n_channels``, ``monkey_n_channels``,
+        ``n_dropped_human``, ``n_dropped_monkey``, ``alternative``, ``split``. ``attrs["items"]``: the item
         ids used; an empty table has ``attrs["reason"]``.
 
     Notes
@@ -338,7 +350,13 @@ def rsa(
     a_vecs, h_used, h_drop = _rank_vectors(h, hr, metric, zscore, windows)
     b_vecs, m_used, m_drop = _rank_vectors(m, mr, metric, zscore, windows)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
-    perms = rng.permuted(np.tile(np.arange(n), (int(n_permutations), 1)), axis=1)
+    if level == "image":  # relabel within the concept structure (see the notes)
+        concepts = fold_groups(h)
+        perms = models.grouped_permutations(concepts, rng, int(n_permutations), pool_unique=False)
+        scheme = "images within concepts, concepts of equal size exchanged"
+    else:
+        perms = rng.permuted(np.tile(np.arange(n), (int(n_permutations), 1)), axis=1)
+        scheme = "concepts shuffled"
     rho = np.full((len(hr), len(mr)), np.nan)
     p = np.full((len(hr), len(mr)), np.nan)
     ok = [i for i, v in enumerate(a_vecs) if v is not None]
@@ -350,6 +368,12 @@ def rsa(
             r_obs, p_obs = _mantel(a, _symmetric(b, n), perms, alternative)
             rho[ok, j], p[ok, j] = np.clip(r_obs, -1.0, 1.0), p_obs
     p_fdr = stats.fdr(xr.DataArray(p, dims=("human_roi", "monkey_area"))).values
+    family = (
+        f"p_fdr: Benjamini-Hochberg over the {int(np.isfinite(p).sum())} human ROI x monkey"
+        f" area pairs at the {level} level"
+    )
+    h_trials, m_trials = trials_label(human, split), trials_label(monkey, split)
+    trials = h_trials if h_trials == m_trials else f"{h_trials} / {m_trials}"
     rows = []
     for i, roi in enumerate(hr):
         for j, area in enumerate(mr):
@@ -363,6 +387,9 @@ def rsa(
                     "p": p[i, j],
                     "p_fdr": p_fdr[i, j],
                     "n_items": int(n),
+                    "p_family": family,
+                    "trials": trials,
+                    "permutation": scheme,
                     "n_shared": int(n_shared),
                     "subsampled": bool(n < n_shared),
                     "metric": metric,

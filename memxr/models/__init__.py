@@ -11,9 +11,17 @@ May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml and
 :mod:`memxr.schema`; never readers, stores, pipeline, report or the command line.
 """
 
-from .estimators import CLASSIFIERS, MODELS, REGRESSORS, RIDGE_ALPHAS, make_model, ridge_cv_alpha
+from .estimators import (
+    CLASSIFIERS,
+    MODELS,
+    REGRESSORS,
+    RIDGE_ALPHAS,
+    make_model,
+    make_pca,
+    ridge_cv_alpha,
+)
 from .fit import ModelResults, fit_models
-from .folds import grouped_permutation, make_folds, split_labels
+from .folds import grouped_permutation, grouped_permutations, make_folds, split_labels
 
 __all__ = [
     "CLASSIFIERS",
@@ -23,8 +31,10 @@ __all__ = [
     "ModelResults",
     "fit_models",
     "grouped_permutation",
+    "grouped_permutations",
     "make_folds",
     "make_model",
+    "make_pca",
     "ridge_cv_alpha",
     "split_labels",
 ]

@@ -1,8 +1,10 @@
 """The estimators of :func:`memxr.models.fit_models`: names, pipelines and the ridge alpha search.
 
-:func:`make_model` builds a scikit-learn pipeline (feature standardization, then the named
-estimator) for every name of :data:`MODELS`; :func:`ridge_cv_alpha` chooses the ``ridge``
-alpha over inner folds at the cost of one SVD per fold. ``logistic`` and ``sgd_*`` are dask-ml
+:func:`make_model` builds a scikit-learn pipeline (optionally a PCA, then feature
+standardization, then the named estimator) for every name of :data:`MODELS`, so that every
+step that learns from the features is fit on the training fold only;
+:func:`ridge_cv_alpha` chooses the ``ridge`` alpha over inner folds at the cost of one SVD
+per fold (for any number of targets at once). ``logistic`` and ``sgd_*`` are dask-ml
 estimators (``sgd_*`` wrapped in ``Incremental``), which keep dask-backed features lazy.
 """
 
@@ -20,6 +22,7 @@ __all__ = [
     "REGRESSORS",
     "RIDGE_ALPHAS",
     "make_model",
+    "make_pca",
     "ridge_cv_alpha",
 ]
 
@@ -101,15 +104,33 @@ def _lbfgs_without_iprint() -> None:
     algorithms.fmin_l_bfgs_b = fmin_l_bfgs_b
 
 
+def make_pca(n_components: int, seed: int = 0):
+    """scikit-learn's PCA as memxr fits it inside training folds.
+
+    ``svd_solver="auto"``: exact (LAPACK) for small matrices, randomized with normalised
+    power iterations (LU/QR) for large ones, safe in float32 where unnormalised power
+    iterations overflow; float32 input stays float32.
+
+    Examples
+    --------
+    >>> make_pca(5).n_components
+    5
+    """
+    from sklearn.decomposition import PCA
+
+    return PCA(n_components=int(n_components), svd_solver="auto", random_state=seed)
+
+
 def make_model(
     name: str,
     *,
     seed: int = 0,
     inner_cv: Any = None,
     dask_input: bool = False,
+    n_components: int | None = None,
     **params: Any,
 ):
-    """A scikit-learn pipeline: feature standardization then the named estimator.
+    """A scikit-learn pipeline: [PCA,] feature standardization, then the named estimator.
 
     Parameters
     ----------
@@ -125,13 +146,16 @@ def make_model(
         it after choosing alpha by grouped inner folds).
     dask_input : bool
         Standardize with dask-ml's scaler, which keeps dask arrays lazy.
+    n_components : int, optional
+        Reduce the features to their first principal components first (:func:`make_pca`,
+        a step ``pca``): fit with the pipeline, so on the training fold only.
     **params
         Passed to the estimator (for ``sgd_*``, to the wrapped SGD model).
 
     Returns
     -------
     sklearn.pipeline.Pipeline
-        Steps ``scale`` and ``model``.
+        Steps ``scale`` and ``model``, after ``pca`` with ``n_components``.
 
     Examples
     --------
@@ -139,11 +163,16 @@ def make_model(
     (0.01, 0.1)
     >>> type(make_model("logistic")[-1]).__module__
     'dask_ml.linear_model.glm'
+    >>> [name for name, _ in make_model("ridge", n_components=10).steps]
+    ['pca', 'scale', 'model']
     """
     from sklearn.pipeline import Pipeline
 
     est = _estimator(name, seed, inner_cv, dict(params))
-    return Pipeline([("scale", make_scaler(dask_input)), ("model", est)])
+    steps = [("scale", make_scaler(dask_input)), ("model", est)]
+    if n_components is not None:
+        steps.insert(0, ("pca", make_pca(n_components, seed)))
+    return Pipeline(steps)
 
 
 def ridge_cv_alpha(
@@ -151,19 +180,21 @@ def ridge_cv_alpha(
     y: np.ndarray,
     splits: Sequence[tuple[np.ndarray, np.ndarray]],
     alphas: Sequence[float] = RIDGE_ALPHAS,
-) -> float:
+) -> float | np.ndarray:
     """The ridge alpha of least mean squared error over inner folds (one SVD per fold).
 
     Equivalent to ``GridSearchCV(Ridge(), {"alpha": alphas}, cv=splits,
     scoring="neg_mean_squared_error")`` (intercept fit, error averaged over
-    folds) at the cost of one SVD per fold for the whole grid.
+    folds) at the cost of one SVD per fold for the whole grid, and for every
+    column of a 2-D ``y`` at once (each column gets its own alpha: the search of
+    a permutation null costs one SVD per fold for all permutations).
 
     Parameters
     ----------
     x : numpy.ndarray
         Features (n, p) of the training fold.
     y : numpy.ndarray
-        Target (n,).
+        Target (n,), or targets (n, k).
     splits : sequence of (train, test)
         Inner folds, as index arrays into ``x``.
     alphas : sequence of float
@@ -171,7 +202,7 @@ def ridge_cv_alpha(
 
     Returns
     -------
-    float
+    float, or numpy.ndarray of k floats for a 2-D ``y``
 
     Examples
     --------
@@ -180,14 +211,21 @@ def ridge_cv_alpha(
     >>> splits = [(np.arange(20, 40), np.arange(20)), (np.arange(20), np.arange(20, 40))]
     >>> ridge_cv_alpha(x, y, splits, [0.01, 100.0])
     0.01
+    >>> ridge_cv_alpha(x, np.c_[y, rng.normal(size=40)], splits, [0.01, 100.0]).tolist()
+    [0.01, 100.0]
     """
     grid = np.asarray(alphas, dtype=float)
-    err = np.zeros(grid.size)
+    y = np.asarray(y, dtype=float)
+    targets = y[:, None] if y.ndim == 1 else y
+    err = np.zeros((grid.size, targets.shape[1]))
     for tr, va in splits:
-        xm, ym = x[tr].mean(0), y[tr].mean()
+        xm, ym = x[tr].mean(0), targets[tr].mean(0)
         u, sv, vt = np.linalg.svd(x[tr] - xm, full_matrices=False)
-        shrink = sv[:, None] / (sv[:, None] ** 2 + grid[None, :])  # (k, n_alphas)
-        coef = vt.T @ (shrink * (u.T @ (y[tr] - ym))[:, None])  # (p, n_alphas)
-        pred = (x[va] - xm) @ coef + ym
-        err += np.mean((pred - y[va][:, None]) ** 2, axis=0)
-    return float(grid[int(np.argmin(err))])
+        shrink = sv[:, None] / (sv[:, None] ** 2 + grid[None, :])  # (r, n_alphas)
+        uy = u.T @ (targets[tr] - ym)  # (r, k)
+        xv = (x[va] - xm) @ vt.T  # (n_va, r)
+        for a in range(grid.size):  # predictions of every target for this alpha
+            pred = xv @ (shrink[:, a, None] * uy) + ym
+            err[a] += np.mean((pred - targets[va]) ** 2, axis=0)
+    best = grid[np.argmin(err, axis=0)]
+    return float(best[0]) if y.ndim == 1 else best

@@ -45,8 +45,11 @@ def _dask_rows(x: np.ndarray):
 
 
 def _numpy_set(name: str, da: xr.DataArray, cache: dict) -> np.ndarray:
+    """A feature set in memory: float32 stays float32 (patterns of many channels), else
+    float64."""
     if name not in cache:
-        x = to_numpy(da.data).astype(np.float64, copy=False)
+        x = to_numpy(da.data)
+        x = x if x.dtype == np.float32 else x.astype(np.float64, copy=False)
         check_finite(name, x)
         cache[name] = x
     return cache[name]

@@ -24,7 +24,9 @@ lower quantile, at or above the upper one; the middle is left out of training
 and test). Test stimuli are labelled with the training-fold thresholds.
 
 Every model standardizes the features inside its pipeline, fit on the training
-fold only.
+fold only; with ``n_components`` a PCA of the features comes first in that pipeline
+(scikit-learn's, exact or randomized with normalised power iterations), so no
+unsupervised step sees the test fold either.
 
 Cross-validation
 ----------------
@@ -49,7 +51,9 @@ the same size exchange their blocks of values (shuffled within the block), so
 the concept structure of the target is kept; concepts whose size no other
 concept shares are pooled and shuffled at the stimulus level. With random CV
 the stimuli are permuted. The p-value is ``(1 + #{null >= observed}) / (1 +
-n_permutations)`` of Pearson r (regressors) or ROC AUC (classifiers).
+n_permutations)`` of Pearson r (regressors) or ROC AUC (classifiers);
+``chance_p_fdr`` adjusts it (Benjamini-Hochberg) over every row of the call
+(feature sets x models [x time bins]), the family named in ``p_family``.
 
 Distribution
 ------------
@@ -114,8 +118,9 @@ class ModelResults:
         One row per feature set x model (x time bin): ``feature_set, model,
         kind, cv, n_stimuli, n_dropped, n_folds[, time], pearson_r,
         spearman_rho, r2, accuracy, roc_auc, metric, label_split, chance_mean,
-        chance_p, n_permutations, noise_ceiling, fraction_of_ceiling``. ``metric`` names
-        the score behind ``chance_*`` and ``fraction_of_ceiling``.
+        chance_p, n_permutations, chance_p_fdr, p_family, noise_ceiling,
+        fraction_of_ceiling, n_components``. ``metric`` names the score behind
+        ``chance_*`` and ``fraction_of_ceiling``.
     predictions : xarray.Dataset or None
         ``prediction`` (memorability for regressors, class for classifiers),
         ``decision`` (classifier score), ``label`` (class of each test
@@ -162,6 +167,24 @@ class ModelResults:
         return ds
 
 
+def _components(n_components: Any, names: list[str]) -> dict[str, int | None]:
+    """The in-fold PCA size of every feature set (None: no PCA)."""
+    if n_components is None or isinstance(n_components, Mapping):
+        given = dict(n_components or {})
+        unknown = sorted(set(given) - set(names))
+        if unknown:
+            raise ValueError(f"n_components names unknown feature sets {unknown}")
+    else:
+        given = dict.fromkeys(names, n_components)
+    out: dict[str, int | None] = {}
+    for name in names:
+        value = given.get(name)
+        if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+            raise ValueError(f"n_components must be a positive int, got {value!r} for {name!r}")
+        out[name] = None if value is None else int(value)
+    return out
+
+
 def fit_models(
     features: Mapping[str, xr.DataArray] | xr.DataArray,
     y: str | xr.DataArray | np.ndarray = "memorability",
@@ -178,6 +201,7 @@ def fit_models(
     noise_ceiling: float | Mapping[str, float] | None = None,
     model_params: Mapping[str, Mapping[str, Any]] | None = None,
     epochs: int = 5,
+    n_components: int | Mapping[str, int | None] | None = None,
 ) -> ModelResults:
     """Cross-validated memorability models on feature sets, with permutation chance levels.
 
@@ -214,12 +238,20 @@ def fit_models(
     q : (float, float)
         Quantiles of ``split="quantile"``.
     noise_ceiling : float or dict of str to float, optional
-        Ceiling of Pearson r, one for all or per feature set; gives the
-        ``fraction_of_ceiling`` column (regressors).
+        Ceiling on the Pearson r of the predictions with memorability, one for all or
+        per feature set: for the responses analysed (single trials of the train images,
+        or test-set means) and the memorability scores' own reliability (see
+        :func:`memxr.reliability.noise_ceiling`). Gives the ``fraction_of_ceiling``
+        column (regressors).
     model_params : dict of str to dict, optional
         Estimator parameters per model name (e.g. ``{"svr": {"C": 10}}``).
     epochs : int
         Passes over the training data of ``sgd_*`` models.
+    n_components : int or dict of str to int, optional
+        Reduce the features to this many principal components inside each training fold
+        (one for all feature sets, or per feature set; capped at the features and
+        training stimuli of the fold). The feature sets are then loaded into memory
+        (float32 stays float32).
 
     Returns
     -------
@@ -246,6 +278,7 @@ def fit_models(
     split_labels(np.arange(4.0), np.arange(4.0), split, q)  # check split and q up front
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    pcs = _components(n_components, list(run.sets))
     opts = FitOptions(
         seed=int(seed),
         split=split,
@@ -253,12 +286,14 @@ def fit_models(
         grouped=run.kind == "grouped",
         params={k: dict(v) for k, v in (model_params or {}).items()},
         epochs=int(epochs),
+        n_components=pcs,
     )
     client = default_client() if client is None else (client or None)
     pool, caller = plan_tasks(run, opts)
     results = parallel(pool, client) + run_in_caller(caller, client)
     outs, fold_of = assemble(results, run.y.size, run.folds)
     table, null = summarize(run, outs, fold_of, noise_ceiling, split)
+    table["n_components"] = [-1 if pcs[f] is None else int(pcs[f]) for f in table["feature_set"]]
     preds = prediction_table(run, outs, fold_of) if keep_predictions else None
     params = {
         "models": run.models,
@@ -274,5 +309,6 @@ def fit_models(
         "n_dropped": run.n_dropped,
         "model_params": {k: {p: repr(v) for p, v in d.items()} for k, d in opts.params.items()},
         "epochs": int(epochs),
+        "n_components": {k: (-1 if v is None else int(v)) for k, v in pcs.items()},
     }
     return ModelResults(table=table, predictions=preds, null=null, params=params)

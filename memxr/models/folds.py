@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections import defaultdict
 
 import numpy as np
-import pandas as pd
 
-__all__ = ["grouped_permutation", "make_folds", "split_labels"]
+from ..stats.inputs import group_codes
+
+__all__ = ["grouped_permutation", "grouped_permutations", "make_folds", "split_labels"]
 
 
 def split_labels(
@@ -69,16 +70,6 @@ def split_labels(
 
         return lab(y_train), lab(y_test), (lo, hi)
     raise ValueError(f"split must be 'median' or 'quantile', got {split!r}")
-
-
-def group_codes(groups: np.ndarray) -> np.ndarray:
-    """Integer group codes; unknown labels ("" or None) become groups of their own."""
-    labels = np.asarray(groups, dtype=object)
-    unknown = np.array([g is None or (isinstance(g, float) and g != g) or g == "" for g in labels])
-    codes = pd.factorize(pd.Series(labels.astype(str)))[0].astype(np.int64)
-    if unknown.any():
-        codes[unknown] = codes.max(initial=-1) + 1 + np.arange(unknown.sum())
-    return codes
 
 
 def make_folds(
@@ -152,19 +143,29 @@ def cv_kind(cv: int | str | tuple) -> tuple[str, int]:
     return kind, int(k)
 
 
-def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+def grouped_permutation(
+    groups: np.ndarray, rng: np.random.Generator, *, pool_unique: bool = True
+) -> np.ndarray:
     """An index permutation that moves memorability between whole concepts.
 
     ``y[p]`` gives each concept the values of another concept of the same size
     (in shuffled order); concepts whose size no other concept has are pooled
-    and shuffled at the stimulus level.
+    and shuffled at the stimulus level (``pool_unique``), or only shuffled within
+    themselves (``pool_unique=False``: every permutation then keeps the partition of the
+    stimuli into concepts, the exact null of a test whose statistic depends on it, such
+    as a Mantel test of two RDMs with concept structure). One row of
+    :func:`grouped_permutations`.
 
     Parameters
     ----------
     groups : array
-        Concept (or integer group code) per stimulus.
+        Concept (or integer group code) per stimulus; unknown concepts ("") are
+        groups of their own (:func:`memxr.stats.inputs.group_codes`), as in the folds
+        and in :func:`memxr.stats.correlate`.
     rng : numpy.random.Generator
         Source of randomness.
+    pool_unique : bool
+        Pool the concepts of a unique size (see above).
 
     Returns
     -------
@@ -177,24 +178,53 @@ def grouped_permutation(groups: np.ndarray, rng: np.random.Generator) -> np.ndar
     >>> p = grouped_permutation(g, np.random.default_rng(1))
     >>> sorted(p.tolist()) == list(range(6)), all(len(set(g[p][g == c])) == 1 for c in (0, 1, 2))
     (True, True)
+    >>> g = np.array([0, 0, 1, 1, 2, 2, 2])
+    >>> p = grouped_permutation(g, np.random.default_rng(0), pool_unique=False)
+    >>> sorted(p[4:].tolist())
+    [4, 5, 6]
     """
-    codes = pd.factorize(pd.Series(np.asarray(groups).astype(str)))[0]
+    return grouped_permutations(groups, rng, 1, pool_unique=pool_unique)[0]
+
+
+def grouped_permutations(
+    groups: np.ndarray, rng: np.random.Generator, n: int, *, pool_unique: bool = True
+) -> np.ndarray:
+    """``n`` index permutations of :func:`grouped_permutation` at once, shape (n, stimuli).
+
+    The partition into concepts is computed once and every size class is permuted for all
+    ``n`` rows in one vectorized step.
+
+    Examples
+    --------
+    >>> g = np.repeat(np.arange(4), [2, 2, 3, 3])
+    >>> perms = grouped_permutations(g, np.random.default_rng(0), 50)
+    >>> perms.shape, all(sorted(p.tolist()) == list(range(10)) for p in perms)
+    ((50, 10), True)
+    >>> bool(all((np.diff(g[p].reshape(-1)[:2]) == 0).all() for p in perms))
+    True
+    """
+    codes = group_codes(groups)
+    n = int(n)
     order = np.argsort(codes, kind="stable")
     bounds = np.flatnonzero(np.diff(codes[order])) + 1
     members = np.split(order, bounds)
     by_size: dict[int, list[int]] = defaultdict(list)
     for g, m in enumerate(members):
         by_size[len(m)].append(g)
-    perm = np.empty(len(codes), dtype=np.intp)
+    out = np.empty((n, codes.size), dtype=np.intp)
+    if n == 0:
+        return out
     pooled: list[np.ndarray] = []
     for size in sorted(by_size):
         gs = by_size[size]
-        if len(gs) < 2:
+        if len(gs) < 2 and pool_unique:
             pooled.extend(members[g] for g in gs)
             continue
-        for dst, src in zip(gs, rng.permutation(gs), strict=True):
-            perm[members[dst]] = rng.permutation(members[src])
+        block = np.stack([members[g] for g in gs])  # (concepts, size)
+        src = rng.permuted(np.tile(np.arange(len(gs)), (n, 1)), axis=1)  # (n, concepts)
+        within = rng.permuted(np.broadcast_to(np.arange(size), (n, len(gs), size)), axis=2)
+        out[:, block.reshape(-1)] = block[src[:, :, None], within].reshape(n, -1)
     if pooled:
         idx = np.concatenate(pooled)
-        perm[idx] = rng.permutation(idx)
-    return perm
+        out[:, idx] = idx[rng.permuted(np.tile(np.arange(idx.size), (n, 1)), axis=1)]
+    return out

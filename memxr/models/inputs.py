@@ -15,8 +15,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
+from ..stats.inputs import group_codes
 from .estimators import MODELS
-from .folds import cv_kind, group_codes, grouped_permutation, make_folds
+from .folds import cv_kind, grouped_permutations, make_folds
 
 logger = logging.getLogger(__name__)
 
@@ -148,10 +149,10 @@ def prepare_run(features, y, models, cv, groups, n_permutations, seed) -> ModelR
     codes = None if labels is None else group_codes(labels)
     rng = np.random.default_rng(seed)
     y_obs = y_all[keep]
-    perms = [
-        grouped_permutation(codes, rng) if codes is not None else rng.permutation(keep.size)
-        for _ in range(int(n_permutations))
-    ]
+    if codes is not None:
+        perms = list(grouped_permutations(codes, rng, int(n_permutations)))
+    else:
+        perms = [rng.permutation(keep.size) for _ in range(int(n_permutations))]
     times = np.asarray(ref["time"].values, dtype=float) if "time" in ref.dims else None
     return ModelRun(
         sets=sets,

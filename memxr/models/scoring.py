@@ -15,7 +15,7 @@ import pandas as pd
 import xarray as xr
 
 from ..schema import text_coord
-from ..stats.kernels import pearson
+from ..stats.kernels import fdr_kernel, pearson
 from .estimators import CLASSIFIERS, REGRESSORS
 from .inputs import ModelRun
 
@@ -123,6 +123,15 @@ def summarize(
                 row["noise_ceiling"] = ceiling if regressor else float("nan")
                 row["fraction_of_ceiling"] = scores[metric] / ceiling if regressor else float("nan")
                 rows.append(row)
+    table = pd.DataFrame(rows)
+    if len(table):
+        table["chance_p_fdr"] = fdr_kernel(table["chance_p"].to_numpy(float), 1)
+        table["p_family"] = (
+            "chance_p_fdr: Benjamini-Hochberg over the "
+            f"{int(np.isfinite(table['chance_p']).sum())} feature set x model"
+            + (" x time bin" if run.times is not None else "")
+            + " rows of this fit"
+        )
     timed = run.times is not None
     dims = ("feature_set", "model") + (("time",) if timed else ()) + ("permutation",)
     coords = {
@@ -133,7 +142,7 @@ def summarize(
     if timed:
         coords["time"] = run.times
     data = null if timed else null[:, :, 0]
-    return pd.DataFrame(rows), xr.DataArray(data, dims=dims, coords=coords, name="null")
+    return table, xr.DataArray(data, dims=dims, coords=coords, name="null")
 
 
 def prediction_table(run: ModelRun, outs: dict, fold_of: np.ndarray) -> xr.Dataset:

@@ -20,6 +20,7 @@ from .estimators import (
     INCREMENTAL,
     RIDGE_ALPHAS,
     make_model,
+    make_pca,
     make_scaler,
     ridge_cv_alpha,
 )
@@ -45,6 +46,7 @@ class FitOptions:
     grouped: bool
     params: Mapping[str, Mapping[str, Any]]
     epochs: int
+    n_components: Mapping[str, int | None] | None = None  # PCA per feature set, in-fold
 
 
 def is_dask(x: Any) -> bool:
@@ -95,6 +97,8 @@ def _scores_out(pipe: Any, x: Any) -> np.ndarray:
 def _fit_steps(pipe: Any, x_tr: Any, t_tr: Any, name: str, epochs: int) -> None:
     """Fit the dask-ml steps one by one, so that the scaled training rows are reused."""
     scale, model = pipe.named_steps["scale"], pipe.named_steps["model"]
+    if "pca" in pipe.named_steps:
+        x_tr = pipe.named_steps["pca"].fit_transform(x_tr)
     scaled = scale.fit(x_tr).transform(x_tr)
     if name == "logistic" and is_dask(scaled):
         scaled = scaled.persist()  # dask-glm passes over the training rows at every iteration
@@ -117,6 +121,10 @@ def fit_fold(
     """Fit one model on one training fold; out-of-fold outputs for the test fold."""
     if task.time >= 0:
         x = x[:, :, task.time]
+    n_comp = (opts.n_components or {}).get(task.feature_set)
+    if n_comp is not None:  # the PCA is fit on the training rows, which are in memory
+        x = to_numpy(x)
+        n_comp = int(min(n_comp, x.shape[1], len(train)))
     if is_dask(x):
         x = x.rechunk({1: -1})
     name = task.model
@@ -145,11 +153,16 @@ def fit_fold(
     if name == "ridge" and opts.grouped and "alpha" not in params:
         inner = _inner_cv(groups, train, opts.seed)
         if inner is not None:  # alpha from folds of training concepts, on scaled features
-            scaled = make_scaler(False).fit_transform(to_numpy(x_tr))
+            rows = to_numpy(x_tr)
+            if n_comp is not None:
+                rows = make_pca(n_comp, opts.seed).fit_transform(rows)
+            scaled = make_scaler(False).fit_transform(rows)
             params["alpha"] = ridge_cv_alpha(
                 scaled, target, inner, params.pop("alphas", RIDGE_ALPHAS)
             )
-    pipe = make_model(name, seed=opts.seed, dask_input=is_dask(x), **params)
+    pipe = make_model(
+        name, seed=opts.seed, dask_input=is_dask(x), n_components=n_comp, **params
+    )
     t_tr = _as_target(target, x_tr)
     if name in DASK_READY:
         _fit_steps(pipe, x_tr, t_tr, name, opts.epochs)

@@ -9,16 +9,20 @@ printing each with its timing. OUT defaults to ``runs/<spec name>``:
     reader -> :func:`memxr.store.write_cube`: ``stores/CUBE.zarr``
 ``magnitudes:CUBE``
     ROI mean and l2 per stimulus (for trials cubes: per time bin and in each
-    area's window), split-half noise ceilings of the ROI means:
-    ``magnitudes/CUBE.zarr``
+    area's window), split-half reliabilities of the ROI means (of one trial and of
+    the mean of the repeats): ``magnitudes/CUBE.zarr``
 ``correlations``
-    :func:`memxr.stats.correlate` per cube, method and reduction:
-    ``results/correlations.zarr``, ``tables/correlations.csv``
+    :func:`memxr.stats.correlate` per cube, method, reduction and split (train images:
+    single trials; test images: means of their repeats; column ``trials``), with the
+    ceiling on r(ROI, memorability) for those trials: ``results/correlations.zarr``,
+    ``tables/correlations.csv``
 ``timecourse``
-    the same at every time bin of the trials cubes: ``results/timecourse.zarr``,
-    ``tables/timecourse.csv``
+    the same at every time bin of the trials cubes, with cluster-mass permutation tests
+    over time (:func:`memxr.stats.cluster_test`): ``results/timecourse.zarr``,
+    ``tables/timecourse.csv``, ``tables/timecourse_clusters.csv``
 ``models``
-    :mod:`memxr.features` + :func:`memxr.models.fit_models`: ``results/models.zarr``,
+    :mod:`memxr.features` + :func:`memxr.models.fit_models` per split (PCA of the
+    patterns inside the training folds): ``results/models.zarr``,
     ``tables/models.csv``, ``tables/predictions.csv``
 ``bridge``
     :func:`memxr.bridge.bridge` per pair: ``results/bridge.zarr``,

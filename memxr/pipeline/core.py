@@ -51,7 +51,11 @@ _PACKAGES = (
 
 ANALYSIS_OUTPUTS = {
     "correlations": ["results/correlations.zarr", "tables/correlations.csv"],
-    "timecourse": ["results/timecourse.zarr", "tables/timecourse.csv"],
+    "timecourse": [
+        "results/timecourse.zarr",
+        "tables/timecourse.csv",
+        "tables/timecourse_clusters.csv",
+    ],
     "models": ["results/models.zarr", "tables/models.csv", "tables/predictions.csv"],
     "bridge": [
         "results/bridge.zarr",

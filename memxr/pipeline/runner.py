@@ -127,13 +127,15 @@ def _analysis_steps(
         return [s for n in names for s in source[n][0]], [f for n in names for f in source[n][1]]
 
     steps = []
+    mem = {"memorability_reliability": spec.data["inputs"]["memorability_reliability"]}
     if a["correlation"] is not None:
-        steps.append(Step("correlations", a["correlation"], correlations_step, after=mags))
+        steps.append(Step("correlations", {**a["correlation"], **mem}, correlations_step,
+                          after=mags))  # fmt: skip
     if a["timecourse"] is not None and timed:
         steps.append(Step("timecourse", a["timecourse"], timecourse_step, after=timed))
     if a["models"] is not None:
         after, files = reads(list(datasets))
-        params = {**a["models"], "rois": spec.data["rois"]}
+        params = {**a["models"], **mem, "rois": spec.data["rois"]}
         steps.append(Step("models", params, models_step, after=mags + after, files=files))
     if a["bridge"] is not None:
         after, files = reads(sorted({n for pair in a["bridge"]["pairs"] for n in pair}))

@@ -21,6 +21,8 @@ Layout
     description: optional text
     inputs:
       memorability: things/THINGS_Memorability_Scores.csv   # optional
+      memorability_reliability: 0.45    # reliability of the scores (default: Kramer et al.
+                                        # 2023, see memxr.reliability.MEMORABILITY_RELIABILITY)
       concepts: things/Concept_to_category_linking.csv      # optional
       cubes:                            # at least one
         - {name: sub-01, kind: things-fmri, input: betas_csv, subject: sub-01}
@@ -31,30 +33,40 @@ Layout
       things-fmri:
         names: [FFA, PPA, V1, IT]       # default: the cube's default ROIs (+ the unions)
         definitions: {ventral: [FFA, PPA]}   # unions of columns or ROIs
-        reliability: {by: nc_testset, threshold: 5}   # channel filter; by: auto, reliability,
-                                        # nc_testset, split_half or any channel coordinate
+        reliability: {by: nc_testset, threshold: 5, scale: native}   # channel filter: by
+                                        # auto, reliability, nc_singletrial, nc_testset,
+                                        # splithalf_corrected, split_half or a coordinate;
+                                        # scale: single_trial (default with auto) or native
+                                        # (the measure's units, default with a named one)
       tvsd:
         names: [V1, V4, IT]
         windows: {V1: [25, 125]}        # ms, for time-resolved cubes (defaults V1/V4/IT)
     analyses:                           # each section optional: absent or null = not run
-      correlation: {methods: [pearson, spearman], how: [mean, l2],
+      correlation: {methods: [pearson, spearman], how: [mean, l2], splits: [train, test],
                     n_permutations: 1000, n_bootstrap: 1000, groups: concept, seed: 0}
-      timecourse: {methods: [pearson], n_permutations: 1000, n_bootstrap: 0,
-                   groups: concept, seed: 0}     # time-resolved cubes only
+      timecourse: {methods: [pearson], splits: [train, test], n_permutations: 1000,
+                   n_bootstrap: 0, cluster_threshold: 1.96, groups: concept, seed: 0}
+                                        # time-resolved cubes only
       models: {models: [ridge, svc], feature_sets: [magnitude, pattern], cv: 5,
-               groups: concept, n_permutations: 100, pca: 50, seed: 0}
+               splits: [train, test], groups: concept, n_permutations: 100, pca: 50, seed: 0}
       bridge: {pairs: [[sub-01, monkeyN]], method: spearman, how: mean, n_bootstrap: 1000,
                rsa: {level: [image, concept], n_permutations: 1000},
-               decoding: {enabled: true, n_permutations: 200}, max_items: 2000, seed: 0}
+               decoding: {enabled: true, n_permutations: 200, disjoint_concepts: true},
+               max_items: 2000, seed: 0}
     report: {title: "Memorability in visual cortex"}
     catalog: ../stores/catalog.tsv      # optional; default OUT/stores/catalog.tsv
 
 Notes on the analyses: ``groups: concept`` resamples whole concepts (images of
 one concept share memorability) and makes the model folds concept-grouped;
-``groups: null`` shuffles images and uses random folds. ``feature_sets``:
-``magnitude`` is one feature per ROI (its mean response), ``pattern`` one
-feature set per ROI of its channels, reduced to ``pca`` principal components
-(``pca: null`` keeps every channel). ``rsa.n_permutations`` is also the number
+``groups: null`` shuffles images and uses random folds. ``splits``: the train
+images (single trials, the main analysis) and the test images (means of their
+repeats, the high-SNR check) are analysed apart, never pooled; every table says
+which in its ``trials`` column. ``feature_sets``: ``magnitude`` is one feature per
+ROI (its mean response), ``pattern`` one feature set per ROI of its channels,
+reduced to ``pca`` principal components inside each training fold (``pca: null``
+keeps every channel). The time course is tested by a cluster-mass permutation test
+(cluster-forming threshold ``cluster_threshold`` on ``|r| / sd(r, r_perm)``),
+family-wise over the ROIs and time bins of a cube. ``rsa.n_permutations`` is also the number
 of permutations of the bridge's shared effects. A pair may be written
 ``sub-01~monkeyN``.
 
@@ -105,6 +117,7 @@ import yaml
 from ..errors import InputError
 from ..models import MODELS
 from ..readers import SOURCES
+from ..reliability import MEMORABILITY_RELIABILITY, SCALES
 from ..schema import AREA_WINDOWS
 
 # ----------------------------------------------------------------------
@@ -292,6 +305,7 @@ def _defaults(section: Check) -> Callable[[], Any]:
 
 
 _METHODS = _list(_choice("pearson", "spearman"), min_len=1)
+_SPLITS = (_list(_choice("train", "test"), min_len=1), lambda: ["train", "test"])
 _GROUPS = (_optional(_str()), "concept")
 _SEED = (_int(0), 0)
 
@@ -305,14 +319,53 @@ _CUBE = _section(
         "dtype": (_optional(_choice("float32", "float64")), None),
     }
 )
+def _reliability_value(v, ctx, path):
+    value = _float()(v, ctx, path)
+    if not 0.0 < value <= 1.0:
+        raise ctx.fail(path, f"expected a reliability in (0, 1], got {_show(v)}")
+    return value
+
+
 _INPUTS = _section(
     {
         "memorability": (_optional(_str(what="a path")), None),
+        "memorability_reliability": (_reliability_value, MEMORABILITY_RELIABILITY),
         "concepts": (_optional(_str(what="a path")), None),
         "cubes": (_list(_CUBE, min_len=1, unique=False), _REQUIRED),
     }
 )
-_RELIABILITY = _section({"by": (_str(), "auto"), "threshold": (_float(), _REQUIRED)})
+_RELIABILITY_KEYS = _section(
+    {
+        "by": (_str(), "auto"),
+        "threshold": (_float(), _REQUIRED),
+        "scale": (_optional(_choice(*SCALES)), None),
+    }
+)
+
+
+def _reliability_filter(v, ctx, path):
+    """A channel filter whose threshold names its scale (see memxr.reliability.select_channels)."""
+    out = _RELIABILITY_KEYS(v, ctx, path)
+    auto = out["by"] == "auto"
+    if out["scale"] is None:
+        out["scale"] = "single_trial" if auto else "native"
+    if auto and out["scale"] == "native":
+        raise ctx.fail(
+            f"{path}.scale",
+            "by: auto compares on the single-trial scale only; name the measure (by: ...)"
+            " to use its native scale",
+        )
+    if out["scale"] == "single_trial" and not -1.0 <= out["threshold"] <= 1.0:
+        raise ctx.fail(
+            f"{path}.threshold",
+            f"{out['threshold']:g} is not a single-trial reliability (between -1 and 1);"
+            " for a measure in its own units (nc_testset: percent) name it in by: and add"
+            " scale: native",
+        )
+    return out
+
+
+_RELIABILITY = _reliability_filter
 _ROI_SET = _section(
     {
         "names": (_optional(_list(_str(), min_len=1)), None),
@@ -327,17 +380,29 @@ _CORRELATION = _section(
     {
         "methods": (_METHODS, lambda: ["pearson", "spearman"]),
         "how": (_list(_choice("mean", "l2"), 1), lambda: ["mean", "l2"]),
+        "splits": _SPLITS,
         "n_permutations": (_int(0), 1000),
         "n_bootstrap": (_int(0), 1000),
         "groups": _GROUPS,
         "seed": _SEED,
     }
 )
+
+
+def _positive(v, ctx, path):
+    value = _float()(v, ctx, path)
+    if not value > 0:
+        raise ctx.fail(path, f"expected a number > 0, got {_show(v)}")
+    return value
+
+
 _TIMECOURSE = _section(
     {
         "methods": (_METHODS, lambda: ["pearson"]),
+        "splits": _SPLITS,
         "n_permutations": (_int(0), 1000),
         "n_bootstrap": (_int(0), 0),
+        "cluster_threshold": (_positive, 1.96),
         "groups": _GROUPS,
         "seed": _SEED,
     }
@@ -347,6 +412,7 @@ _MODELS = _section(
         "models": (_list(_choice(*MODELS), 1), lambda: ["ridge", "svc"]),
         "feature_sets": (_list(_choice("magnitude", "pattern"), 1), lambda: ["magnitude"]),
         "cv": (_int(2), 5),
+        "splits": _SPLITS,
         "groups": _GROUPS,
         "n_permutations": (_int(0), 100),
         "pca": (_optional(_int(1)), 50),
@@ -370,7 +436,13 @@ _RSA = _section(
         "n_permutations": (_int(0), 1000),
     }
 )
-_DECODING_SECTION = _section({"enabled": (_bool, True), "n_permutations": (_int(0), 200)})
+_DECODING_SECTION = _section(
+    {
+        "enabled": (_bool, True),
+        "n_permutations": (_int(0), 200),
+        "disjoint_concepts": (_bool, True),
+    }
+)
 
 
 def _decoding(v, ctx, path):

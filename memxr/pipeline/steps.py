@@ -9,14 +9,15 @@ Examples
 >>> out.roi.values.tolist(), out.roi_mask.sum("channel").values.tolist()
 (['A', 'AB'], [3, 3])
 >>> from memxr.stats import correlate
->>> ds = xr.Dataset({"mean": (("stimulus", "roi"), np.c_[np.arange(5.0), [1.0, 0, 2, 1, 0]])},
+>>> ds = xr.Dataset({"mean": (("stimulus", "roi"), np.c_[np.arange(5.0), [1.0, 0, 2, 1, 0]]),
+...                  "reliability_single": ("roi", [0.2, 0.05])},
 ...                 coords={"roi": ["IT", "V1"], "memorability": ("stimulus", np.arange(5.0)),
-...                         "n_channels": ("roi", [4, 2]), "ceiling_r": ("roi", [0.9, 0.5])},
+...                         "n_channels": ("roi", [4, 2])},
 ...                 attrs={"dataset": "things-fmri", "subject": "sub-01"})
 >>> res = correlate(ds["mean"], ds.memorability, n_permutations=0, n_bootstrap=0)
->>> rows = _correlation_rows(res, ds, "pearson", "mean")
->>> rows[["roi", "r", "n_channels"]].round(3).values.tolist()
-[['IT', 1.0, 4], ['V1', -0.189, 2]]
+>>> rows = _correlation_rows(res, ds, "pearson", "mean", "train", 0.45)
+>>> rows[["roi", "r", "n_channels", "noise_ceiling", "trials"]].round(3).values.tolist()
+[['IT', 1.0, 4, 0.3, 'single (train)'], ['V1', -0.189, 2, 0.15, 'single (train)']]
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ import xarray as xr
 from ..errors import InputError
 from ..provenance import __version__, file_records, file_records_async, now_utc, sha256_file
 from ..readers import SOURCES
-from ..schema import AREA_WINDOWS
+from ..reliability import MEMORABILITY_RELIABILITY
+from ..schema import AREA_WINDOWS, trials_label
 from ..store.atomic import atomic_path
 from .core import (
     Context,
@@ -170,16 +172,25 @@ def roi_windows(rois: dict) -> dict[str, tuple[float, float]]:
     return {**AREA_WINDOWS, **{k: tuple(v) for k, v in rois["windows"].items()}}
 
 
+_RELIABILITY_VARS = ["reliability_single", "reliability_repeats", "test_repeats"]
+
+
 def _ceilings(cube: xr.Dataset, names: list[str], windows: dict | None) -> xr.Dataset:
-    """Split-half reliability and noise ceiling of each ROI's mean (windowed when timed)."""
+    """Split-half reliability of each ROI's mean (windowed when timed), on both scales.
+
+    ``reliability_single``: of one trial (the train images' responses);
+    ``reliability_repeats``: of the mean of the ``test_repeats`` repeats (the test images').
+    The ceiling on r(ROI, memorability) is drawn from them with the memorability
+    reliability by the steps that correlate (:func:`ceiling_of`).
+    """
     from ..reliability import noise_ceiling
 
     if "response_repeats" not in cube.data_vars:
         nan = xr.DataArray(np.full(len(names), np.nan), dims="roi")
-        return xr.Dataset({"reliability": nan, "ceiling_r": nan})
+        return xr.Dataset({k: nan for k in _RELIABILITY_VARS})
     if windows is None:
         nc = noise_ceiling(cube, names)
-        return nc[["reliability", "ceiling_r"]].drop_vars(list(nc.coords))
+        return nc[_RELIABILITY_VARS].drop_vars(list(nc.coords))
     parts = []
     times = np.asarray(cube["time"].values, dtype=float)
     for roi in names:
@@ -188,8 +199,21 @@ def _ceilings(cube: xr.Dataset, names: list[str], windows: dict | None) -> xr.Da
         rep = cube["response_repeats"].isel(time=inside).mean("time")
         sub = xr.Dataset({"response_repeats": rep}, coords={"roi_mask": cube["roi_mask"]})
         nc = noise_ceiling(sub, [roi])
-        parts.append(nc[["reliability", "ceiling_r"]].drop_vars(list(nc.coords)))
+        parts.append(nc[_RELIABILITY_VARS].drop_vars(list(nc.coords)))
     return xr.concat(parts, dim="roi")
+
+
+def ceiling_of(ds: xr.Dataset, split: str, memorability_reliability: float) -> np.ndarray:
+    """Ceiling on r(ROI response, memorability) per ROI for the responses of one split.
+
+    ``sqrt(reliability x memorability reliability)`` with the reliability of one trial
+    (train images) or of the mean of the repeats (test images); NaN where negative or
+    unknown.
+    """
+    rel = ds["reliability_single" if split == "train" else "reliability_repeats"].values
+    rel = np.asarray(rel, dtype=float)
+    with np.errstate(invalid="ignore"):
+        return np.sqrt(np.where(rel >= 0, rel, np.nan) * float(memorability_reliability))
 
 
 def magnitudes_step(ctx: Context, step: Step) -> None:
@@ -237,21 +261,54 @@ _STATS = ["r", "p", "ci_low", "ci_high", "p_fdr"]
 
 
 def _correlation_rows(
-    res: xr.Dataset, ds: xr.Dataset, method: str, how: str | None
+    res: xr.Dataset,
+    ds: xr.Dataset,
+    method: str,
+    how: str | None,
+    split: str = "train",
+    memorability_reliability: float = MEMORABILITY_RELIABILITY,
 ) -> pd.DataFrame:
-    """Tidy rows of one :func:`memxr.stats.correlate` result over ROIs (``how``) or ROIs x time."""
+    """Tidy rows of one :func:`memxr.stats.correlate` result over ROIs (``how``) or ROIs x time.
+
+    The leading columns are the results contract's; then ``trials`` (which responses:
+    single train trials or test-set means), ``p_family`` (the family of ``p_fdr``) and,
+    per ROI, the reliability on the scale of the responses and the memorability
+    reliability behind ``noise_ceiling``.
+    """
     frame = res[_STATS].to_dataframe().reset_index()
     frame["dataset"] = ds.attrs.get("dataset", "")
     frame["subject"] = ds.attrs.get("subject", "")
     frame["method"] = method
     frame["n"] = int(res["n"])
+    frame["trials"] = trials_label(ds, split)
     if how is None:
-        return frame[["dataset", "subject", "roi", "method", "time", *_STATS, "n"]]
+        n_roi = res.sizes.get("roi", 1)
+        frame["p_family"] = (
+            f"p_fdr: Benjamini-Hochberg over the {n_roi} ROIs x {res.sizes.get('time', 1)} time"
+            " bins of this cube, method and split"
+        )
+        return frame[["dataset", "subject", "roi", "method", "time", *_STATS, "n", "trials",
+                      "p_family"]]  # fmt: skip
     frame["how"] = how
     frame["n_channels"] = ds["n_channels"].values.astype(int)
-    frame["noise_ceiling"] = ds["ceiling_r"].values.astype(float)
+    frame["noise_ceiling"] = ceiling_of(ds, split, memorability_reliability)
+    frame["p_family"] = (
+        f"p_fdr: Benjamini-Hochberg over the {len(frame)} ROIs of this cube, method, how"
+        " and split"
+    )
+    reliability = "reliability_single" if split == "train" else "reliability_repeats"
+    frame["neural_reliability"] = np.asarray(ds[reliability].values, dtype=float)
+    frame["memorability_reliability"] = float(memorability_reliability)
     lead = ["dataset", "subject", "roi", "method", "how"]
-    return frame[[*lead, *_STATS, "n", "n_channels", "noise_ceiling"]]
+    rest = ["trials", "p_family", "neural_reliability", "memorability_reliability"]
+    return frame[[*lead, *_STATS, "n", "n_channels", "noise_ceiling", *rest]]
+
+
+def _split_rows(ds: xr.Dataset, split: str) -> np.ndarray:
+    """Indices of the stimuli of one split (train or test)."""
+    from ..schema import coord_values
+
+    return np.flatnonzero(coord_values(ds, "split").astype(str) == split)
 
 
 @contextlib.contextmanager
@@ -266,39 +323,81 @@ def _in_process() -> Iterator[None]:
 
 def _correlate_all(
     ctx: Context, step: Step, var_of: Callable[[str], str], hows: list[str], timed: bool
-) -> tuple[pd.DataFrame, dict[str, xr.Dataset]]:
-    """Correlations of every cube's magnitudes with memorability, per method and reduction."""
+) -> tuple[pd.DataFrame, dict[str, xr.Dataset], pd.DataFrame]:
+    """Correlations of every cube's magnitudes with memorability, per method, reduction and
+    split (train and test images apart); for time courses, cluster-mass tests over time."""
+    from ..stats import cluster_table, cluster_test
     from ..stats.correlation import correlate
 
     p = step.params
-    rows, groups = [], {}
+    mem_rel = p.get("memorability_reliability", MEMORABILITY_RELIABILITY)
+    rows, groups, clusters = [], {}, []
     for cube in _analysis_cubes(step, ctx):
         ds = load_magnitudes(ctx, cube)
-        per_method = []
-        for method in p["methods"]:
-            per_how = []
-            for how in hows:
-                with _in_process():
-                    res = correlate(
-                        ds[var_of(how)],
-                        ds["memorability"],
-                        method=method,
-                        n_permutations=p["n_permutations"],
-                        n_bootstrap=p["n_bootstrap"],
-                        groups=p["groups"],
-                        seed=p["seed"],
-                        compute=True,
+        per_split, splits = [], []
+        for split in p["splits"]:
+            part = ds.isel(stimulus=_split_rows(ds, split))
+            if int(np.isfinite(part["memorability"].values).sum()) < 3:
+                ctx.log(f"    {step.name}: {cube['name']} has fewer than 3 labelled {split} images")
+                continue
+            per_method = []
+            for method in p["methods"]:
+                per_how = []
+                for how in hows:
+                    with _in_process():
+                        res = correlate(
+                            part[var_of(how)],
+                            part["memorability"],
+                            method=method,
+                            n_permutations=p["n_permutations"],
+                            n_bootstrap=p["n_bootstrap"],
+                            groups=p["groups"],
+                            seed=p["seed"],
+                            compute=True,
+                            return_null=timed,
+                        )
+                    table = _correlation_rows(
+                        res, part, method, None if timed else how, split, mem_rel
                     )
-                rows.append(_correlation_rows(res, ds, method, None if timed else how))
-                per_how.append(res.drop_vars([c for c in res.coords if c not in res.dims]))
-            per_method.append(xr.concat(per_how, dim="how", coords="minimal"))
-        out = xr.concat(per_method, dim="method", coords="minimal")
-        out = out.assign_coords(method=p["methods"], how=hows)
-        out = out.assign_coords(n_channels=ds["n_channels"], ceiling_r=ds["ceiling_r"])
+                    if timed and p["n_permutations"]:
+                        found = cluster_test(res, threshold=p["cluster_threshold"])
+                        res = res.assign(p_cluster=found["p_cluster"], cluster=found["cluster"])
+                        res.attrs["p_cluster_family"] = found.attrs["p_family"]
+                        key = ["roi", "time"]
+                        extra = found[["p_cluster", "cluster"]].to_dataframe().reset_index()
+                        table = table.merge(extra[key + ["p_cluster", "cluster"]], on=key)
+                        table["p_cluster_family"] = found.attrs["p_family"]
+                        info = {
+                            "dataset": ds.attrs.get("dataset", ""),
+                            "subject": ds.attrs.get("subject", ""),
+                            "method": method,
+                            "trials": trials_label(part, split),
+                        }
+                        found_rows = cluster_table(found)
+                        clusters.append(found_rows.assign(**info)[list(info) + list(found_rows)])
+                    rows.append(table)
+                    res = res.drop_vars(["r_null"], errors="ignore")
+                    per_how.append(res.drop_vars([c for c in res.coords if c not in res.dims]))
+                per_method.append(xr.concat(per_how, dim="how", coords="minimal"))
+            out = xr.concat(per_method, dim="method", coords="minimal")
+            per_split.append(out.assign_coords(method=p["methods"], how=hows))
+            splits.append(split)
+        if not per_split:
+            continue
+        out = xr.concat(per_split, dim="split", coords="minimal", join="outer")
+        out = out.assign_coords(
+            split=splits,
+            trials=("split", [trials_label(ds, s) for s in splits]),
+            n_channels=ds["n_channels"],
+        )
+        for s in splits:
+            out[f"ceiling_r_{s}"] = ("roi", ceiling_of(ds, s, mem_rel))
         out.attrs = {k: ds.attrs.get(k, "") for k in ("dataset", "subject")}
         out.attrs["params"] = json.dumps(p, sort_keys=True)
         groups[cube["name"]] = out
-    return pd.concat(rows, ignore_index=True), groups
+    table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    found = pd.concat(clusters, ignore_index=True) if clusters else pd.DataFrame()
+    return table, groups, found
 
 
 def _analysis_cubes(step: Step, ctx: Context) -> list[dict]:
@@ -307,31 +406,47 @@ def _analysis_cubes(step: Step, ctx: Context) -> list[dict]:
 
 
 def correlations_step(ctx: Context, step: Step) -> None:
-    """Correlation of every ROI magnitude with memorability, per method and reduction."""
-    table, groups = _correlate_all(ctx, step, lambda how: how, step.params["how"], False)
+    """Correlation of every ROI magnitude with memorability, per method, reduction and split."""
+    table, groups, _ = _correlate_all(ctx, step, lambda how: how, step.params["how"], False)
     write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, _analysis_cubes(step, ctx)))
     write_csv(table, ctx.path(step.outputs[1]))
 
 
 def timecourse_step(ctx: Context, step: Step) -> None:
-    """Correlation of every ROI's mean with memorability at every time bin."""
-    table, groups = _correlate_all(ctx, step, lambda how: f"{how}_time", ["mean"], True)
+    """Correlation of every ROI's mean with memorability at every time bin, and clusters.
+
+    Cluster-mass permutation tests over time (:func:`memxr.stats.cluster_test`) from the
+    same permutations, family-wise over the ROIs and bins of a cube, method and split;
+    every cluster with its onset and offset in ``tables/timecourse_clusters.csv``.
+    """
+    table, groups, clusters = _correlate_all(ctx, step, lambda how: f"{how}_time", ["mean"], True)
     groups = {k: v.squeeze("how", drop=True) for k, v in groups.items()}
     write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, _analysis_cubes(step, ctx)))
     write_csv(table, ctx.path(step.outputs[1]))
+    if clusters.empty:
+        clusters = pd.DataFrame(columns=CLUSTER_COLUMNS)
+    write_csv(clusters, ctx.path(step.outputs[2]))
 
 
-def _feature_sets(ctx: Context, cube: dict, p: dict) -> dict[str, xr.DataArray]:
-    """The feature sets of one cube: ROI magnitudes, and each ROI's (PCA'd) pattern."""
+CLUSTER_COLUMNS = ["dataset", "subject", "method", "trials", "roi", "cluster", "sign", "onset",
+                   "offset", "n_bins", "mass", "p_cluster", "p_family"]  # fmt: skip
+"""Columns of ``tables/timecourse_clusters.csv``."""
+
+
+def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataArray], dict]:
+    """The feature sets of one cube: ROI magnitudes, and each ROI's pattern (its channels,
+    in memory; their PCA is fit inside the training folds), and the PCA size of each."""
     from ..features import pattern_features
     from ..reduce import roi_masks
     from ..schema import text_coord
 
     sets: dict[str, xr.DataArray] = {}
+    pcs: dict[str, int | None] = {}
     if "magnitude" in p["feature_sets"]:
         mag = load_magnitudes(ctx, cube)["mean"].rename(roi="feature")
         mag = mag.dropna("feature", how="all")  # an ROI left without channels
         sets["magnitude"] = mag.assign_coords(feature=text_coord(mag["feature"].values))
+        pcs["magnitude"] = None
     if "pattern" in p["feature_sets"]:
         ds, names, rois = open_prepared(ctx, cube)
         windows = roi_windows(rois) if "time" in ds.dims else None
@@ -340,12 +455,10 @@ def _feature_sets(ctx: Context, cube: dict, p: dict) -> dict[str, xr.DataArray]:
             if n_channels == 0:
                 ctx.log(f"    models: {cube['name']} {roi} has no channel; no pattern features")
                 continue
-            n = p["pca"] and min(p["pca"], n_channels, ds.sizes["stimulus"] - 1)
-            f = pattern_features(
-                ds, roi, n or None, time=windows[roi] if windows else None, seed=p["seed"]
-            )
+            f = pattern_features(ds, roi, None, time=windows[roi] if windows else None)
             sets[f"pattern_{roi}"] = compute(ctx, f)
-    return sets
+            pcs[f"pattern_{roi}"] = p["pca"] and min(p["pca"], n_channels)
+    return sets, pcs
 
 
 def _target(sets: dict[str, xr.DataArray]) -> str | xr.DataArray:
@@ -353,47 +466,86 @@ def _target(sets: dict[str, xr.DataArray]) -> str | xr.DataArray:
     ref = next(iter(sets.values()))
     y = np.asarray(ref["memorability"].values, dtype=float).copy()
     for f in sets.values():
-        values = np.asarray(f.values)  # in memory already: ROI magnitudes or PCA'd patterns
+        values = np.asarray(f.values)  # in memory already: ROI magnitudes or patterns
         y[~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)] = np.nan
     if np.array_equal(np.isnan(y), np.isnan(np.asarray(ref["memorability"].values, float))):
         return "memorability"
     return xr.DataArray(y, dims="stimulus", name="memorability")
 
 
+def _model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any) -> tuple:
+    """The feature sets restricted to one split, or a reason why it cannot be fit."""
+    from ..stats.inputs import group_codes
+
+    ref = next(iter(sets.values()))
+    keep = _split_rows(ref, split)
+    part = {k: v.isel(stimulus=keep) for k, v in sets.items()}
+    labelled = np.isfinite(np.asarray(ref["memorability"].values, dtype=float)[keep])
+    k = cv[1] if isinstance(cv, tuple) else cv
+    if groups and "concept" in ref.coords:
+        concepts = np.asarray(ref["concept"].values, dtype=object)[keep][labelled]
+        n_groups = np.unique(group_codes(concepts)).size
+    else:
+        n_groups = int(labelled.sum())
+    if n_groups < max(k, 3) or labelled.sum() < 2 * k:
+        return None, f"{int(labelled.sum())} labelled {split} images in {n_groups} groups"
+    return part, ""
+
+
 def models_step(ctx: Context, step: Step) -> None:
-    """Cross-validated models of memorability on each cube's feature sets."""
+    """Cross-validated models of memorability on each cube's feature sets, per split.
+
+    The train images (single trials) and the test images (means of their repeats) are
+    fit apart (``trials`` column); the PCA of pattern features is fit inside each
+    training fold. ``noise_ceiling`` is ``sqrt(memorability reliability)``, the ceiling
+    any prediction has on r(prediction, memorability) (the reliability of a model's
+    combination of channels is not measured).
+    """
     from ..models.fit import fit_models
 
     p = step.params
     cv = p["cv"] if p["groups"] else ("random", p["cv"])
+    mem_rel = p.get("memorability_reliability", MEMORABILITY_RELIABILITY)
     tables, preds, groups = [], [], {}
     for cube in ctx.spec.cubes:
-        sets = _feature_sets(ctx, cube, p)
+        sets, pcs = _feature_sets(ctx, cube, p)
         if not sets:
             continue
-        res = fit_models(
-            sets,
-            _target(sets),
-            models=p["models"],
-            cv=cv,
-            groups=p["groups"],
-            n_permutations=p["n_permutations"],
-            seed=p["seed"],
-            client=ctx.client or False,
-        )
         mag = load_magnitudes(ctx, cube)
         dataset, subject = mag.attrs.get("dataset", ""), mag.attrs.get("subject", "")
-        t = res.table.copy()
-        t.insert(0, "subject", subject)
-        t.insert(0, "dataset", dataset)
-        tables.append(t)
-        preds.append(_prediction_rows(res.predictions, dataset, subject))
-        tree = res.to_xarray()
-        tree.attrs.update({"dataset": dataset, "subject": subject})
-        groups[cube["name"]] = tree
+        for split in p["splits"]:
+            part, why = _model_split(sets, split, cv, p["groups"])
+            if part is None:
+                ctx.log(f"    models: {cube['name']} {split}: too few images to fit ({why})")
+                continue
+            res = fit_models(
+                part,
+                _target(part),
+                models=p["models"],
+                cv=cv,
+                groups=p["groups"],
+                n_permutations=p["n_permutations"],
+                seed=p["seed"],
+                client=ctx.client or False,
+                noise_ceiling=float(np.sqrt(mem_rel)),
+                n_components=pcs,
+            )
+            trials = trials_label(mag, split)
+            t = res.table.copy()
+            t.insert(0, "subject", subject)
+            t.insert(0, "dataset", dataset)
+            t["trials"] = trials
+            t["ceiling_basis"] = f"memorability reliability {mem_rel:g}"
+            tables.append(t)
+            preds.append(_prediction_rows(res.predictions, dataset, subject).assign(trials=trials))
+            tree = res.to_xarray()
+            tree.attrs.update({"dataset": dataset, "subject": subject, "trials": trials})
+            groups[f"{cube['name']}/{split}"] = tree
     write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, ctx.spec.cubes))
-    write_csv(pd.concat(tables, ignore_index=True), ctx.path(step.outputs[1]))
-    write_csv(pd.concat(preds, ignore_index=True), ctx.path(step.outputs[2]))
+    write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(),
+              ctx.path(step.outputs[1]))  # fmt: skip
+    write_csv(pd.concat(preds, ignore_index=True) if preds else pd.DataFrame(),
+              ctx.path(step.outputs[2]))  # fmt: skip
 
 
 def _prediction_rows(pred: xr.Dataset, dataset: str, subject: str) -> pd.DataFrame:
@@ -442,6 +594,7 @@ def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> 
             n_permutations=p["rsa"]["n_permutations"],
             n_bootstrap=p["n_bootstrap"],
             n_decoding_permutations=decoding["n_permutations"] if decoding["enabled"] else 0,
+            disjoint_concepts=decoding["disjoint_concepts"],
             max_items=p["max_items"],
             seed=p["seed"],
             windows=roi_windows(monkey_settings),

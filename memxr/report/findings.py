@@ -23,7 +23,7 @@ def _fmt_p(p: float) -> str:
     return f"{p:.1e}" if 0 < p < 0.001 else f"{p:.3f}"
 
 
-def _unit(df: pd.DataFrame, keys: Sequence[str] = ("dataset", "subject")) -> list:
+def _unit(df: pd.DataFrame, keys: Sequence[str] = ("dataset", "subject", "trials")) -> list:
     """(label, rows) per combination of the ``keys`` columns present."""
     keys = [k for k in keys if k in df]
     if not keys:
@@ -112,11 +112,16 @@ def _is_it(roi: str) -> bool:
 
 
 def timecourse_peaks(df: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, subject, roi, method): peak r, its time, first and number of FDR bins."""
+    """Per (dataset, subject, trials, roi, method): peak r, its time, and the significant bins.
+
+    Significance is that of the cluster-mass test (``p_cluster``, family-wise over the ROIs
+    and time bins) when the table has it, else ``p_fdr``.
+    """
     if df.empty or not {"roi", "time", "r"} <= set(df):
         return pd.DataFrame()
-    work = df.assign(_t=num_col(df, "time"), _r=num_col(df, "r"), _p=num_col(df, "p_fdr"))
-    keys = [k for k in ("dataset", "subject", "roi", "method") if k in work]
+    sig_col = "p_cluster" if "p_cluster" in df else "p_fdr"
+    work = df.assign(_t=num_col(df, "time"), _r=num_col(df, "r"), _p=num_col(df, sig_col))
+    keys = [k for k in ("dataset", "subject", "trials", "roi", "method") if k in work]
     rows = []
     for key, g in work.groupby([text_col(work, k) for k in keys], sort=False):
         g = g.loc[np.isfinite(g["_r"])]
@@ -124,39 +129,58 @@ def timecourse_peaks(df: pd.DataFrame) -> pd.DataFrame:
             continue
         peak = g.loc[g["_r"].idxmax()]
         sig = g.loc[g["_p"] < ALPHA, "_t"]
-        rows.append(
-            dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
-            | {
-                "peak_time": peak["_t"],
-                "peak_r": peak["_r"],
-                "p_fdr_at_peak": peak["_p"],
-                "first_significant_time": sig.min() if sig.size else np.nan,
-                "n_significant_bins": int(sig.size),
-                "n_bins": int(len(g)),
-            }
-        )
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True)) | {
+            "peak_time": peak["_t"],
+            "peak_r": peak["_r"],
+            f"{sig_col}_at_peak": peak["_p"],
+            "first_significant_time": sig.min() if sig.size else np.nan,
+            "n_significant_bins": int(sig.size),
+            "n_bins": int(len(g)),
+            "significance": sig_col,
+        }
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
-def _peak_text(row: pd.Series) -> str:
-    onset = (
-        f", FDR-significant from {row['first_significant_time']:g} ms"
-        if np.isfinite(row["first_significant_time"])
-        else ", no FDR-significant bin"
-    )
+def significant_clusters(clusters: pd.DataFrame) -> pd.DataFrame:
+    """The clusters of ``tables/timecourse_clusters.csv`` with ``p_cluster < ALPHA``."""
+    if clusters is None or clusters.empty or "p_cluster" not in clusters:
+        return pd.DataFrame()
+    return clusters.loc[num_col(clusters, "p_cluster") < ALPHA]
+
+
+def _peak_text(row: pd.Series, clusters: pd.DataFrame) -> str:
+    cluster_test = row.get("significance") == "p_cluster"
+    mine = clusters
+    if cluster_test and not clusters.empty:
+        for k in ("dataset", "subject", "trials", "roi", "method"):
+            if k in clusters and k in row:
+                mine = mine.loc[text_col(mine, k) == str(row[k])]
+    if cluster_test and not mine.empty:
+        best = mine.loc[num_col(mine, "p_cluster").idxmin()]
+        onset = (
+            f", significant cluster {float(best['onset']):g}-{float(best['offset']):g} ms"
+            f" (p_cluster = {_fmt_p(float(best['p_cluster']))})"
+        )
+    elif np.isfinite(row["first_significant_time"]):
+        what = "in a significant cluster" if cluster_test else "FDR-significant"
+        onset = f", {what} from {row['first_significant_time']:g} ms"
+    else:
+        onset = ", no significant cluster" if cluster_test else ", no FDR-significant bin"
     return f"at {row['peak_time']:g} ms (r = {row['peak_r']:.2f}{onset})"
 
 
-def _findings_timecourse(df: pd.DataFrame) -> list[str]:
+def _findings_timecourse(df: pd.DataFrame, clusters: pd.DataFrame | None = None) -> list[str]:
     peaks = timecourse_peaks(df)
     if peaks.empty:
         return []
+    sig = significant_clusters(clusters if clusters is not None else pd.DataFrame())
     out = []
     for label, rows in _unit(_primary_method(peaks)):
         it = rows["roi"].astype(str).map(_is_it)
         for _, row in rows.loc[it].iterrows():
-            out.append(f"{_lead(label)}the {row['roi']} effect peaks {_peak_text(row)}.")
-        rest = [f"{row['roi']} {_peak_text(row)}" for _, row in rows.loc[~it].iterrows()]
+            out.append(f"{_lead(label)}the {row['roi']} effect peaks {_peak_text(row, sig)}.")
+        rest = [f"{row['roi']} {_peak_text(row, sig)}" for _, row in rows.loc[~it].iterrows()]
         if rest:
             out.append(f"{_lead(label)}peaks of the other areas: {_listing(rest)}.")
     return out
@@ -214,7 +238,7 @@ def _describe_model(best: pd.Series, metric: str, part: pd.DataFrame) -> str:
     frac = pd.to_numeric(best.get("fraction_of_ceiling"), errors="coerce")
     ceiling = pd.to_numeric(best.get("noise_ceiling"), errors="coerce")
     if np.isfinite(frac) and np.isfinite(ceiling):
-        text += f"; {100 * frac:.0f}% of the noise ceiling ({ceiling:.2f})"
+        text += f"; {100 * frac:.0f}% of the ceiling ({ceiling:.2f})"
     if cv == "grouped" and "cv" in part:
         same = part.loc[
             (text_col(part, "cv") == "random")
@@ -229,7 +253,7 @@ def _describe_model(best: pd.Series, metric: str, part: pd.DataFrame) -> str:
 def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame) -> list[str]:
     out = []
     if not effects.empty and {"roi", "r"} <= set(effects):
-        for pair, rows in _unit(effects, ("pair",)):
+        for pair, rows in _unit(effects, ("pair", "split")):
             rows = _primary_method(rows)
             sig = rows.loc[num_col(rows, "p_fdr") < ALPHA]
             n = num_col(rows, "n").max()
@@ -259,8 +283,9 @@ def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame
         r = num_col(dec, "pearson_r")
         if np.isfinite(r).any():
             best = dec.loc[r.idxmax()]
-            p = pd.to_numeric(best.get("p"), errors="coerce")
-            pv = f", p = {_fmt_p(float(p))}" if np.isfinite(p) else ""
+            p = pd.to_numeric(best.get("p_fdr", best.get("p")), errors="coerce")
+            name = "p_fdr" if "p_fdr" in best else "p"
+            pv = f", {name} = {_fmt_p(float(p))}" if np.isfinite(p) else ""
             out.append(
                 f"Cross-species decoding: best {best.get('direction', 'direction')} "
                 f"(r = {float(r.max()):.2f}{pv})."
@@ -287,7 +312,12 @@ def findings_by_section(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, l
     empty = pd.DataFrame()
     topics = [
         ("ROI correlations", _findings_correlations(tables.get("correlations", empty))),
-        ("Time courses", _findings_timecourse(tables.get("timecourse", empty))),
+        (
+            "Time courses",
+            _findings_timecourse(
+                tables.get("timecourse", empty), tables.get("timecourse_clusters", empty)
+            ),
+        ),
         ("Models", _findings_models(tables.get("models", empty))),
         (
             "Human and macaque",

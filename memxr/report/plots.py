@@ -41,11 +41,13 @@ from matplotlib.figure import Figure
 SIG_LEVELS = ((0.001, "***"), (0.01, "**"), (0.05, "*"))
 """Significance marks on ``p_fdr``: (threshold, mark), strictest first."""
 
-_PANEL_KEYS = ("dataset", "subject")
+_PANEL_KEYS = ("dataset", "subject", "trials")
+"""One panel per recording and per set of trials (train single trials and test means are
+never drawn together: their ceilings and noise differ)."""
 _EXTRAS = ("noise ceiling", "permutation chance", "chance interval")
 _LABELS = frozenset(
     ("dataset", "subject", "roi", "method", "how", "species", "pair", "level", "human_roi",
-     "monkey_area", "feature_set", "model", "kind", "cv", "metric")
+     "monkey_area", "feature_set", "model", "kind", "cv", "metric", "trials")
 )  # fmt: skip
 
 
@@ -335,7 +337,10 @@ def roi_correlation_bars(df: pd.DataFrame) -> Figure:
     Bars show ``r`` per ROI, Pearson and Spearman side by side (and each ROI
     reduction ``how`` when the table holds several), with ``ci_low``/``ci_high``
     error bars, ``*``/``**``/``***`` from ``p_fdr`` and the ROI's noise ceiling
-    as a dashed segment where ``noise_ceiling`` is finite.
+    as a dashed segment where ``noise_ceiling`` is finite: the ceiling on
+    r(ROI response, memorability) for the trials of the panel (``trials``: single
+    train trials or test-set means, one panel each), as the pipeline computes it
+    (``sqrt(neural reliability of those trials x memorability reliability)``).
 
     Parameters
     ----------
@@ -383,7 +388,9 @@ def timecourses(df: pd.DataFrame) -> Figure:
 
     Lines give ``r`` per ROI (dashed for a second method such as Spearman),
     shaded bands the ``ci_low``-``ci_high`` interval, and filled dots the time
-    bins with ``p_fdr`` < 0.05.
+    bins of significant clusters (``p_cluster`` < 0.05, family-wise over the ROIs
+    and bins), or, for a table without cluster tests, of ``p_fdr`` < 0.05. One
+    panel per subject and set of trials.
 
     Parameters
     ----------
@@ -437,7 +444,7 @@ def timecourses(df: pd.DataFrame) -> Figure:
                 ax.fill_between(
                     t, lo, hi, where=band, color=colors[roi], alpha=0.18, lw=0, gid="ci"
                 )
-            sig = _col(line, "p_fdr") < 0.05
+            sig = _col(line, _significance_column(rows)) < 0.05
             if sig.any():
                 ax.plot(
                     t[sig],
@@ -452,19 +459,27 @@ def timecourses(df: pd.DataFrame) -> Figure:
         ax.set_title(_txt(name), fontsize=10)
         ax.set_xlabel("time (ms)")
         ax.set_ylabel("r with memorability")
-    _figure_legend(fig, axes, _timecourse_handles(colors, styles))
+    sig_label = f"{_significance_column(data)} < 0.05"
+    _figure_legend(fig, axes, _timecourse_handles(colors, styles, sig_label))
     fig.suptitle(title, fontsize=10)
     return fig
 
 
-def _timecourse_handles(colors: dict[str, str], styles: dict[str, str]) -> list:
+def _significance_column(rows: pd.DataFrame) -> str:
+    """``p_cluster`` (family-wise over ROIs x time bins) when the table has it, else p_fdr."""
+    return "p_cluster" if "p_cluster" in rows else "p_fdr"
+
+
+def _timecourse_handles(
+    colors: dict[str, str], styles: dict[str, str], sig_label: str = "p_fdr < 0.05"
+) -> list:
     """Legend entries: one colour per ROI, one line style per method, the significance dot."""
     from matplotlib.lines import Line2D
 
     handles = [Line2D([], [], color=c, lw=1.6, label=_txt(roi)) for roi, c in colors.items()]
     if len(styles) > 1:
         handles += [Line2D([], [], color="0.2", ls=ls, label=_txt(m)) for m, ls in styles.items()]
-    handles.append(Line2D([], [], color="0.2", ls="none", marker="o", ms=4, label="p_fdr < 0.05"))
+    handles.append(Line2D([], [], color="0.2", ls="none", marker="o", ms=4, label=sig_label))
     return handles
 
 
@@ -531,7 +546,7 @@ def prediction_scatter(
             data = data.loc[data[column] == str(wanted)]
     if data.empty:
         return no_data_figure(title, f"no rows for feature_set={feature_set}, model={model}")
-    panels = _panels(data, ("dataset", "subject", "feature_set", "model"))
+    panels = _panels(data, ("dataset", "subject", "trials", "feature_set", "model"))
     shown = panels[:_MAX_PANELS]
     fig, axes = _grid(len(shown), (3.6, 3.4))
     for ax, (name, rows) in zip(axes, shown, strict=True):
@@ -575,7 +590,11 @@ def _peak_over_time(data: pd.DataFrame) -> tuple[pd.DataFrame, bool]:
     """One row per (dataset, subject, feature_set, model, cv): the best time bin if timed."""
     if "time" not in data or not np.isfinite(_col(data, "time")).any():
         return data, False
-    keys = [k for k in ("dataset", "subject", "feature_set", "model", "cv", "_metric") if k in data]
+    keys = [
+        k
+        for k in ("dataset", "subject", "trials", "feature_set", "model", "cv", "_metric")
+        if k in data
+    ]
     best = data.sort_values("_score", ascending=False, na_position="last", kind="stable")
     return best.drop_duplicates(keys).sort_index(), True
 
@@ -636,7 +655,7 @@ def model_comparison(df: pd.DataFrame) -> Figure:
     if "cv" not in data:
         data["cv"] = "unknown"
     data["_series"] = _series_labels(data, ["model", "cv"])
-    panels = _panels(data, ("dataset", "subject", "_metric"))
+    panels = _panels(data, ("dataset", "subject", "trials", "_metric"))
     n_fs = max(rows["feature_set"].nunique() for _, rows in panels)
     n_series = max(rows["_series"].nunique() for _, rows in panels)
     per = max(3.6, 0.3 * n_fs * n_series + 1.4)
@@ -713,7 +732,9 @@ def _model_panel(ax, rows: pd.DataFrame, colors: dict[str, str]) -> None:
     )
     label = _METRIC_LABELS.get(metric, metric)
     cvs = ", ".join(_unique(rows["cv"].astype(str)))
-    where = " · ".join(str(rows[k].iloc[0]) for k in ("dataset", "subject") if k in rows)
+    where = " · ".join(
+        str(rows[k].iloc[0]) for k in ("dataset", "subject", "trials") if k in rows
+    )
     where = " · ".join(p for p in (where, label) if p)
     ax.set_title(_txt(f"{where}\ncv: {cvs}"), fontsize=9)
     ax.set_ylabel(label)
@@ -833,7 +854,7 @@ def cross_species_effects(effects_df: pd.DataFrame) -> Figure:
     if "species" not in data:
         data["species"] = ""
     series, colors = _method_series(data)
-    panels = _panels(data, ("pair",))
+    panels = _panels(data, ("pair", "split"))
     n_roi = max(rows["roi"].nunique() + 1 for _, rows in panels)
     per = max(4.0, 0.3 * n_roi * len(series) + 1.6)
     fig, axes = _grid(len(panels), (per, 3.3), ncols_max=_ncols(per))

@@ -22,15 +22,20 @@ _SECTIONS = {
     "correlations": (
         "ROI responses and memorability",
         "Per ROI, the stimulus-wise response (ROI reduction given in column how) is correlated "
-        "with the THINGS memorability score across stimuli. Bars: Pearson and Spearman r with "
-        "bootstrap confidence intervals; dashed segments: noise ceiling of the ROI; marks: "
-        "BH-FDR adjusted p (* < .05, ** < .01, *** < .001). Highlighted rows are FDR-significant.",
+        "with the THINGS memorability score across stimuli, on the train images (single "
+        "trials, the main analysis) and apart on the test images (means of their repeats, the "
+        "high-SNR check): column trials, one panel each. Bars: Pearson and Spearman r with "
+        "bootstrap confidence intervals; dashed segments: the ceiling on r(ROI, memorability) "
+        "for those trials, sqrt(neural reliability x memorability reliability); marks: BH-FDR "
+        "adjusted p (* < .05, ** < .01, *** < .001; its family in column p_family). "
+        "Highlighted rows are FDR-significant.",
         (
             "dataset",
             "subject",
             "roi",
             "method",
             "how",
+            "trials",
             "r",
             "ci_low",
             "ci_high",
@@ -40,21 +45,51 @@ _SECTIONS = {
             "n",
             "n_channels",
             "noise_ceiling",
+            "neural_reliability",
+            "memorability_reliability",
+            "p_family",
         ),
     ),
     "timecourse": (
         "Time course of the memorability effect",
         "Correlation with memorability in each time bin per area; bands are bootstrap "
-        "confidence intervals, dots mark FDR-significant bins. The table gives, per line, the "
-        "peak and the first FDR-significant bin (the full table is in the CSV).",
+        "confidence intervals, dots mark the bins of significant clusters: a cluster-mass "
+        "permutation test over time from the same concept permutations, family-wise over the "
+        "areas and time bins of a recording (column p_cluster_family). The table gives, per "
+        "line, the peak and the first bin in a significant cluster (the full table is in the "
+        "CSV).",
         None,
+    ),
+    "timecourse_clusters": (
+        "Clusters of the time courses",
+        "Every cluster of adjacent time bins whose correlation exceeds the cluster-forming "
+        "threshold, with its onset and offset (ms), mass and family-wise p-value "
+        "(p_cluster); the onset and offset describe the cluster, they are not tested bin by "
+        "bin. Significant clusters first.",
+        (
+            "dataset",
+            "subject",
+            "method",
+            "trials",
+            "roi",
+            "sign",
+            "onset",
+            "offset",
+            "n_bins",
+            "mass",
+            "p_cluster",
+            "p_family",
+        ),
     ),
     "models": (
         "Memorability models",
         "Cross-validated predictions of memorability from neural features. Bars: the score "
         "named in column metric; black segments: mean of the permutation null (grey band: its "
-        "interval when recorded); dashed segments: noise ceiling. Hatched bars use random-split "
-        "CV (shown for comparison with concept-grouped CV).",
+        "interval when recorded); dashed segments: the ceiling on r(prediction, memorability) "
+        "(column ceiling_basis). Train images (single trials) and test images (repeat means) "
+        "are fit apart (column trials). chance_p_fdr adjusts chance_p over the rows of a fit "
+        "(p_family). Hatched bars use random-split CV (shown for comparison with "
+        "concept-grouped CV).",
         (
             "dataset",
             "subject",
@@ -62,11 +97,13 @@ _SECTIONS = {
             "model",
             "kind",
             "cv",
+            "trials",
             "time",
             "metric",
             "score",
             "chance_mean",
             "chance_p",
+            "chance_p_fdr",
             "noise_ceiling",
             "fraction_of_ceiling",
             "pearson_r",
@@ -77,6 +114,8 @@ _SECTIONS = {
             "n_stimuli",
             "n_folds",
             "n_permutations",
+            "n_components",
+            "p_family",
         ),
     ),
     "predictions": (
@@ -89,7 +128,8 @@ _SECTIONS = {
     "bridge_effects": (
         "Human and macaque on shared stimuli",
         "Memorability correlations of human ROIs and monkey areas computed on the same shared "
-        "stimuli for each human-monkey pair.",
+        "stimuli for each human-monkey pair, on the shared train images and apart on the "
+        "shared test images (column trials).",
         None,
     ),
     "bridge_rsa": (
@@ -100,7 +140,11 @@ _SECTIONS = {
     ),
     "bridge_decoding": (
         "Cross-species decoding",
-        "Memorability decoders trained on one species and tested on the other.",
+        "Memorability decoders trained on one species (on concepts the shared images do not "
+        "show) and tested on the other through a map learnt on the shared images. p is the "
+        "larger of p_source (the decoder learnt memorability) and p_target (the mapped "
+        "responses carry it), so it is valid whichever way the transfer fails; p_fdr over the "
+        "decoding rows of a pair.",
         None,
     ),
 }
@@ -112,6 +156,9 @@ def _section_table(name: str, df: pd.DataFrame) -> str:
     if name == "timecourse":
         peaks = timecourse_peaks(df)
         return table_html(peaks) if not peaks.empty else table_html(df)
+    if name == "timecourse_clusters":
+        order = df.assign(_p=num_col(df, "p_cluster")).sort_values("_p", kind="stable")
+        return table_html(order, _SECTIONS[name][2])
     if name == "predictions":
         return table_html(_prediction_summary(df))
     if name == "models":
@@ -180,14 +227,28 @@ def methods_notes(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str
         )
         notes.append(
             "Multiple comparisons: p_fdr is the Benjamini-Hochberg false discovery rate "
-            "adjustment over the ROIs (and time bins) of one analysis; marks * < .05, "
-            "** < .01, *** < .001 on p_fdr."
+            "adjustment over the family named in each row's p_family (the ROIs of one "
+            "recording, method and split; the ROIs and areas of a pair); marks * < .05, "
+            "** < .01, *** < .001 on p_fdr. Time courses are tested by cluster-mass "
+            "permutation tests (p_cluster), family-wise over all areas and time bins of a "
+            "recording, from the same permutations."
+        )
+        notes.append(
+            "Trials: the train images are each seen once, so their responses are single "
+            "trials; the test images' responses are means of their repeats (12 in THINGS-fMRI, "
+            "30 in TVSD), far less noisy. The two are never pooled: the train images give the "
+            "main results, the test images a high-SNR check (column trials)."
         )
     if "correlations" in tables or "models" in tables:
         notes.append(
-            "Noise ceiling: ceiling_r is the square root of the Spearman-Brown corrected "
-            "split-half reliability of the ROI response across repeated presentations, the "
-            "highest correlation any predictor can reach with it."
+            "Noise ceiling: the highest r(ROI response, memorability) that measurement noise "
+            "allows is sqrt(neural reliability x memorability reliability). The neural "
+            "reliability is the split-half reliability of the ROI mean over the repeated test "
+            "trials, stepped by Spearman-Brown to the trials analysed (one trial for the train "
+            "images, the mean of the repeats for the test images); the memorability "
+            "reliability is an input of the run (default 0.45, the split-half consistency "
+            "Kramer et al. 2023 report for THINGS memorability). Models are bounded by "
+            "sqrt(memorability reliability) alone."
         )
     if "models" in tables:
         models = tables["models"]

@@ -23,6 +23,7 @@ ALPHA = 0.05
 TABLES = (
     "correlations",
     "timecourse",
+    "timecourse_clusters",
     "models",
     "predictions",
     "bridge_effects",

@@ -3,12 +3,23 @@
 Three layers, as in xskillscore: numpy kernels (:mod:`.kernels`, arrays in, arrays out),
 the streaming pass over xarray/dask data and its input checks (:mod:`.streaming`,
 :mod:`.inputs`), and the public xarray functions (:mod:`.correlation`): :func:`correlate`,
-:func:`partial_correlate`, :func:`correlation_map`, :func:`fdr`.
+:func:`partial_correlate`, :func:`correlation_map`, :func:`fdr`; family-wise cluster-mass
+tests over time from the same permutations (:mod:`.clusters`): :func:`cluster_test`,
+:func:`cluster_table`.
 
 May import: numpy, scipy, pandas, xarray, dask and :mod:`memxr.schema`; never readers,
 stores, models, pipeline, report or the command line.
 """
 
+from .clusters import cluster_table, cluster_test
 from .correlation import METHODS, correlate, correlation_map, fdr, partial_correlate
 
-__all__ = ["METHODS", "correlate", "correlation_map", "fdr", "partial_correlate"]
+__all__ = [
+    "METHODS",
+    "cluster_table",
+    "cluster_test",
+    "correlate",
+    "correlation_map",
+    "fdr",
+    "partial_correlate",
+]

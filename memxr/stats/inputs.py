@@ -11,7 +11,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import scipy.stats
 import xarray as xr
 
@@ -45,6 +44,32 @@ def _group_labels(groups, sources: Sequence, dim: str, n: int) -> np.ndarray | N
     if labels.shape != (n,):
         raise ValueError(f"groups must hold one label per {dim} ({n}), got shape {labels.shape}")
     return labels
+
+
+def group_codes(labels) -> np.ndarray:
+    """Integer group codes 0..G-1; unknown labels ("", None, NaN) are groups of their own.
+
+    The one grouping of stimuli by concept used everywhere (correlations, model folds and
+    permutations, the bridge): an image of unknown concept shares its memorability with
+    no other image, so it is never pooled with the other unknown ones.
+
+    Examples
+    --------
+    >>> group_codes(["dog", "", "cat", "dog", "", None]).tolist()
+    [0, 2, 1, 0, 3, 4]
+    """
+    arr = np.asarray(labels, dtype=object)
+    unknown = np.array(
+        [g is None or (isinstance(g, float) and g != g) or str(g) == "" for g in arr], dtype=bool
+    )
+    # a dict of str labels, not pandas' or numpy's string hashing, which cut at a NUL
+    index: dict[str, int] = {}
+    codes = np.array(
+        [-1 if u else index.setdefault(str(g), len(index)) for g, u in zip(arr, unknown, strict=True)],
+        dtype=np.int64,
+    )
+    codes[unknown] = len(index) + np.arange(int(unknown.sum()))
+    return codes
 
 
 def _standardize(v: np.ndarray, name: str) -> np.ndarray:
@@ -90,7 +115,7 @@ def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str
         raise ValueError(f"need at least 3 stimuli with finite y, got {n}")
     codes = None
     if labels is not None:
-        codes = pd.factorize(labels[valid], use_na_sentinel=False)[0]
+        codes = group_codes(labels[valid])
         if codes.max() < 1:
             raise ValueError("groups: the analysed stimuli form a single group")
     rank = scipy.stats.rankdata if method == "spearman" else np.asarray

@@ -4,7 +4,9 @@
   stimulus or group and resample), and :func:`design_rows` generates any row block of the
   resampled design from them, so the design never exists whole;
 - :func:`common_sums` sums the design's ``y`` side, :func:`finalize_kernel` turns the
-  one-pass sums into the observed, permutation and bootstrap correlations, ``p`` and the CI;
+  one-pass sums into the observed, permutation and bootstrap correlations, ``p`` and the CI
+  (from the bootstrap, or from the delete-one-unit jackknife: the per-unit sums are columns
+  of the same design, :func:`jackknife_units`);
 - :func:`rank_kernel` ranks for Spearman, :func:`fdr_kernel` adjusts p-values
   (Benjamini-Hochberg, NaN left out of the family).
 """
@@ -23,6 +25,9 @@ BLOCK_BYTES = 32 * 2**20
 _TIE = 1e-12
 """Relative tolerance under which a permutation correlation counts as tied with the observed."""
 
+MAX_UNITS = 200
+"""Most jackknife units: beyond it, whole groups (or stimuli) are merged into this many."""
+
 
 @dataclass(frozen=True, eq=False)
 class Tables:
@@ -37,6 +42,7 @@ class Tables:
     within: np.ndarray | None  # (P, n) within-group permutation; None if all groups singletons
     counts: np.ndarray  # (B, G) bootstrap draw count of each group
     c: np.ndarray | None  # (n,) standardized covariate shared by all features
+    unit: np.ndarray | None = None  # (n,) jackknife unit of each stimulus, 0..K-1
 
     @property
     def n_perm(self) -> int:
@@ -47,10 +53,47 @@ class Tables:
         return self.counts.shape[0]
 
     @property
-    def widths(self) -> tuple[int, int, int]:
-        """Column counts of the [y, permutations, w*y], [1, w] and [c, w*c] blocks."""
+    def n_units(self) -> int:
+        return 0 if self.unit is None else int(self.unit.max()) + 1
+
+    @property
+    def widths(self) -> tuple[int, int, int, int]:
+        """Column counts of the [y, permutations, w*y], [1, w], [c, w*c] and the jackknife
+        [U, U*y(, U*c)] blocks of the design (U: unit indicators)."""
         nw = 1 + self.n_boot
-        return 1 + self.n_perm + self.n_boot, nw, nw if self.c is not None else 0
+        nc = nw if self.c is not None else 0
+        nk = self.n_units * (3 if self.c is not None else 2)
+        return 1 + self.n_perm + self.n_boot, nw, nc, nk
+
+
+def jackknife_units(
+    group: np.ndarray | None, n: int, seed: int, max_units: int = MAX_UNITS
+) -> np.ndarray:
+    """The unit of each stimulus for a delete-one-unit jackknife.
+
+    Units are independent: the groups themselves (concepts), or, beyond ``max_units``
+    groups, random unions of whole groups (about equally many per unit); without groups,
+    random blocks of stimuli. Deleting a union of independent groups is as valid as
+    deleting one, and the jackknife variance needs no more than a few hundred units.
+
+    Examples
+    --------
+    >>> jackknife_units(np.array([0, 0, 1, 2, 2]), 5, seed=0).tolist()
+    [0, 0, 1, 2, 2]
+    >>> u = jackknife_units(None, 1000, seed=0, max_units=10)
+    >>> np.bincount(u).tolist()
+    [100, 100, 100, 100, 100, 100, 100, 100, 100, 100]
+    """
+    rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(3)[2])
+    if group is None:
+        k = min(int(n), int(max_units))
+        return (rng.permutation(n) % k).astype(np.int64)
+    group = np.asarray(group)
+    n_groups = int(group.max()) + 1
+    if n_groups <= max_units:
+        return group.astype(np.int64)
+    to_unit = rng.permutation(n_groups) % int(max_units)
+    return to_unit[group].astype(np.int64)
 
 
 def pearson(x: np.ndarray, y: np.ndarray, min_n: int = 3) -> np.ndarray:
@@ -87,11 +130,12 @@ def resampling_tables(
     n_boot: int,
     seed: int,
     block_bytes: int = BLOCK_BYTES,
+    jackknife: bool = False,
 ) -> Tables:
     """Draw the permutation and bootstrap tables from ``seed`` (independent streams).
 
     ``block_bytes`` bounds the memory of the within-group shuffles; the tables do not depend
-    on it.
+    on it. ``jackknife`` adds the jackknife units (:func:`jackknife_units`).
     """
     n = y.size
     rng_perm, rng_boot = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
@@ -122,11 +166,15 @@ def resampling_tables(
         within=within,
         counts=counts.astype(np.min_scalar_type(n_groups)),
         c=c,
+        unit=jackknife_units(None if n_groups == n and sizes.max() == 1 else group, n, seed)
+        if jackknife
+        else None,
     )
 
 
 def design_rows(t: Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c]`` and ``[1, w]``.
+    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c, U, U*y, U*c]``
+    and ``[1, w, U]`` (``U``: jackknife unit indicators, when the tables have units).
 
     Examples
     --------
@@ -145,19 +193,36 @@ def design_rows(t: Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarra
     parts = [y, z, w * y, omega]
     if t.c is not None:
         parts.append(omega * t.c[start:stop, None])
+    if t.unit is not None:
+        u = np.zeros((stop - start, t.n_units))
+        u[np.arange(stop - start), t.unit[start:stop]] = 1.0
+        parts += [u, u * y] + ([u * t.c[start:stop, None]] if t.c is not None else [])
+        omega = np.concatenate([omega, u], axis=1)
     return np.concatenate(parts, axis=1), omega
+
+
+def unit_sums(t: Tables) -> list[np.ndarray]:
+    """Per jackknife unit: stimuli, sums of ``y`` and ``y**2`` (and of ``c``, ``c**2``,
+    ``c*y``): the ``y`` side of the delete-one-unit correlations."""
+    k = t.n_units
+    out = [np.bincount(t.unit, minlength=k).astype(float)]
+    out += [np.bincount(t.unit, weights=v, minlength=k) for v in (t.y, t.y * t.y)]
+    if t.c is not None:
+        out += [np.bincount(t.unit, weights=v, minlength=k) for v in (t.c, t.c * t.c, t.c * t.y)]
+    return out
 
 
 def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarray]:
     """Sums of the design that do not involve ``x`` (y side and shared covariate side)."""
-    nz, nw, nc = t.widths
+    nz, nw, nc, nk = t.widths
     n = t.y.size
     out = {k: np.zeros(nw) for k in ("sw", "sc", "scc")}
     out |= {k: np.zeros(nz) for k in ("sy", "syy", "scy")}
-    step = max(1, block_bytes // (8 * (nz + nw + nc)))
+    step = max(1, block_bytes // (8 * (nz + nw + nc + nk + t.n_units)))
     for start in range(0, n, step):  # blocks of stimuli, bounded memory
         stop = min(n, start + step)
         m, omega = design_rows(t, start, stop)
+        omega = omega[:, :nw]
         zcols = m[:, :nz]
         y = t.y[start:stop, None]
         zeta = np.concatenate(
@@ -168,7 +233,7 @@ def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarr
         out["syy"] += (zcols * zeta).sum(0)
         if t.c is not None:
             c = t.c[start:stop, None]
-            wc = m[:, nz + nw :]
+            wc = m[:, nz + nw : nz + nw + nc]
             out["sc"] += wc.sum(0)
             out["scc"] += (wc * c).sum(0)
             out["scy"] += (zcols * c).sum(0)
@@ -189,11 +254,64 @@ def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
         return cov / np.sqrt(var)
 
 
-def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
+def _partial(r, rxc, ryc):
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return (r - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
+
+
+def _jackknife_ci(obs, jack, n_cov: bool, totals, ci: float):
+    """Delete-one-unit jackknife interval of Fisher's z, with Student's t on K - 1 df.
+
+    ``jack`` holds the x-side unit sums ``ux, uxx, uxy[, uxc]`` (last axis: units) and the
+    y-side ``un, uy, uyy[, uc, ucc, ucy]``; ``totals`` the full-sample sums. Each unit's
+    correlation without it gives a pseudo-value; the interval is
+    ``tanh(atanh(r) +- t_{K-1} se)`` with ``se**2 = (K - 1) / K sum (z_k - mean z)**2``.
+    """
+    nx = 4 if n_cov else 3
+    xs, ys = jack[:nx], jack[nx:]
+    n, sx, sxx, sy, syy, sxy = (t[..., None] for t in totals[:6])
+    un, uy, uyy = ys[:3]
+    ux, uxx, uxy = xs[:3]
+    r = _corr(n - un, sx - ux, sy - uy, sxx - uxx, syy - uyy, sxy - uxy)
+    if n_cov:
+        sc, scc, sxc, scy = (t[..., None] for t in totals[6:])
+        uc, ucc, ucy = ys[3:]
+        uxc = xs[3]
+        rxc = _corr(n - un, sx - ux, sc - uc, sxx - uxx, scc - ucc, sxc - uxc)
+        ryc = _corr(n - un, sy - uy, sc - uc, syy - uyy, scc - ucc, scy - ucy)
+        r = _partial(r, rxc, ryc)
+    k = r.shape[-1]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+        se = np.sqrt((k - 1) / k * ((z - z.mean(-1, keepdims=True)) ** 2).sum(-1))
+        centre = np.arctanh(np.clip(obs, -1 + 1e-12, 1 - 1e-12))
+        half = scipy.stats.t.ppf((1 + ci) / 2, k - 1) * se
+        return np.tanh(centre - half), np.tanh(centre + half)
+
+
+def finalize_kernel(
+    sw,
+    sx,
+    sxx,
+    sy,
+    syy,
+    sxy,
+    *rest,
+    n_perm: int,
+    ci: float,
+    keep_null: bool = False,
+    n_cov: int = -1,
+):
     """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
 
     Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
     covariate's ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``).
+    ``rest`` holds the covariate's four sums when ``n_cov`` is 4 (``-1``: all of ``rest``,
+    the former call form), then, for the jackknife interval, the unit sums of
+    :func:`_jackknife_ci` (their last axis: units); without them the interval is the
+    bootstrap's percentile interval. ``keep_null`` adds a fifth output, the ``P``
+    permutation correlations (last axis), for statistics built on the same permutations
+    (cluster tests over time).
 
     Examples
     --------
@@ -203,16 +321,18 @@ def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
     >>> round(float(r), 4), bool(np.isnan(p))
     (0.982, True)
     """
+    n_cov = len(rest) if n_cov < 0 else n_cov
+    cov, jack = rest[:n_cov], rest[n_cov:]
     sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
     sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
     r = _corr(sw, sx, sy, sxx, syy, sxy)
     if cov:
         sc, scc, sxc, scy = cov
         sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
+        scy = np.asarray(scy, dtype=np.float64)
         rxc = _corr(sw, sx, sc, sxx, scc, sxc)
         ryc = _corr(sw, sy, sc, syy, scc, scy)
-        with np.errstate(invalid="ignore", divide="ignore"):
-            r = (r - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
+        r = _partial(r, rxc, ryc)
     r = np.clip(r, -1.0, 1.0)
     obs = r[..., 0]
     missing = np.isnan(obs)
@@ -223,13 +343,22 @@ def finalize_kernel(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int, ci: float):
         p = np.where(missing, np.nan, (1.0 + extreme.sum(-1)) / (1.0 + n_perm))
     else:
         p = np.full(obs.shape, np.nan)
-    if boot.shape[-1]:
+    if jack:
+        totals = [a[..., 0] for a in (sw, sx, sxx, sy, syy, sxy)]
+        if cov:
+            totals += [np.asarray(a, dtype=np.float64)[..., 0] for a in (sc, scc, sxc, scy)]
+        jack = [np.asarray(a, dtype=np.float64) for a in jack]
+        lo, hi = _jackknife_ci(obs, jack, bool(cov), totals, ci)
+        lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
+    elif boot.shape[-1]:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", RuntimeWarning)
             lo, hi = np.nanquantile(boot, [(1 - ci) / 2, (1 + ci) / 2], axis=-1)
         lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
     else:
         lo = hi = np.full(obs.shape, np.nan)
+    if keep_null:
+        return obs, p, lo, hi, np.where(missing[..., None], np.nan, perm)
     return obs, p, lo, hi
 
 

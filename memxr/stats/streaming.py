@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .kernels import Tables, common_sums, design_rows, rank_kernel
+from .kernels import Tables, common_sums, design_rows, rank_kernel, unit_sums
 
 _RANK_BYTES = 128 * 2**20
 """Largest block holding a whole stimulus axis, for the rank transform."""
@@ -24,6 +24,7 @@ _RANK_BYTES = 128 * 2**20
 _COL = "_memxr_col"
 _W = "_memxr_w"  # columns [1, w_1 .. w_B]: unit weight, then the bootstrap weights
 _Z = "_memxr_z"  # columns [y, z_1 .. z_P, w_1 y .. w_B y]
+_U = "_memxr_u"  # jackknife units
 
 
 def _feature_chunks(a: xr.DataArray, dim: str, limit: int) -> dict[Hashable, int]:
@@ -83,13 +84,13 @@ def plan_blocks(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.
 def _design_dask(t: Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
     """The design as dask arrays whose blocks are generated per stimulus chunk of ``x``."""
     tables = dask.delayed(t, traverse=False)
-    nz, nw, nc = t.widths
+    nz, nw, nc, nk = t.widths
     full, weights = [], []
     start = 0
     for size in chunks:  # one task per stimulus chunk
         block = dask.delayed(design_rows, pure=True, nout=2)(tables, start, start + size)
-        full.append(da.from_delayed(block[0], (size, nz + nw + nc), dtype=np.float64))
-        weights.append(da.from_delayed(block[1], (size, nw), dtype=np.float64))
+        full.append(da.from_delayed(block[0], (size, nz + nw + nc + nk), dtype=np.float64))
+        weights.append(da.from_delayed(block[1], (size, nw + t.n_units), dtype=np.float64))
         start += size
     return da.concatenate(full, axis=0), da.concatenate(weights, axis=0)
 
@@ -111,29 +112,45 @@ def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
 
 def stream_sums(
     xs: xr.DataArray, cs: xr.DataArray | None, t: Tables, dim: str, block_bytes: int
-) -> list[xr.DataArray]:
-    """Arguments of :func:`_finalize_kernel`: lazy x-side sums and the small y-side sums."""
-    nz, nw, nc = t.widths
+) -> tuple[list[xr.DataArray], int]:
+    """Arguments of :func:`finalize_kernel`: lazy x-side sums and the small y-side sums, and
+    how many of them are the covariate's (the jackknife's unit sums follow)."""
+    nz, nw, nc, nk = t.widths
+    k = t.n_units
     full, omega = _design_dask(t, xs.chunksizes[dim])
     s1 = _contract(xs, full, dim, _COL)
+    s2 = _contract(xs * xs, omega, dim, _COL)
     col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
-    common = {k: xr.DataArray(v, dims=col[k]) for k, v in common_sums(t, block_bytes).items()}
+    common = {k_: xr.DataArray(v, dims=col[k_]) for k_, v in common_sums(t, block_bytes).items()}
     args = [
         common["sw"],
         _cols(s1, nz, nz + nw, _W),
-        _contract(xs * xs, omega, dim, _W),
+        _cols(s2, 0, nw, _W),
         common["sy"],
         common["syy"],
         _cols(s1, 0, nz, _Z),
     ]
+    n_cov = 0
     if t.c is not None:
         args += [common["sc"], common["scc"], _cols(s1, nz + nw, nz + nw + nc, _W), common["scy"]]
+        n_cov = 4
     elif cs is not None:
         s3 = _contract(cs, full, dim, _COL)
         args += [
             _cols(s3, nz, nz + nw, _W),
-            _contract(cs * cs, omega, dim, _W),
-            _contract(xs * cs, omega, dim, _W),
+            _contract(cs * cs, omega, dim, _W).isel({_W: slice(0, nw)}),
+            _contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}),
             _cols(s3, 0, nz, _Z),
         ]
-    return args
+        n_cov = 4
+    if k:  # the jackknife: x side per unit, then the y (and covariate) side per unit
+        base = nz + nw + nc
+        args += [
+            _cols(s1, base, base + k, _U),
+            _cols(s2, nw, nw + k, _U),
+            _cols(s1, base + k, base + 2 * k, _U),
+        ]
+        if t.c is not None:
+            args.append(_cols(s1, base + 2 * k, base + 3 * k, _U))
+        args += [xr.DataArray(v, dims=_U) for v in unit_sums(t)]
+    return args, n_cov
