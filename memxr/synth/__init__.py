@@ -34,16 +34,30 @@ and the vocabulary (:mod:`memxr.schema`); never the readers themselves, stores o
 so that what the readers are tested against is written independently of them.
 """
 
-from .fmri import FMRI_GAINS, write_things_fmri_subject
+from .fmri import write_things_fmri_subject
 from .generator import REAL_SIZES, sizes, synthesize
+from .model import (
+    COVARIATE_R,
+    FMRI_CONFOUNDS,
+    FMRI_EFFECTS,
+    TVSD_CONFOUNDS,
+    TVSD_EFFECTS,
+    InfeasibleTarget,
+    Model,
+)
 from .things import Stimuli
-from .tvsd import TVSD_GAINS, write_tvsd_monkey
+from .tvsd import write_tvsd_monkey
 
 __all__ = [
-    "FMRI_GAINS",
+    "COVARIATE_R",
+    "FMRI_CONFOUNDS",
+    "FMRI_EFFECTS",
     "REAL_SIZES",
+    "TVSD_CONFOUNDS",
+    "TVSD_EFFECTS",
+    "InfeasibleTarget",
+    "Model",
     "Stimuli",
-    "TVSD_GAINS",
     "sizes",
     "synthesize",
     "write_things_fmri_subject",
