@@ -96,6 +96,7 @@ __all__ = [
     "FMRI_EFFECTS",
     "K_HIGH",
     "K_LOW",
+    "LARGE_EFFECTS",
     "MEMORABILITY",
     "NEURAL_CONCEPT_SHARE",
     "TVSD_CONFOUNDS",
@@ -138,6 +139,15 @@ NEURAL_CONCEPT_SHARE = 0.30
 
 K_LOW, K_HIGH = 8, 16
 """Numbers of low-level and high-level image features."""
+
+LARGE_EFFECTS = {
+    "fmri_effects": {"FFA": 0.75, "IT": 0.7, "PPA": 0.65, "LOC": 0.6, "EBA": 0.5},
+    "tvsd_effects": {"IT": 0.75, "V4": 0.45},
+    "memorability_split_half": 0.95,
+}
+"""Keyword arguments of :func:`memxr.synth.synthesize` for effects visible on a hundred
+images (the sizes of earlier synthetic data, with nearly noise-free scores): quick looks
+and tests of the machinery on tiny data sets, not of inference at real sizes."""
 
 
 class InfeasibleTarget(ValueError):
