@@ -564,10 +564,10 @@ def normalize_days(
     mean, sd = const["mean"], const["sd"]
     if chunks:
         mean, sd = (v.chunk({"channel": chunks[1]}) for v in (mean, sd))
-    mu_s = xr.dot(hot_s, mean, dim="recording_day")
-    sd_s = xr.dot(hot_s, sd.fillna(0), dim="recording_day")
     with warnings.catch_warnings():  # the per-(stimulus, channel) constants meet each time chunk
         warnings.simplefilter("ignore", dask_array.PerformanceWarning)
+        mu_s = xr.dot(hot_s, mean, dim="recording_day")
+        sd_s = xr.dot(hot_s, sd.fillna(0), dim="recording_day")
         train = (resp.astype(np.float64) - mu_s) / sd_s.where(sd_s > 0)
     rep = cube["response_repeats"]
     hot_r = xr.DataArray(
