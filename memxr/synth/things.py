@@ -1,7 +1,9 @@
 """THINGS names and tables for the synthetic data: the real ones, or generated look-alikes.
 
-:class:`Stimuli` holds a universe of concepts (in a seeded order), their images
-and memorability scores. Train images are the first ``k`` images of the first
+:class:`Stimuli` holds a universe of concepts (in a seeded order), their images,
+memorability scores and image latents (true memorability, the low-level covariate,
+image features: :mod:`memxr.synth.model`); generated scores come from the latents, real
+ones drive them. Train images are the first ``k`` images of the first
 concepts; test images come from the other end of the order (one image per
 concept beyond the ``k`` train images), so that datasets built from the same
 :class:`Stimuli` share their train and test images, as THINGS-fMRI and TVSD do.
