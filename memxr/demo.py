@@ -69,7 +69,7 @@ def _spec_for(out: Path) -> Path:
 
 DEMO_SCALE = 0.01
 DEMO_SIZES = {
-    "n_fmri_concepts": 240,
+    "n_fmri_concepts": 360,
     "n_fmri_test": 100,
     "n_sessions": 12,
     "n_voxels": 1000,

@@ -10,7 +10,9 @@ Model, per voxel ``v`` and trial ``t`` showing image ``i`` (noise units, see
 ROI, pRF map, ``IT`` for other voxels of the IT parcels; other voxels carry
 little signal), ``F`` the low-level features (pRF maps) or high-level ones
 (category ROIs and IT), ``U`` a voxel's own image response and ``noise`` trial
-noise of variance 1, 30 % of it shared by all voxels. The memorability loadings
+noise of variance 1, 10 % of it shared by all voxels and 20 % by a family's
+voxels (so ROI means are correlated, as real ones are, but differences of ROI
+means do not cancel most of their noise). The memorability loadings
 ``a`` are constant within an *atom* (the voxels with one pattern of membership
 in the ROIs with a planted effect or confound) plus a small voxel jitter in the
 effect ROIs; the covariate loadings ``b`` are constant within an atom. They are
@@ -43,7 +45,9 @@ from .things import Stimuli, base_seed, key_of, rng_for
 __all__ = ["GLASSER", "REPORT_ROIS", "ROI_COLUMNS", "write_things_fmri_subject"]
 
 GROUP = 64  # voxels per random stream
-NOISE_SHARED = 0.3  # share of the trial noise common to all voxels
+NOISE_SHARES = (0.1, 0.2)
+"""Shares of the trial-noise variance common to all voxels and to a family's voxels (the
+rest is a voxel's own; voxels without a family have the global share and their own)."""
 LOADINGS = {"visual": (0.25, 0.30, 0.30, 0.30), "other": (0.05, 0.0, 0.0, 0.10)}
 """Loadings ``(g, h, f, u)`` of visual and other voxels: global image response, family
 response, image features (total sd over the features), own image response."""
@@ -251,8 +255,9 @@ def _solve_atoms(plan: _Plan, model: Model) -> tuple[dict, dict, dict]:
     Returns ``alpha``, ``beta`` (atom key -> loading) and the truth of every ROI.
     """
     n_r = len(plan.rois)
-    count, sg, su2, sdelta = (np.zeros(n_r) for _ in range(4))
+    count, sg, su2, sdelta, so2 = (np.zeros(n_r) for _ in range(5))
     sh = np.zeros((n_r, len(FAMILIES)))
+    sn = np.zeros((n_r, len(FAMILIES)))  # voxels per family (family trial noise)
     sf = np.zeros((n_r, K_LOW + K_HIGH))
     atoms: dict[int, np.ndarray] = {}
     for g0 in range(0, plan.n, GROUP):
@@ -265,8 +270,10 @@ def _solve_atoms(plan: _Plan, model: Model) -> tuple[dict, dict, dict]:
         sf += m.T @ grp.f
         fam = np.zeros((len(grp.g), len(FAMILIES)))
         ok = grp.family >= 0
-        fam[np.flatnonzero(ok), grp.family[ok]] = grp.h[ok]
-        sh += m.T @ fam
+        fam[np.flatnonzero(ok), grp.family[ok]] = 1.0
+        sn += m.T @ fam
+        sh += m.T @ (fam * grp.h[:, None])
+        so2 += _own_noise(grp.family) @ m
         for key in np.unique(grp.atom):
             if key:
                 atoms.setdefault(int(key), np.zeros(n_r))
@@ -274,7 +281,8 @@ def _solve_atoms(plan: _Plan, model: Model) -> tuple[dict, dict, dict]:
     n = np.maximum(count, 1)
     signal = (sg / n) ** 2 + ((sh / n[:, None]) ** 2).sum(1) + ((sf / n[:, None]) ** 2).sum(1)
     signal += su2 / n**2
-    other = signal + NOISE_SHARED + (1 - NOISE_SHARED) / n
+    shared, family = NOISE_SHARES
+    other = signal + shared + family * ((sn / n[:, None]) ** 2).sum(1) + so2 / n**2
     keys = sorted(atoms)
     W = np.array([atoms[k] for k in keys]).T / n[:, None] if keys else np.zeros((n_r, 0))
     size = np.array([atoms[k].max() for k in keys]) if keys else np.zeros(0)
@@ -327,6 +335,12 @@ def _solve_atoms(plan: _Plan, model: Model) -> tuple[dict, dict, dict]:
         st["n_voxels"] = int(count[j])
         truth[name] = {k: v for k, v in st.items() if k not in ("alpha", "beta")}
     return dict(zip(keys, alpha, strict=True)), dict(zip(keys, beta, strict=True)), truth
+
+
+def _own_noise(family: np.ndarray) -> np.ndarray:
+    """Variance of each voxel's own trial noise (1 minus the shared shares)."""
+    shared, fam = NOISE_SHARES
+    return np.where(family >= 0, 1 - shared - fam, 1 - shared)
 
 
 def _least_norm(W: np.ndarray, size: np.ndarray, want: dict[int, float]) -> np.ndarray:
@@ -452,7 +466,8 @@ def write_things_fmri_subject(
     plan = _Plan(n_voxels, seed, subj, model, voxel_id_start)
     alpha, beta, truth = _solve_atoms(plan, model)
     images = _Images(names, stimuli, model)
-    noise = rng_for(seed, 23, subj).standard_normal(len(col)) * np.sqrt(NOISE_SHARED)
+    streams = rng_for(seed, 23, subj).standard_normal((1 + len(FAMILIES), len(col)))
+    noise = (np.sqrt(NOISE_SHARES[0]) * streams[0], np.sqrt(NOISE_SHARES[1]) * streams[1:])
     rows = row_block(len(col), 8, multiple=GROUP) if block_rows is None else block_rows
     rows = -(-rows // GROUP) * GROUP
     counts = pd.Series(0, index=ROI_COLUMNS)
@@ -481,7 +496,8 @@ def write_things_fmri_subject(
     return {
         "n_voxels": n_voxels, "n_trials": len(col), "n_train_stimuli": len(train),
         "n_test_stimuli": len(test), "n_sessions": n_sessions, "dtype": str(np.dtype(dtype)),
-        "voxel_id_start": voxel_id_start, "noise_sd": 1.0, "noise_shared": NOISE_SHARED,
+        "voxel_id_start": voxel_id_start, "noise_sd": 1.0,
+        "noise_shares": {"all": NOISE_SHARES[0], "family": NOISE_SHARES[1]},
         "n_roi_voxels": {c: int(v) for c, v in counts.items()},
         "n_atoms": len(alpha), "rois": truth,
     }  # fmt: skip
@@ -515,8 +531,10 @@ def _betas(grp: _Group, plan: _Plan, images: _Images, alpha, beta, col, noise, n
     signal = np.outer(a, images.M) + np.outer(b, images.L) + np.outer(grp.g, images.G)
     signal += h[:, None] * fam + grp.f @ images.F.T + grp.u[:, None] * own
     values = rng.standard_normal((n, len(col)))
-    values *= np.sqrt(1 - NOISE_SHARED)
-    values += noise
+    values *= np.sqrt(_own_noise(grp.family))[:, None]
+    values += noise[0]
+    ok = grp.family >= 0
+    values[ok] += noise[1][grp.family[ok]]
     values += signal[:, col]
     values += grp.base[:, None]
     s = a**2 + b**2 + 2 * images.kappa * a * b + grp.g**2 + h**2 + (grp.f**2).sum(1) + grp.u**2
