@@ -39,6 +39,18 @@ def _add_label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
+def _size_arg(text: str) -> tuple[str, int | float]:
+    """``KEY=N`` of ``memxr synth --size`` (N an int, or a float for ``bin_ms``)."""
+    key, sep, value = text.partition("=")
+    try:
+        number = float(value) if key == "bin_ms" else int(value)
+    except ValueError:
+        number = None
+    if not sep or not key or number is None:
+        raise argparse.ArgumentTypeError(f"expected KEY=N (e.g. n_voxels=2000), got {text!r}")
+    return key, number
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``memxr`` command."""
     parser = argparse.ArgumentParser(
@@ -53,6 +65,20 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--things-dir", type=Path, help="folder with the real THINGS tables")
     p.add_argument("--no-trials", action="store_true", help="skip the TVSD time-resolved files")
+    p.add_argument(
+        "--effect-scale",
+        type=float,
+        default=1.0,
+        help="multiply every planted effect (1 = real sizes; e.g. 3 for quick looks)",
+    )
+    p.add_argument(
+        "--size",
+        action="append",
+        default=[],
+        type=_size_arg,
+        metavar="KEY=N",
+        help="override one size of --scale (e.g. n_voxels=2000, n_timebins=15); repeatable",
+    )
 
     p = sub.add_parser("ingest", help="raw files -> validated Zarr cube")
     isub = p.add_subparsers(dest="source", required=True)
@@ -145,15 +171,24 @@ def _ingest(args: argparse.Namespace) -> int:
 
 
 def _synth(args: argparse.Namespace) -> int:
-    from .synth.generator import synthesize
+    from .synth.generator import REAL_SIZES, synthesize
 
-    truth = synthesize(
-        args.outdir,
-        scale=args.scale,
-        seed=args.seed,
-        things_dir=args.things_dir,
-        trials=not args.no_trials,
-    )
+    sizes = dict(args.size)
+    unknown = sorted(set(sizes) - set(REAL_SIZES))
+    if unknown:
+        raise InputError(args.outdir, "--size", f"unknown keys {unknown}; known: {sorted(REAL_SIZES)}")
+    try:
+        truth = synthesize(
+            args.outdir,
+            scale=args.scale,
+            seed=args.seed,
+            things_dir=args.things_dir,
+            trials=not args.no_trials,
+            effect_scale=args.effect_scale,
+            **sizes,
+        )
+    except ValueError as e:  # sizes or planted effects that cannot be written
+        raise InputError(args.outdir, "synth", str(e)) from None
     print(f"wrote synthetic raw files to {args.outdir} (seed {truth.get('seed', args.seed)})")
     return 0
 

@@ -1,4 +1,4 @@
-"""ROI definitions and reductions of a cube over the channels of each ROI.
+"""ROI definitions, reductions of a cube over the channels of each ROI, TVSD normalisation.
 
 ROIs overlap (a voxel can be in FFA and in IT), so a reduction is a product
 of the response with a channel x ROI weight table built from ``roi_mask``,
@@ -18,6 +18,10 @@ A reliability filter (``min_reliability``) keeps only the channels whose
 reliability coordinate reaches a threshold: on the single-trial scale unless the
 coordinate is named (then in its own units; see :data:`memxr.schema.RELIABILITY_MEASURES`).
 
+Time-resolved TVSD cubes hold raw MUA; :func:`normalize_days` z-scores them per
+(channel, recording day) against that day's test trials, as the dataset's
+``normMUA`` (the normalisation the pipeline applies before ROI magnitudes).
+
 Examples
 --------
 >>> from memxr.schema import example_cube
@@ -28,8 +32,10 @@ Examples
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 
+import dask
 import dask.array as dask_array
 import numpy as np
 import xarray as xr
@@ -40,8 +46,11 @@ __all__ = [
     "AREA_WINDOWS",
     "BILATERAL",
     "GLASSER_IT",
+    "NORMALISATION",
     "UnknownROIError",
+    "day_constants",
     "default_rois",
+    "normalize_days",
     "roi_masks",
     "roi_reduce",
     "window_reduce",
@@ -402,4 +411,218 @@ def window_reduce(
     )
     out.name = da.name
     out.attrs = {**da.attrs, "time_window": "per ROI, start inclusive, stop exclusive (ms)"}
+    return out
+
+
+# ----------------------------------------------------------------------
+# TVSD trials: the per-day normalisation of the dataset's normMUA.
+
+NORMALISATION = (
+    "per (channel, recording day): minus the mean and divided by the sd (ddof 1) of the "
+    "raw values of that day's test trials in the time bins of the channel's area window "
+    "(start <= t < stop); test stimuli: the mean of their normalised repeats"
+)
+"""What :func:`normalize_days` does, as recorded in the ``normalisation`` attribute."""
+
+
+def _channel_windows(cube: xr.Dataset, windows: Mapping[str, tuple[float, float]] | None):
+    """(channel, time) bool: the time bins of each channel's area window."""
+    windows = dict(AREA_WINDOWS if windows is None else {**AREA_WINDOWS, **windows})
+    if "area" not in cube.coords:
+        raise UnknownROIError("the cube has no channel coordinate 'area' (a TVSD cube has)")
+    areas = [str(a) for a in np.asarray(cube["area"].values)]  # small: one per channel
+    missing = sorted(set(areas) - set(windows))
+    if missing:
+        raise UnknownROIError(f"no time window for area(s) {missing}; give windows={{area: ...}}")
+    t = np.asarray(cube["time"].values, dtype=float)
+    mask = np.zeros((len(areas), t.size), dtype=bool)
+    for area in set(areas):
+        start, stop = windows[area]
+        inside = (t >= start) & (t < stop)
+        if not inside.any():
+            raise UnknownROIError(f"the window {start}-{stop} ms of {area!r} holds no time bin")
+        mask[np.asarray(areas) == area] = inside
+    return xr.DataArray(mask, dims=("channel", "time"))
+
+
+def _one_hot(days: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """(..., len(values)) float indicators of ``days == value``."""
+    return (np.asarray(days)[..., None] == values).astype(np.float64)
+
+
+def day_constants(
+    cube: xr.Dataset, windows: Mapping[str, tuple[float, float]] | None = None
+) -> xr.Dataset:
+    """Mean and sd of each (channel, recording day) over that day's test trials, lazily.
+
+    The constants of the dataset's ``norm_MUA.m``: over the raw values of the test
+    trials recorded on the day, in every time bin of the channel's area window.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A time-resolved TVSD cube (``tvsd-trials``) with ``response_repeats``, the
+        ``repeat_day`` coordinate and the channel coordinate ``area``.
+    windows : mapping of area to (start, stop) in ms, optional
+        Overrides of :data:`AREA_WINDOWS` (start inclusive, stop exclusive).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``mean`` and ``sd`` (ddof 1) with dims (recording_day, channel), float64,
+        and ``n`` (values pooled); NaN where a day has fewer than two values.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> reps = np.arange(8.0).reshape(2, 2, 1, 2)  # 2 test images x 2 repeats, 2 time bins
+    >>> cube = xr.Dataset({"response_repeats": (("repeat_stimulus", "repeat", "channel",
+    ...     "time"), reps)}, coords={"time": [30.0, 80.0], "area": ("channel", ["V1"]),
+    ...     "repeat_day": (("repeat_stimulus", "repeat"), [[1, 2], [1, 2]])})
+    >>> c = day_constants(cube)
+    >>> c["mean"].values.ravel().tolist(), c["n"].values.ravel().tolist()
+    ([2.5, 4.5], [4.0, 4.0])
+    >>> np.round(c["sd"].values.ravel(), 4).tolist()  # of 0, 1, 4, 5 and of 2, 3, 6, 7
+    [2.3805, 2.3805]
+    """
+    if "response_repeats" not in cube.data_vars or "repeat_day" not in cube.coords:
+        raise ValueError(
+            "normalising per day needs 'response_repeats' and the 'repeat_day' coordinate "
+            "(a tvsd-trials cube read by this memxr version)"
+        )
+    rep = cube["response_repeats"]
+    rep = rep.drop_vars([c for c in rep.coords if c not in rep.dims or c == "time"])
+    window = _channel_windows(cube, windows)
+    rep_day = np.asarray(cube["repeat_day"].values)  # small: test images x repeats
+    days = np.unique(rep_day[rep_day > 0])
+    hot = xr.DataArray(
+        _one_hot(rep_day, days), dims=("repeat_stimulus", "repeat", "recording_day")
+    )
+    x = rep.astype(np.float64)
+    valid = (x.notnull() & window).astype(np.float64)
+    x = x.fillna(0.0) * valid
+    core = ["repeat_stimulus", "repeat", "time"]
+    with warnings.catch_warnings():  # the one-hot days meet each time chunk
+        warnings.simplefilter("ignore", dask_array.PerformanceWarning)
+        n = xr.dot(valid, hot, dim=core)
+        s1 = xr.dot(x, hot, dim=core)
+        s2 = xr.dot(x * x, hot, dim=core)
+    mean = s1 / n.where(n > 0)
+    var = (s2 - n * mean**2) / (n - 1).where(n > 1)
+    sd = np.sqrt(var.clip(min=0))
+    out = xr.Dataset({"mean": mean, "sd": sd.where(sd > 0), "n": n})
+    return out.transpose("recording_day", "channel").assign_coords(recording_day=days)
+
+
+def normalize_days(
+    cube: xr.Dataset, windows: Mapping[str, tuple[float, float]] | None = None
+) -> xr.Dataset:
+    """A time-resolved TVSD cube normalised per (channel, recording day), as ``normMUA``.
+
+    The dataset's own normalisation (``norm_MUA.m``; ``DATA_FORMATS.md`` section 2):
+    each channel is z-scored, day by day, against that day's test trials: minus the
+    mean and divided by the standard deviation (ddof 1) of all raw values of the
+    day's test trials in the time bins of the channel's area window
+    (:func:`day_constants`). Every time bin of every trial recorded that day is
+    normalised with the same two constants, so the window mean of a normalised
+    train stimulus is its ``train_MUA`` value. The per-(channel, day) mean subsumes
+    any baseline (pre-stimulus) subtraction, which the dataset does not do (its
+    baseline, ``tb <= 0``, serves only its SNR); no trial-wise baseline is removed.
+    One difference: memxr's windows include their start and exclude their stop,
+    ``norm_MUA.m`` the reverse (one 1-ms bin at each end).
+
+    Train stimuli (one trial) are normalised with the constants of their ``day``;
+    test stimuli become the mean of their normalised repeats (``response_repeats``,
+    normalised with each repeat's ``repeat_day``); a stimulus with neither is NaN.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A ``tvsd-trials`` cube (dims stimulus, channel, time) with ``response_repeats``,
+        ``day``, ``repeat_day`` and the channel coordinate ``area``.
+    windows : mapping of area to (start, stop) in ms, optional
+        Overrides of :data:`AREA_WINDOWS`.
+
+    Returns
+    -------
+    xarray.Dataset
+        The cube with ``response`` and ``response_repeats`` normalised (same dtype,
+        lazily: nothing is computed), ``units`` ``"z"`` and a ``normalisation``
+        attribute.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> from memxr.schema import example_cube
+    >>> cube = example_cube(n_stimulus=3, n_channel=1).expand_dims(time=[80.0], axis=2)
+    >>> cube["response"][:] = [[[5.0]], [[7.0]], [[0.0]]]
+    >>> cube = cube.assign_coords(day=("stimulus", [1, 1, 0]), area=("channel", ["IT"]))
+    >>> cube["response_repeats"] = (("repeat_stimulus", "repeat", "channel", "time"),
+    ...                             [[[[4.0]], [[8.0]]]])
+    >>> cube = cube.assign_coords(repeat_stimulus_id=("repeat_stimulus", ["thing_02s.jpg"]),
+    ...                           repeat_day=(("repeat_stimulus", "repeat"), [[1, 1]]))
+    >>> out = normalize_days(cube)
+    >>> np.round(out.response.values.ravel(), 3).tolist()
+    [-0.354, 0.354, 0.0]
+    """
+    const = day_constants(cube, windows)
+    days = np.asarray(const["recording_day"].values)
+    resp = cube["response"]
+    stim_day = np.asarray(cube["day"].values) if "day" in cube.coords else None
+    if stim_day is None:
+        raise ValueError("normalising per day needs the stimulus coordinate 'day'")
+    chunks = resp.chunks
+    hot = _one_hot(stim_day, days)
+    hot_s = xr.DataArray(
+        dask_array.from_array(hot, chunks=(chunks[0], -1)) if chunks else hot,
+        dims=("stimulus", "recording_day"),
+    )
+    mean, sd = const["mean"], const["sd"]
+    if chunks:
+        mean, sd = (v.chunk({"channel": chunks[1]}) for v in (mean, sd))
+    with warnings.catch_warnings():  # the per-(stimulus, channel) constants meet each time chunk
+        warnings.simplefilter("ignore", dask_array.PerformanceWarning)
+        mu_s = xr.dot(hot_s, mean, dim="recording_day")
+        sd_s = xr.dot(hot_s, sd.fillna(0), dim="recording_day")
+        train = (resp.astype(np.float64) - mu_s) / sd_s.where(sd_s > 0)
+    rep = cube["response_repeats"]
+    hot_r = xr.DataArray(
+        _one_hot(np.asarray(cube["repeat_day"].values), days),
+        dims=("repeat_stimulus", "repeat", "recording_day"),
+    )
+    mu_r = xr.dot(hot_r, const["mean"], dim="recording_day")
+    sd_r = xr.dot(hot_r, const["sd"].fillna(0), dim="recording_day")
+    reps = (rep.astype(np.float64) - mu_r) / sd_r.where(sd_r > 0)
+    test_mean = reps.mean("repeat", skipna=True)
+    ids = [str(s) for s in np.asarray(cube["stimulus_id"].values)]
+    rep_ids = [str(s) for s in np.asarray(cube["repeat_stimulus_id"].values)]
+    position = {s: i for i, s in enumerate(rep_ids)}
+    n = len(ids)
+    index = np.array(
+        [i if stim_day[i] > 0 or s not in position else n + position[s] for i, s in enumerate(ids)]
+    )
+    order = resp.dims
+    parts = [
+        train.transpose(*order).data,
+        test_mean.rename(repeat_stimulus="stimulus").transpose(*order).data,
+    ]
+    known = ((stim_day > 0) | np.isin(ids, rep_ids)).reshape(-1, *([1] * (len(order) - 1)))
+    if any(isinstance(p, dask_array.Array) for p in parts):
+        with dask.config.set({"array.slicing.split_large_chunks": False}):
+            data = dask_array.concatenate([dask_array.asarray(p) for p in parts], axis=0)[index]
+        data = dask_array.where(known, data, np.nan)
+        if chunks:  # the chunks of the input (a store's), whatever the steps above made
+            data = data.rechunk(resp.data.chunks)
+    else:
+        data = np.where(known, np.concatenate(parts, axis=0)[index], np.nan)
+    response = resp.copy(data=data.astype(resp.dtype))
+    units = {"units": "z", "normalisation": NORMALISATION}
+    response.attrs = {**resp.attrs, **units}
+    reps = reps.transpose(*rep.dims).astype(rep.dtype).data
+    if rep.chunks:
+        reps = reps.rechunk(rep.data.chunks)
+    repeats = rep.copy(data=reps)
+    repeats.attrs = {**rep.attrs, **units}
+    out = cube.assign(response=response, response_repeats=repeats)
+    out.attrs = {**cube.attrs, **units}
     return out

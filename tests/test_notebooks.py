@@ -1,6 +1,7 @@
 """The example notebooks: committed without outputs, and they run top to bottom on the demo stores.
 
-The demo stores are built once per module (synthetic raw files -> Zarr cubes, a few seconds)
+The demo stores are built once per module (synthetic raw files -> Zarr cubes, a few seconds,
+at the plain sizes of the demo's scale rather than the demo's own, larger sizes)
 in a temporary folder that ``MEMXR_DEMO_STORES`` points the notebooks at. Each notebook runs
 in a fresh ``python3`` kernel of this interpreter with ``notebooks/`` as working directory;
 any error in a cell fails the test.
@@ -78,7 +79,7 @@ def demo_stores(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     out = tmp_path_factory.mktemp("notebooks") / "demo"
     with contextlib.redirect_stdout(io.StringIO()):
-        run_demo(out)
+        run_demo(out, sizes={})  # the plain sizes of the demo's scale: a quick smoke test
     stores = out / "stores"
     assert (stores / "things-fmri_sub-01.zarr").is_dir()
     return stores

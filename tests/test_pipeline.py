@@ -55,11 +55,15 @@ STEPS = [
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory) -> Path:
-    """Synthetic raw files (one subject, one monkey with trials) at scale 0.002."""
-    from memxr.synth import synthesize
+    """Synthetic raw files (one subject, one monkey with trials) at scale 0.002, with large
+    effects (99 images: the machinery is tested here; inference at real sizes in
+    test_recovery)."""
+    from memxr.synth import LARGE_EFFECTS, synthesize
 
     folder = tmp_path_factory.mktemp("pipeline")
-    synthesize(folder / "raw", scale=0.002, seed=0, subjects=("sub-01",), monkeys=("N",))
+    synthesize(
+        folder / "raw", scale=0.002, seed=0, subjects=("sub-01",), monkeys=("N",), **LARGE_EFFECTS
+    )
     return folder
 
 
@@ -119,7 +123,7 @@ def test_planted_effects(first):
     assert set(table.trials) == {"single (train)", "mean of 3 (test)"}
     corr = table[table.trials == "single (train)"]
     r = corr[(corr.method == "pearson") & (corr.how == "mean")].set_index(["subject", "roi"]).r
-    # planted gains: fMRI FFA 0.6, IT 0.5, V1 0; monkey IT 0.6, V4 0.25, V1 0
+    # planted (LARGE_EFFECTS): fMRI FFA 0.75, IT 0.7, V1 0.01; monkey IT 0.75, V4 0.45, V1 0.01
     assert r["sub-01", "FFA"] > r["sub-01", "V1"] + 0.3
     assert r["sub-01", "IT"] > r["sub-01", "V1"] + 0.3
     assert r["monkeyN", "IT"] > r["monkeyN", "V4"] > r["monkeyN", "V1"]
@@ -211,8 +215,34 @@ def test_provenance(first, work):
         "reliability_single",
         "reliability_repeats",
     }
+    assert mags.attrs["normalisation"].startswith("per (channel, recording day)")
+    assert mags.attrs["units"] == "z"
     catalog = pd.read_csv(out / "stores" / "catalog.tsv", sep="\t")
     assert sorted(catalog.name) == ["monkeyN", "sub-01"]
+
+
+def test_open_prepared_normalises_trials(first, work):
+    """Time-resolved TVSD cubes reach every analysis normalised per day, unless the spec says
+    ``rois.tvsd.normalize: false`` (raw MUA, as stored)."""
+    from memxr.pipeline.core import Context
+    from memxr.pipeline.steps import open_prepared
+    from memxr.testing import spec_dict
+
+    out, _ = first
+    raw = xr.open_zarr(out / "stores" / "monkeyN.zarr")
+    for normalize in (True, False):
+        data = spec_dict()
+        data["rois"]["tvsd"] = {"normalize": normalize}
+        path = work / "normalize.yaml"
+        path.write_text(yaml.safe_dump(data))
+        spec = load_spec(path)
+        ctx = Context(spec, out, None, lambda _: None, False)
+        cube = next(c for c in spec.cubes if c["name"] == "monkeyN")
+        ds, names, _ = open_prepared(ctx, cube)
+        assert names == ["V1", "V4", "IT"]
+        same = np.allclose(ds.response.values, raw.response.values, equal_nan=True)
+        assert same != normalize
+        assert (ds.attrs["units"] == "z") == normalize
 
 
 def test_rerun_skips_everything(first, work, client):

@@ -5,8 +5,15 @@ import numpy as np
 import pytest
 import xarray as xr
 
-from memxr.reduce import UnknownROIError, default_rois, roi_masks, roi_reduce
-from memxr.schema import example_cube, text_coord
+from memxr.reduce import (
+    UnknownROIError,
+    day_constants,
+    default_rois,
+    normalize_days,
+    roi_masks,
+    roi_reduce,
+)
+from memxr.schema import AREA_WINDOWS, example_cube, text_coord
 from memxr.testing import raise_if_dask_computes
 
 COLUMNS = ["V1", "lFFA", "rFFA", "IT", "glasser-p9-\n46v"]
@@ -149,3 +156,77 @@ def test_window_reduce_per_area(backend):
     assert out.window_start.values.tolist() == [25.0, 50.0, 75.0]
     with pytest.raises(UnknownROIError, match="no time window"):
         window_reduce(da_.assign_coords(roi=["V1", "V4", "MT"]))
+
+
+# ----------------------------------------------------------------------------- TVSD per day
+
+
+@pytest.fixture(scope="module")
+def tvsd(tmp_path_factory):
+    """Synthetic monkey N: the trials cube (read lazily, in small chunks) and normMUA."""
+    from memxr.readers.tvsd import read_normmua
+    from memxr.readers.tvsd_trials import read_trials
+    from memxr.synth import synthesize
+
+    out = tmp_path_factory.mktemp("tvsd")
+    synthesize(out, scale=0.001, seed=4, subjects=(), monkeys=("N",), n_days=3)
+    mdir = out / "tvsd" / "monkeyN"
+    trials = read_trials(mdir, "N", checksum=False, chunk_bytes=1 << 20, dtype="float32")
+    return trials, read_normmua(mdir, "N", checksum=False), mdir
+
+
+def test_normalize_days_reproduces_normmua(tvsd):
+    """Normalised trials, averaged over each area's window, are the dataset's normMUA (here
+    the synthetic file, written independently as norm_MUA.m does), train and test."""
+    trials, norm, _ = tvsd
+    with raise_if_dask_computes():
+        out = normalize_days(trials)
+    assert out.response.dtype == np.float32 and out.attrs["units"] == "z"
+    assert out.response.chunks == trials.response.chunks
+    assert out.response_repeats.chunks == trials.response_repeats.chunks
+    r, reps = out.response.values, out.response_repeats.values
+    t = out.time.values
+    for area in ("V1", "V4", "IT"):
+        start, stop = AREA_WINDOWS[area]
+        ch = out.area.values == area
+        window = (t >= start) & (t < stop)
+        np.testing.assert_allclose(
+            r[:, ch][..., window].mean(-1), norm.response.values[:, ch], atol=2e-5
+        )
+        np.testing.assert_allclose(
+            np.nanmean(reps[:, :, ch][..., window], -1),
+            norm.response_repeats.values[:, :, ch],
+            atol=2e-5,
+        )
+
+
+def test_day_constants_by_hand(tvsd):
+    """Mean and sd (ddof 1) of each day's test trials in the window bins, from the raw file."""
+    import h5py
+    import scipy.io
+
+    trials, _, mdir = tvsd
+    c = day_constants(trials).compute()
+    mapping = scipy.io.loadmat(mdir / "_logs" / "1024chns_mapping_20220105.mat")["mapping"]
+    with h5py.File(mdir / "THINGS_MUA_trials.mat", "r") as f:
+        allmat, tb = f["ALLMAT"][()].T, f["tb"][:, 0]
+        raw = f["ALLMUA"][()][:, mapping.ravel().astype(int) - 1]  # small test file
+    start, stop = AREA_WINDOWS["IT"]
+    it = np.flatnonzero(trials.area.values == "IT")[:5]
+    for day in np.unique(allmat[:, 6]).astype(int):
+        pool = raw[:, :, (allmat[:, 2] > 0) & (allmat[:, 6] == day)]
+        pool = pool[(tb >= start) & (tb < stop)][:, it]  # (bins, channels, trials)
+        values = np.moveaxis(pool, 1, 0).reshape(len(it), -1)
+        got = c.sel(recording_day=day).isel(channel=it)
+        np.testing.assert_allclose(got["mean"], values.mean(1), rtol=1e-6)
+        np.testing.assert_allclose(got["sd"], values.std(1, ddof=1), rtol=1e-5)
+
+
+def test_normalize_days_needs_days_and_windows(tvsd):
+    trials, _, _ = tvsd
+    with pytest.raises(ValueError, match="day"):
+        normalize_days(trials.drop_vars("day"))
+    with pytest.raises(ValueError, match="repeat_day"):
+        normalize_days(trials.drop_vars("repeat_day"))
+    with pytest.raises(UnknownROIError, match="holds no time bin"):
+        normalize_days(trials, {"IT": (500, 600)})

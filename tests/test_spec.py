@@ -105,6 +105,19 @@ def test_valid_spec_is_normalized_with_defaults(tree):
     assert spec.name == "demo" and spec.root == tree.resolve()
 
 
+def test_tvsd_normalize_key(tree):
+    """Time-resolved TVSD cubes are normalised per day unless ``rois.tvsd.normalize: false``."""
+    assert load_spec(_write(tree, BASE)).rois("tvsd-trials")["normalize"] is True
+    off = load_spec(_write(tree, _edited(rois={"tvsd": {"normalize": False}})))
+    assert off.rois("tvsd-trials")["normalize"] is False
+    assert _error(tree, _edited(rois={"tvsd": {"normalize": "yes"}})) == (
+        "demo.yaml: rois.tvsd.normalize: expected true or false, got 'yes'"
+    )
+    assert _error(tree, _edited(rois={"things-fmri": {"normalize": True}})) == (
+        "demo.yaml: rois.things-fmri: unknown key 'normalize'"
+    )
+
+
 def test_unknown_key_with_suggestion(tree):
     spec = _edited(analyses__modles={"cv": 3})
     assert (

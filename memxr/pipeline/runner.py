@@ -99,6 +99,7 @@ def plan(spec: Spec, out: str | os.PathLike) -> list[Step]:
         rois = dict(spec.rois(datasets[name]))
         if datasets[name] != "tvsd-trials":
             rois.pop("windows")  # only time-resolved cubes use them
+            rois.pop("normalize", None)
         steps.append(
             Step(
                 f"magnitudes:{name}",

@@ -41,6 +41,9 @@ Layout
       tvsd:
         names: [V1, V4, IT]
         windows: {V1: [25, 125]}        # ms, for time-resolved cubes (defaults V1/V4/IT)
+        normalize: true                 # time-resolved cubes: z-score each channel per
+                                        # recording day against that day's test trials,
+                                        # as normMUA (default); false: raw MUA
     analyses:                           # each section optional: absent or null = not run
       correlation: {methods: [pearson, spearman], how: [mean, l2], splits: [train, test],
                     n_permutations: 1000, n_bootstrap: 1000, groups: concept, seed: 0}
@@ -374,7 +377,21 @@ _ROI_SET = _section(
         "windows": (_mapping(_window), dict),
     }
 )
-_ROIS = _section({m: (_ROI_SET, _defaults(_ROI_SET)) for m in MODALITIES})
+_TVSD_SET = _section(
+    {
+        "names": (_optional(_list(_str(), min_len=1)), None),
+        "definitions": (_mapping(_list(_str(), min_len=1)), dict),
+        "reliability": (_optional(_RELIABILITY), None),
+        "windows": (_mapping(_window), dict),
+        "normalize": (_bool, True),
+    }
+)
+_ROIS = _section(
+    {
+        "things-fmri": (_ROI_SET, _defaults(_ROI_SET)),
+        "tvsd": (_TVSD_SET, _defaults(_TVSD_SET)),
+    }
+)
 
 _CORRELATION = _section(
     {

@@ -143,8 +143,9 @@ def _with_definitions(cube: xr.Dataset, definitions: dict) -> xr.Dataset:
 
 
 def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict]:
-    """The cube opened lazily, reliability-filtered, with the ROI unions; ROI names; settings."""
-    from ..reduce import default_rois
+    """The cube opened lazily, normalised (time-resolved TVSD, unless ``rois.tvsd.normalize``
+    is false), reliability-filtered, with the ROI unions; ROI names; settings."""
+    from ..reduce import default_rois, normalize_days
     from ..reliability import select_channels
     from ..store import open_cube
 
@@ -152,6 +153,15 @@ def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict
     dataset = str(ds.attrs.get("dataset", ""))
     rois = ctx.spec.rois(dataset)
     section = f"rois.{modality_of(dataset)}"
+    if dataset == "tvsd-trials" and rois.get("normalize", False):
+        if "day" not in ds.coords or "repeat_day" not in ds.coords:
+            raise InputError(
+                ctx.spec.path,
+                f"{section}.normalize",
+                f"{cube['name']}: the store has no recording days (ingested by an older "
+                "memxr): ingest it again, or set normalize: false for raw MUA",
+            )
+        ds = normalize_days(ds, roi_windows(rois))
     rel = rois["reliability"]
     if rel is not None:
         try:
@@ -217,7 +227,12 @@ def ceiling_of(ds: xr.Dataset, split: str, memorability_reliability: float) -> n
 
 
 def magnitudes_step(ctx: Context, step: Step) -> None:
-    """ROI mean and l2 per stimulus (windowed and per time bin for trials), ceilings."""
+    """ROI mean and l2 per stimulus (windowed and per time bin for trials), ceilings.
+
+    Time-resolved TVSD cubes are normalised per (channel, recording day) first, as the
+    dataset's normMUA (:func:`memxr.reduce.normalize_days`; ``rois.tvsd.normalize: false``
+    keeps raw MUA); the ``normalisation`` attribute of the output says which.
+    """
     from ..reduce import roi_reduce, window_reduce
 
     cube, names, rois = open_prepared(ctx, step.cube)
@@ -239,6 +254,8 @@ def magnitudes_step(ctx: Context, step: Step) -> None:
         "dataset": cube.attrs.get("dataset", ""),
         "subject": cube.attrs.get("subject", ""),
         "cube": step.cube["name"],
+        "units": cube.attrs.get("units", ""),
+        "normalisation": cube.attrs.get("normalisation", "none"),
         **ctx.provenance(step, [step.cube]),
     }
     write_zarr(ds, ctx.path(step.outputs[0]))

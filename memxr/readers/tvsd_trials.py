@@ -11,8 +11,12 @@ is larger than ``chunk_bytes`` a slab is further cut into blocks of channels,
 so the memory of a task depends on ``chunk_bytes`` only, never on the file.
 
 ``ALLMAT`` has one row per trial, ``[trial_idx train_idx test_idx rep count
-correct day]`` (6 columns accepted too; only the first three are relied on),
-with 1-based image indices into ``_logs/things_imgs.mat``. ``ALLMUA`` is in
+correct day]`` (6 columns accepted too, ``[trial_idx train_idx test_idx rep
+count day]`` as in the dataset's ``norm_MUA.m``), with 1-based image indices into
+``_logs/things_imgs.mat``. The recording day is the last column (what
+``norm_MUA.m`` reads): it becomes the coordinates ``day`` (of each stimulus shown
+on one trial: the train images) and ``repeat_day`` (of each test repeat), which
+the per-day normalisation (:func:`memxr.reduce.normalize_days`) needs. ``ALLMUA`` is in
 recording order: physical channel ``c`` (0-based) is recording position
 ``mapping[c] - 1`` of ``_logs/1024chns_mapping_*.mat``.
 
@@ -226,6 +230,31 @@ def trial_stimuli(allmat: np.ndarray, n_train: int, n_test: int, path: Path) -> 
     return np.where(train > 0, train - 1, n_train + test - 1).astype(np.int64)
 
 
+def trial_days(
+    allmat: np.ndarray, trial_stim: np.ndarray, rep_index: np.ndarray, n_stim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recording day (1-based; 0 = unknown) of every single-trial stimulus and test repeat.
+
+    The day is ALLMAT's last column. A stimulus shown on several trials (a test image)
+    or on none gets day 0 (its repeats carry theirs); padded repeats too.
+
+    Examples
+    --------
+    >>> m = np.array([[1, 1, 0, 1, 1, 1, 2], [2, 0, 1, 1, 2, 1, 1], [3, 0, 1, 2, 3, 1, 2]])
+    >>> stim = np.array([0, 1, 1])
+    >>> day, rep_day = trial_days(m, stim, np.array([[1, 2]]), n_stim=2)
+    >>> day.tolist(), rep_day.tolist()
+    ([2, 0], [[1, 2]])
+    """
+    day = np.where(allmat[:, -1] > 0, allmat[:, -1], 0).astype(np.int64)
+    counts = np.bincount(trial_stim, minlength=n_stim)
+    single = counts[trial_stim] == 1
+    stim_day = np.zeros(n_stim, dtype=np.int64)
+    stim_day[trial_stim[single]] = day[single]
+    rep_day = np.where(rep_index >= 0, day[np.maximum(rep_index, 0)], 0)
+    return stim_day, rep_day.astype(np.int64)
+
+
 def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: int) -> np.ndarray:
     """(n, max_repeats) trial positions of stimuli ``first..first+n-1``, -1 where padded.
 
@@ -251,7 +280,7 @@ def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: 
 # --------------------------------------------------------------------- streamed slabs
 
 
-__all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan"]
+__all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan", "trial_days"]
 
 
 def slab_plan(
@@ -415,7 +444,9 @@ def read_trials(
         time) = mean over each stimulus's trials (NaN where ``n_repeats`` is
         0), ``response_repeats`` (repeat_stimulus, repeat, channel, time) with
         the trials of the test images (ordered by ``rep``, NaN padded),
-        ``time`` = ``tb`` in ms. Both arrays share their read tasks.
+        ``time`` = ``tb`` in ms, and the recording days ``day`` (stimulus; 0 for
+        a stimulus not shown on exactly one trial) and ``repeat_day``
+        (repeat_stimulus, repeat; 0 where padded). Both arrays share their read tasks.
 
     Raises
     ------
@@ -496,6 +527,10 @@ def read_trials(
     n_repeats = np.bincount(trial_stim, minlength=n_stim)
     stim_coords, label_counts = stimulus_coords(imgs, n_repeats, memorability, concepts)
     coords.update(stim_coords)
+    stim_day, rep_day = trial_days(layout.allmat, trial_stim, rep_index, n_stim)
+    coords["day"] = ("stimulus", stim_day)
+    if reps is not None:
+        coords["repeat_day"] = (("repeat_stimulus", "repeat"), rep_day)
     attrs = cube_attrs("tvsd-trials", m, "MUA (not normalised)", files, root, checksum)
     attrs["labels"] = json.dumps(label_counts)
     attrs["chunk_bytes"] = int(chunk_bytes)

@@ -1,5 +1,4 @@
-""":func:`synthesize`: every raw format under one folder, at any scale, and its ``truth.json``.
-"""
+""":func:`synthesize`: every raw format under one folder, at any scale, and its ``truth.json``."""
 
 from __future__ import annotations
 
@@ -8,11 +7,14 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from .fmri import write_things_fmri_subject
+from .model import Model
 from .things import Stimuli
 from .tvsd import write_tvsd_monkey
 
-__all__ = ["REAL_SIZES", "sizes", "synthesize"]
+__all__ = ["COVARIATES_CSV", "COVARIATE_COLUMNS", "REAL_SIZES", "sizes", "synthesize"]
 
 REAL_SIZES = {
     "n_voxels": 211_339,
@@ -94,11 +96,22 @@ def synthesize(
     monkeys: Sequence[str] = ("N", "F"),
     trials: bool = True,
     fmri_dtype: str = "float32",
-    fmri_gains: dict[str, float] | None = None,
-    tvsd_gains: dict[str, float] | None = None,
+    *,
+    fmri_effects: dict[str, float] | None = None,
+    fmri_confounds: dict[str, float] | None = None,
+    tvsd_effects: dict[str, float] | None = None,
+    tvsd_confounds: dict[str, float] | None = None,
+    effect_scale: float = 1.0,
+    memorability_split_half: float | None = None,
+    memorability_concept_share: float | None = None,
+    covariate_r: float | None = None,
+    neural_concept_share: float | None = None,
     **overrides,
 ) -> dict:
     """Write all raw formats under ``outdir`` and return the truth (also ``truth.json``).
+
+    The planted model, its defaults and the exact meaning of every planted
+    quantity are described in :mod:`memxr.synth.model`.
 
     Parameters
     ----------
@@ -118,38 +131,67 @@ def synthesize(
         Also write ``THINGS_MUA_trials.mat`` (by far the largest file).
     fmri_dtype : {"float32", "float64"}
         Dtype of the fMRI betas.
-    fmri_gains, tvsd_gains : dict, optional
-        Planted gains (defaults ``FMRI_GAINS``, ``TVSD_GAINS``).
+    fmri_effects, tvsd_effects : dict, optional
+        Planted population correlation of each ROI/area mean with the memorability
+        score (replacing the defaults ``FMRI_EFFECTS``, ``TVSD_EFFECTS``); an ROI not
+        listed has no direct memorability loading.
+    fmri_confounds, tvsd_confounds : dict, optional
+        Planted correlation of each ROI/area mean with the low-level covariate
+        (defaults ``FMRI_CONFOUNDS``, ``TVSD_CONFOUNDS``).
+    effect_scale : float
+        Multiplies every planted effect (e.g. 3 for quick looks at small sizes).
+    memorability_split_half, memorability_concept_share, covariate_r, neural_concept_share
+        The other parameters of :class:`memxr.synth.model.Model` (defaults there).
     **overrides
         Size overrides, see :func:`sizes`.
 
     Returns
     -------
     dict
-        ``seed``, ``scale``, ``sizes``, ``names`` (real/generated),
-        ``memorability`` (NaN image), ``fmri.<subject>``, ``tvsd.<monkey>``.
+        ``seed``, ``scale``, ``sizes``, ``names`` (real/generated), ``model`` (the
+        parameters and derived constants), ``memorability`` (NaN image, sample
+        statistics), ``covariates`` (the CSV of per-image latents),
+        ``fmri.<subject>`` and ``tvsd.<monkey>`` with the planted truth per ROI.
+
+    Raises
+    ------
+    InfeasibleTarget
+        When a planted correlation cannot be reached (see :func:`memxr.synth.model.solve`).
     """
     out = Path(outdir)
     out.mkdir(parents=True, exist_ok=True)
     s = sizes(scale, **overrides)
     k = s["images_per_concept"]
+    given = {
+        "fmri_effects": fmri_effects, "fmri_confounds": fmri_confounds,
+        "tvsd_effects": tvsd_effects, "tvsd_confounds": tvsd_confounds,
+        "memorability_split_half": memorability_split_half,
+        "memorability_concept_share": memorability_concept_share,
+        "covariate_r": covariate_r, "neural_concept_share": neural_concept_share,
+    }  # fmt: skip
+    model = Model(effect_scale=effect_scale, **{k_: v for k_, v in given.items() if v is not None})
     if things_dir is not None:
-        names = Stimuli.from_things(things_dir, seed=seed)
+        names = Stimuli.from_things(things_dir, seed=seed, model=model)
     else:
         n = max(s["n_fmri_concepts"], s["n_tvsd_concepts"]) + max(
             s["n_fmri_test"], s["n_tvsd_test"]
         )
-        names = Stimuli.generate(min(n, REAL_SIZES["n_tvsd_concepts"]), seed=seed, min_images=k)
+        names = Stimuli.generate(
+            min(n, REAL_SIZES["n_tvsd_concepts"]), seed=seed, min_images=k, model=model
+        )
     names.write_tables(out / "things")
     truth: dict = {
         "seed": seed,
         "scale": scale,
         "sizes": s,
         "names": names.source,
+        "model": model.to_json(),
         "memorability": {"nan_image": names.nan_image},
+        "covariates": {"file": COVARIATES_CSV, "columns": COVARIATE_COLUMNS},
         "fmri": {},
         "tvsd": {},
     }
+    used: list[str] = []
     for subject in subjects:
         truth["fmri"][subject] = write_things_fmri_subject(
             out / "things-fmri" / "betas_csv",
@@ -162,9 +204,11 @@ def synthesize(
             dtype=fmri_dtype,
             names=names,
             rng=seed,
-            gains=fmri_gains,
             images_per_concept=k,
         )
+    if subjects:
+        used += [img for _, img in names.train_images(s["n_fmri_concepts"], k)]
+        used += [img for _, img in names.test_images(s["n_fmri_test"], k)]
     for monkey in monkeys:
         m = monkey.removeprefix("monkey")
         truth["tvsd"][m] = write_tvsd_monkey(
@@ -178,9 +222,45 @@ def synthesize(
             n_days=s["n_days"],
             names=names,
             rng=seed,
-            gains=tvsd_gains,
             trials=trials,
             images_per_concept=k,
         )
+    if monkeys:
+        used += [img for _, img in names.train_images(s["n_tvsd_concepts"], k)]
+        used += [img for _, img in names.test_images(s["n_tvsd_test"], k)]
+    truth["memorability"].update(_write_covariates(out / COVARIATES_CSV, names, used))
     (out / "truth.json").write_text(json.dumps(truth, indent=1, sort_keys=True))
     return truth
+
+
+COVARIATES_CSV = "covariates.csv"
+COVARIATE_COLUMNS = {
+    "image_name": "THINGS file name (the join key)",
+    "concept": "concept of the image",
+    "low_level": "the low-level covariate L (z units)",
+    "memorability_true": "true memorability M (z units)",
+    "memorability_z": "the published score in z units",
+    "half_a": "split-half score of one half of the raters (z units)",
+    "half_b": "split-half score of the other half (z units)",
+}
+"""Columns of ``covariates.csv`` (one row per image of the data sets, sorted)."""
+
+
+def _write_covariates(path: Path, names: Stimuli, used: list[str]) -> dict:
+    """``covariates.csv`` for the images of the data sets; sample statistics of the scores."""
+    images = sorted(set(used))
+    lat = names.latents.loc[images]
+    table = lat[["concept", "L", "M", "z", "half_a", "half_b"]].rename(
+        columns={"L": "low_level", "M": "memorability_true", "z": "memorability_z"}
+    )
+    table.to_csv(path, float_format="%.9g")
+    z = lat["z"].to_numpy()
+    ok = np.isfinite(z)
+    halves = lat[["half_a", "half_b"]].to_numpy()[ok]
+    return {
+        "n_images": len(images),
+        "sample_split_half": float(np.corrcoef(halves.T)[0, 1]) if ok.sum() > 2 else None,
+        "sample_r_true": float(np.corrcoef(z[ok], lat["M"].to_numpy()[ok])[0, 1])
+        if ok.sum() > 2
+        else None,
+    }

@@ -1,7 +1,9 @@
 """THINGS names and tables for the synthetic data: the real ones, or generated look-alikes.
 
-:class:`Stimuli` holds a universe of concepts (in a seeded order), their images
-and memorability scores. Train images are the first ``k`` images of the first
+:class:`Stimuli` holds a universe of concepts (in a seeded order), their images,
+memorability scores and image latents (true memorability, the low-level covariate,
+image features: :mod:`memxr.synth.model`); generated scores come from the latents, real
+ones drive them. Train images are the first ``k`` images of the first
 concepts; test images come from the other end of the order (one image per
 concept beyond the ``k`` train images), so that datasets built from the same
 :class:`Stimuli` share their train and test images, as THINGS-fMRI and TVSD do.
@@ -31,8 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 
-__all__ = ["CATEGORY_LABELS", "Stimuli", "base_seed", "key_of", "rng_for", "zscore"]
+from .model import K_HIGH, K_LOW, MEMORABILITY, Model
+
+__all__ = ["CATEGORY_LABELS", "LATENTS", "Stimuli", "base_seed", "key_of", "rng_for", "zscore"]
 
 MEMORABILITY_CSV = "THINGS_Memorability_Scores.csv"
 CONCEPTS_CSV = "Concept_to_category_linking.csv"
@@ -115,9 +120,14 @@ def _fmt(x: float) -> str:
     return "NaN" if math.isnan(x) else f"{x:.9g}"
 
 
+LATENTS = ("M", "z", "half_a", "half_b", "L", "G", *(f"low{k}" for k in range(K_LOW)),
+           *(f"high{k}" for k in range(K_HIGH)))  # fmt: skip
+"""Image latents drawn for every image (regions' responses ``C:<region>`` are drawn on demand)."""
+
+
 @dataclass
 class Stimuli:
-    """A universe of THINGS concepts, images and memorability scores.
+    """A universe of THINGS concepts, images, memorability scores and image latents.
 
     Attributes
     ----------
@@ -134,6 +144,11 @@ class Stimuli:
         ``"real"`` (tables read from a folder) or ``"generated"``.
     nan_image : str or None
         An image without a score, always among the train images of the first concept.
+    model : Model
+        The planted model (memorability reliability, concept shares, covariate).
+    latents : pandas.DataFrame
+        One row per image (sorted by concept, then image), the columns of
+        :data:`LATENTS` (see :mod:`memxr.synth.model`).
     """
 
     concepts: list[str]
@@ -144,31 +159,40 @@ class Stimuli:
     nan_image: str | None = None
     things_dir: Path | None = None
     seed: int = 0
+    model: Model = field(default_factory=Model)
+    latents: pd.DataFrame | None = None
+    _regions: dict = field(default_factory=dict, repr=False)
 
     @classmethod
-    def generate(cls, n_concepts: int, seed: int = 0, min_images: int = 12) -> Stimuli:
-        """Plausible names and scores: concept effect plus image noise, mean ~0.79 in [0.385, 1]."""
+    def generate(
+        cls, n_concepts: int, seed: int = 0, min_images: int = 12, model: Model | None = None
+    ) -> Stimuli:
+        """Plausible names; scores from the planted model, mean ~0.79 in [0.385, 1]."""
         rng = np.random.default_rng([seed, 101])
         names = _concept_names(n_concepts, rng)
-        images, mem, cat = {}, {}, {}
+        images, cat = {}, {}
         for c in names:
             n_img = min_images + 1 + int(rng.integers(0, 4))
             letters = ["b" if rng.random() < 0.9 else "s"]
             letters += ["n" if rng.random() < 0.06 else "s" for _ in range(n_img - 1)]
-            imgs = [f"{c}_{i + 1:02d}{ch}.jpg" for i, ch in enumerate(letters)]
-            images[c] = imgs
-            level = 0.79 + rng.normal(0, 0.04)
-            for img in imgs:
-                mem[img] = round(float(np.clip(level + rng.normal(0, 0.07), 0.385, 1.0)), 9)
+            images[c] = [f"{c}_{i + 1:02d}{ch}.jpg" for i, ch in enumerate(letters)]
             number = 0 if rng.random() < 0.29 else int(rng.choice(list(CATEGORY_LABELS)))
             cat[c] = (number, CATEGORY_LABELS.get(number, "NA"))
         first = images[names[0]]
         nan_image = first[min(7, len(first) - 1)]
-        mem[nan_image] = float("nan")
-        return cls(names, images, mem, cat, "generated", nan_image, None, seed)
+        out = cls(names, images, {}, cat, "generated", nan_image, None, seed, model or Model())
+        out.latents = _latents(out, observed=None)
+        z = out.latents["z"]
+        mem = MEMORABILITY
+        cr = np.clip(mem["mean"] + mem["sd"] * z.to_numpy(), mem["low"], mem["high"])
+        out.memorability = {img: float(f"{v:.9g}") for img, v in zip(z.index, cr, strict=True)}
+        out.memorability[nan_image] = float("nan")
+        return out
 
     @classmethod
-    def from_things(cls, things_dir: str | os.PathLike, seed: int = 0) -> Stimuli:
+    def from_things(
+        cls, things_dir: str | os.PathLike, seed: int = 0, model: Model | None = None
+    ) -> Stimuli:
         """The real names and scores from ``things_dir`` (the two THINGS tables)."""
         d = Path(things_dir)
         images: dict[str, list[str]] = {}
@@ -190,7 +214,31 @@ class Stimuli:
             names.remove("goalpost")
             names.insert(0, "goalpost")
         images = {c: sorted(v) for c, v in images.items()}
-        return cls(names, images, mem, cat, "real", nan_image, d, seed)
+        out = cls(names, images, mem, cat, "real", nan_image, d, seed, model or Model())
+        out.latents = _latents(out, observed=mem)
+        return out
+
+    def latent(self, names: list[str], images: list[str]) -> np.ndarray:
+        """Latent values (``len(images)``, ``len(names)``): columns of :data:`LATENTS` or
+        ``C:<region>`` (a region's image response, drawn once per region and cached)."""
+        rows = self.latents.index.get_indexer(images)
+        if (rows < 0).any():
+            raise ValueError(f"unknown image {images[int(np.flatnonzero(rows < 0)[0])]!r}")
+        cols = []
+        for name in names:
+            if name in self.latents.columns:
+                cols.append(self.latents[name].to_numpy()[rows])
+            elif name.startswith("C:"):
+                if name not in self._regions:
+                    self._regions[name] = _region(self, name[2:])
+                cols.append(self._regions[name][rows])
+            else:
+                raise ValueError(f"unknown latent {name!r}")
+        return np.column_stack(cols) if cols else np.empty((len(images), 0))
+
+    def concept_index(self, images: list[str]) -> np.ndarray:
+        """Index (into the sorted concepts) of the concept of each image."""
+        return self.latents["concept_index"].to_numpy()[self.latents.index.get_indexer(images)]
 
     def train_images(self, n_concepts: int, k: int) -> list[tuple[str, str]]:
         """``(concept, image)`` for the first ``k`` images of the first ``n_concepts`` concepts."""
@@ -242,3 +290,58 @@ class Stimuli:
                 beh = 0.0 if number == 0 else float(np.clip(rng.normal(5.5, 1.3), 0.5, 8.6))
                 fh.write(f"{c},{number},{label},{_fmt(cr)},{_fmt(dim)},{_fmt(beh)},,,\r\n")
         return paths
+
+
+def _mix(rng: np.random.Generator, share: float, codes: np.ndarray, n_concepts: int, k: int):
+    """``k`` standard normal columns, a share ``share`` of the variance common to a concept."""
+    concept = rng.standard_normal((n_concepts, k))
+    image = rng.standard_normal((codes.size, k))
+    return math.sqrt(share) * concept[codes] + math.sqrt(1 - share) * image
+
+
+def _frame(s: Stimuli) -> tuple[list[str], np.ndarray, list[str]]:
+    concepts = sorted(s.images)
+    rows = [(img, j) for j, c in enumerate(concepts) for img in s.images[c]]
+    return [r[0] for r in rows], np.array([r[1] for r in rows], dtype=np.int64), concepts
+
+
+def _latents(s: Stimuli, observed: dict[str, float] | None) -> pd.DataFrame:
+    """The image latents of :data:`LATENTS` (see :mod:`memxr.synth.model`)."""
+    m = s.model
+    R, kappa, h = m.reliability, m.kappa, m.memorability_split_half
+    names, codes, concepts = _frame(s)
+    rng = rng_for(s.seed, 40)
+    n, nc = len(names), len(concepts)
+    mem = _mix(rng, m.memorability_concept_share_true, codes, nc, 1)[:, 0]
+    e, eps = rng.standard_normal((2, n))
+    if observed is None:
+        z = math.sqrt(R) * mem + math.sqrt(1 - R) * e
+    else:  # real scores: the true memorability given them (bivariate normal)
+        cr = np.array([observed.get(img, np.nan) for img in names], dtype=np.float64)
+        ok = np.isfinite(cr)
+        z = np.full(n, np.nan)
+        z[ok] = (cr[ok] - cr[ok].mean()) / cr[ok].std()
+        mem = np.where(ok, math.sqrt(R) * np.nan_to_num(z) + math.sqrt(1 - R) * e, mem)
+    half = math.sqrt((1 + h) / 2) * z, math.sqrt((1 - h) / 2) * eps
+    share = m.neural_concept_share
+    neural = _mix(rng, share, codes, nc, 2 + K_LOW + K_HIGH)
+    low_level = kappa * mem + math.sqrt(1 - kappa**2) * neural[:, 0]
+    table = pd.DataFrame(
+        {"M": mem, "z": z, "half_a": half[0] + half[1], "half_b": half[0] - half[1],
+         "L": low_level, "G": neural[:, 1]},
+        index=pd.Index(names, name="image_name"),
+    )  # fmt: skip
+    for k in range(K_LOW):
+        table[f"low{k}"] = neural[:, 2 + k]
+    for k in range(K_HIGH):
+        table[f"high{k}"] = neural[:, 2 + K_LOW + k]
+    table["concept"] = [concepts[j] for j in codes]
+    table["concept_index"] = codes
+    return table
+
+
+def _region(s: Stimuli, region: str) -> np.ndarray:
+    """A region's image response for every image (row order of ``s.latents``)."""
+    codes = s.latents["concept_index"].to_numpy()
+    rng = rng_for(s.seed, 42, zlib.crc32(region.encode()))
+    return _mix(rng, s.model.neural_concept_share, codes, int(codes.max()) + 1, 1)[:, 0]

