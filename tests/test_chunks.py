@@ -46,8 +46,8 @@ def cube(n_stim: int = 100, n_chan: int = 10, n_time: int | None = None, seed: i
 
 def write(tmp_path: Path, ds=None, fmt: int = 3, name: str = "c.zarr") -> Path:
     ds = cube() if ds is None else ds
-    per_chunk = 3  # channels per chunk: several chunks, a short edge chunk
-    nbytes = ds.sizes["stimulus"] * per_chunk * 4 * ds.sizes.get("time", 1)
+    per_chunk = 3  # channels per chunk (of one time bin): several chunks, a short edge chunk
+    nbytes = ds.sizes["stimulus"] * per_chunk * 4
     return write_cube(ds, tmp_path / name, zarr_format=fmt, chunk_bytes=nbytes, progress=False)
 
 

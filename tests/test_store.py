@@ -319,7 +319,8 @@ def test_chunk_plan_big_shapes():
         plans = [chunk_plan(fmri), chunk_plan(tvsd)]
     assert plans[0]["response"] == (8740, 1904)  # 111 chunks of 63.5 MiB
     assert plans[0]["channel_id"] == (211339,)  # coordinates: one chunk
-    assert plans[1]["response"] == (22348, 19, 19)
+    assert plans[1]["response"] == (22348, 256, 1)  # whole time bins, 4 channel blocks
+    assert plans[1]["response_repeats"] == (100, 30, 1024, 1)
     for ds, plan in zip([fmri, tvsd], plans, strict=True):
         for name, var in ds.data_vars.items():
             chunks = plan[name]
@@ -327,9 +328,14 @@ def test_chunk_plan_big_shapes():
             if name == "response_repeats":
                 assert chunks[1] == var.shape[1]  # and every repeat
             nbytes = np.prod(chunks) * var.dtype.itemsize
-            assert CHUNK_BYTES / 2 <= nbytes <= CHUNK_BYTES, (name, chunks)
-            assert nbytes >= 50e6, (name, chunks)
+            assert nbytes <= CHUNK_BYTES, (name, chunks)
+            if "time" not in var.dims:
+                assert CHUNK_BYTES / 2 <= nbytes and nbytes >= 50e6, (name, chunks)
+            else:  # one bin of the channel block; twice the block would not fit
+                assert chunks[-1] == 1 and (chunks[-2] == 1024 or 2 * nbytes > CHUNK_BYTES)
         _check_aligned(ds, plan)
+    f32 = chunk_plan(tvsd.astype("f4"))
+    assert f32["response"] == (22348, 512, 1) and f32["response_repeats"] == (100, 30, 1024, 1)
     # balanced: no tiny last chunk
     n_chunks = -(-211339 // 1904)
     assert 211339 - (n_chunks - 1) * 1904 > 1800
@@ -338,12 +344,14 @@ def test_chunk_plan_big_shapes():
 def test_chunk_plan_small_and_other_targets():
     cube = make_cube(n_time=7)
     assert chunk_plan(cube)["response"] == (24, 10, 7)  # smaller than the target: one chunk
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 12)
-    assert plan["response"] == (24, 4, 3)
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 35)
-    assert plan["response"] == (24, 5, 7)
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 50)  # the fullest split: all channels
-    assert plan["response"] == (24, 10, 4)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 12)  # a bin of every channel fits
+    assert plan["response"] == (24, 10, 1)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 4)  # halved: 10 -> 5 -> 3 channels
+    assert plan["response"] == (24, 3, 1)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 2)
+    assert plan["response"] == (24, 2, 1)
+    long = make_cube(n_time=40)  # bins under 1/8 of the target: 3 per chunk
+    assert chunk_plan(long, target_bytes=24 * 4 * 10 * 8 * 3)["response"] == (24, 10, 3)
 
 
 def test_misaligned_dask_chunks_are_rechunked(tmp_path):
@@ -574,7 +582,7 @@ def test_inputs_future_and_store_info(tmp_path):
         "dims": ["stimulus", "channel", "time"],
         "dtype": "float32",
         "shape": [24, 10, 7],
-        "chunks": [24, 4, 3],
+        "chunks": [24, 10, 1],
         "codec": "crc32c",
         "checksum": True,
     }
@@ -594,7 +602,7 @@ def test_inputs_future_and_store_info(tmp_path):
     json.dumps(info)  # `memxr info --json`
 
     text = format_info(info)
-    assert "response (stimulus, channel, time) float32 [24 x 10 x 7] chunks 24 x 4 x 3" in text
+    assert "response (stimulus, channel, time) float32 [24 x 10 x 7] chunks 24 x 10 x 1" in text
     assert "V1 (" in text and "train 20" in text and "test 4" in text
     assert f"sub/a.h5  1.0 KB  sha256 {records[0]['sha256'][:12]}" in text
     assert "subject: N" in text

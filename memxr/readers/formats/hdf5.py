@@ -73,6 +73,16 @@ class H5Array:
         with h5py.File(self.path, "r") as f:
             return f[self.name][key]
 
+    def read_into(self, key, out: np.ndarray) -> np.ndarray:
+        """Read ``self[key]`` into ``out`` (a C-contiguous array of that shape and dtype).
+
+        Reading into a buffer kept between reads spares faulting in fresh pages for every
+        block (large arrays are fresh memory maps).
+        """
+        with h5py.File(self.path, "r") as f:
+            f[self.name].read_direct(out, key)
+        return out
+
     def __reduce__(self):
         return (H5Array, (self.path, self.name))
 
