@@ -1,14 +1,20 @@
-"""Reader of TVSD per-trial MUA (``THINGS_MUA_trials.mat``), streamed in slabs of time bins.
+"""Reader of TVSD per-trial MUA (``THINGS_MUA_trials.mat``), read once in whole time bins.
 
 The real file holds ``ALLMUA``, un-normalised multi-unit activity per trial,
 channel and 1 ms bin: 58 GB of float64 that h5py sees as (300, 1024, ~25k)
 in C order, trials fastest. :func:`read_trials` never loads it: the cube's
-arrays are dask graphs whose tasks each read one slab of whole time bins
-(contiguous in the file; whole multiples of the HDF5 chunk when the dataset
-is chunked) of about ``chunk_bytes`` and turn it, with one sparse matrix
-product, into the mean over each stimulus's trials. When one time bin alone
-is larger than ``chunk_bytes`` a slab is further cut into blocks of channels,
-so the memory of a task depends on ``chunk_bytes`` only, never on the file.
+arrays are dask graphs with one task per time bin (or per HDF5 chunk along
+time): it reads the bin whole, every channel and trial (contiguous in the
+file; whole chunks when the dataset is chunked), once, into a buffer its
+thread reuses, and gives from it both the stimulus means and the test
+repeats. Each train image has exactly one trial, so most of the cube is a
+reordering: a trial-major copy of the bin with the channel mapping applied
+and the cast done once, then a gather of its rows; only stimuli shown
+several times (the test images) are averaged, in float64. The outputs are
+cut into pieces of one bin and a block of channels, the chunks the store
+writes (:func:`slab_plan`). A task holds one bin of input (1024 x trials
+values, 200 MB for the real file) and one of output, whatever the number
+of bins.
 
 ``ALLMAT`` has one row per trial, ``[trial_idx train_idx test_idx rep count
 correct day]`` (6 columns accepted too; only the first three are relied on),
@@ -18,10 +24,10 @@ recording order: physical channel ``c`` (0-based) is recording position
 
 Examples
 --------
->>> slab_plan((300, 1024, 25000), 8, n_stim=22348, chunk_bytes=64 << 20)
-(1, 335)
+>>> slab_plan((300, 1024, 25000), 4, n_stim=22348, chunk_bytes=64 << 20)
+(1, 512)
 >>> slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=2 << 20)
-(4, 1024)
+(1, 1024)
 """
 
 from __future__ import annotations
@@ -29,7 +35,6 @@ from __future__ import annotations
 import json
 import operator
 import os
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -44,7 +49,7 @@ from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputError
 from ..schema import text_coord, validate
-from .formats.hdf5 import H5Array, open_h5
+from .formats.hdf5 import H5Array, open_h5, scratch
 from .tvsd import (
     IMGS_FILE,
     N_CHANNELS,
@@ -256,7 +261,6 @@ def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: 
 __all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan"]
 
 _TILE = 128  # trials per tile of the transposing copy (measured: 11.7 ms a bin, 19.4 at 256)
-_BUFFERS = threading.local()  # per-thread read and transpose buffers, reused between tasks
 
 
 def channel_block(n_lead: int, n_channels: int, itemsize: int, chunk_bytes: int) -> int:
@@ -360,20 +364,11 @@ class _Design:
         return [(c, min(c + size, n)) for c in range(0, n, size)]
 
 
-def _buffer(name: str, shape: tuple, dtype: Any) -> np.ndarray:
-    """A per-thread scratch array, reused while its shape and dtype stay the same."""
-    buf = getattr(_BUFFERS, name, None)
-    if buf is None or buf.shape != tuple(shape) or buf.dtype != dtype:
-        buf = np.empty(shape, dtype=dtype)
-        setattr(_BUFFERS, name, buf)
-    return buf
-
-
 def _read_band(arr: H5Array, axes: tuple[int, int, int], t0: int, t1: int) -> np.ndarray:
     """Time bins ``t0:t1`` of ALLMUA as (time, recording channel, trial), every channel and
     trial; read into a reused buffer when the file holds them in that order."""
     if axes == (0, 1, 2):
-        buf = _buffer("band", (t1 - t0, *arr.shape[1:]), arr.dtype)
+        buf = scratch("band", (t1 - t0, *arr.shape[1:]), arr.dtype)
         arr.read_into(np.s_[t0:t1], buf)
         return buf
     key: list[Any] = [slice(None)] * 3
@@ -396,7 +391,7 @@ def _bin_pieces(plane: np.ndarray, d: _Design) -> tuple[list, list]:
         pos = d.positions[c0:c1]
         # trial-major copy of the block's channels (mapped), cast once: every later gather
         # reads whole rows of it
-        pt = _buffer("transposed", (n_k, c1 - c0), d.dtype)
+        pt = scratch("transposed", (n_k, c1 - c0), d.dtype)
         for j in range(0, n_k, _TILE):
             pt[j : j + _TILE] = plane[pos, j : j + _TILE].T
         out = np.empty((d.n_stim, c1 - c0, 1), dtype=d.dtype)
