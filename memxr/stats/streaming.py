@@ -16,7 +16,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .kernels import Tables, common_sums, design_rows, rank_kernel
+from .kernels import Tables, common_sums, contract_block, design_rows, rank_kernel
 
 _RANK_BYTES = 128 * 2**20
 """Largest block holding a whole stimulus axis, for the rank transform."""
@@ -66,9 +66,13 @@ def prepare_features(a: xr.DataArray, dim: str, keep: np.ndarray | None, method:
         bare = bare.isel({dim: keep})
     if method == "spearman":
         bare = _rank(bare.astype(np.float64), dim)
-    # One pass: cast to float64 and shift together (the same numbers as astype, then subtract).
+    # One pass per block: cast to float64 and shift together (the same numbers as astype,
+    # then subtract; dask's own ufunc dispatch would subtract in the input's dtype first).
     first = bare.isel({dim: 0})
-    return xr.apply_ufunc(np.subtract, bare, first, kwargs={"dtype": np.float64}, dask="allowed")
+    return xr.apply_ufunc(
+        np.subtract, bare, first, kwargs={"dtype": np.float64},
+        dask="parallelized", output_dtypes=[np.float64],
+    )  # fmt: skip
 
 
 def plan_blocks(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
@@ -101,7 +105,14 @@ def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
     and the partial products are summed over the stimulus chunks (a tree reduction), so the
     pass reads every block of ``a`` once and holds no whole axis of it.
     """
-    data = da.tensordot(a.data, m, axes=(a.get_axis_num(dim), 0))
+    x, axis = a.data, a.get_axis_num(dim)
+    left = list(range(x.ndim))
+    out = left + [x.ndim]  # partial sums keep the stimulus axis (one per chunk) ...
+    parts = da.blockwise(
+        contract_block, out, x, left, m, [axis, x.ndim],
+        adjust_chunks={axis: lambda c: 1}, dtype=np.float64, axis=axis,
+    )  # fmt: skip
+    data = parts.sum(axis=axis)  # ... summed over the chunks (a tree), as da.tensordot does
     return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
 
 
