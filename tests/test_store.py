@@ -36,6 +36,7 @@ from memxr.store import (
     store_info,
     write_cube,
 )
+from memxr.store import write as write_mod
 from memxr.store.info import _codec_label
 from memxr.store.layout import prepare_cube, rechunk_to_plan
 from memxr.testing import raise_if_dask_computes
@@ -651,3 +652,25 @@ def test_reader_chunks_kept_when_they_fit():
     assert chunk_plan(ds, target)["response"] == (24, 10)
     ds["response"] = ds.response.chunk({"stimulus": 12, "channel": 9})  # stimulus split: refused
     assert chunk_plan(ds, target)["response"] == (24, 10)
+
+
+def test_regions_written_on_a_dask_client(tmp_path):
+    """On a Dask client the regions are computed there and logged here as they finish."""
+    from distributed import Client, LocalCluster
+
+    cube = lazy_cube()
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as lc,
+        Client(lc),
+    ):
+        logged = []
+        real = write_mod._compute_stores
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(
+                write_mod,
+                "_compute_stores",
+                lambda stores, done: real(stores, lambda n, r: (logged.append(r), done(n, r))),
+            )
+            path = write_cube(cube, tmp_path / "c.zarr", chunk_bytes=lazy_chunk_bytes(), progress=False)
+    assert sorted(r["channel"].start for r in logged) == [0, 16, 32, 48]
+    np.testing.assert_array_equal(open_cube(path)["response"].values, cube["response"].values)
