@@ -39,3 +39,32 @@ def test_contract_equals_tensordot_over_chunks():
     want = da.tensordot(a.data, md, axes=(0, 0)).compute()
     np.testing.assert_array_equal(got.values, want)
     np.testing.assert_allclose(got.values, np.tensordot(a.values, m, axes=(0, 0)), rtol=1e-12)
+
+
+def test_sums_and_squares_in_one_pass_equal_naive_sums():
+    """x . m and x**2 . w from one pass (tiles of stimuli, several chunks) equal the sums
+    computed whole, and the correlation map equals Pearson's r per feature."""
+    from memxr.stats.kernels import _PAIR_ROWS
+    from memxr.stats.streaming import _contract_pair
+
+    rng = np.random.default_rng(6)
+    n = 3 * _PAIR_ROWS + 17  # several tiles and a short one, in two stimulus chunks
+    x = xr.DataArray(rng.standard_normal((n, 4, 3)), dims=("stimulus", "channel", "time"))
+    xd = x.chunk({"stimulus": n // 2 + 1, "channel": 2})
+    m, w = rng.standard_normal((n, 3)), rng.random((n, 2))
+    chunks = (xd.chunksizes["stimulus"],)
+    s1, s2 = _contract_pair(
+        xd, da.from_array(m, chunks=(chunks[0], 3)), da.from_array(w, chunks=(chunks[0], 2)), "stimulus"
+    )
+    np.testing.assert_allclose(s1.values, np.tensordot(x.values, m, axes=(0, 0)), rtol=1e-12)
+    np.testing.assert_allclose(s2.values, np.tensordot(x.values**2, w, axes=(0, 0)), rtol=1e-12)
+
+    from memxr.stats import correlate
+
+    y = rng.standard_normal(n)
+    r = correlate(xd, y, n_permutations=0, n_bootstrap=0).r.values
+    xc = x.values - x.values.mean(0)
+    want = np.tensordot(xc, y - y.mean(), axes=(0, 0)) / np.sqrt(
+        (xc**2).sum(0) * ((y - y.mean()) ** 2).sum()
+    )
+    np.testing.assert_allclose(r, want, rtol=1e-10)

@@ -16,7 +16,14 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .kernels import Tables, common_sums, contract_block, design_rows, rank_kernel
+from .kernels import (
+    Tables,
+    common_sums,
+    contract_block,
+    contract_pair_block,
+    design_rows,
+    rank_kernel,
+)
 
 _RANK_BYTES = 128 * 2**20
 """Largest block holding a whole stimulus axis, for the rank transform."""
@@ -116,6 +123,23 @@ def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
     return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
 
 
+def _contract_pair(
+    a: xr.DataArray, m: da.Array, w: da.Array, dim: str
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """``a . m`` and ``a**2 . w`` over ``dim`` in one pass over ``a`` (see :func:`_contract`):
+    each block is read once for both, and squared a tile at a time."""
+    x, axis = a.data, a.get_axis_num(dim)
+    left = list(range(x.ndim))
+    col, km, kw = x.ndim, x.ndim + 1, x.ndim + 2
+    parts = da.blockwise(
+        contract_pair_block, left + [col], x, left, m, [axis, km], w, [axis, kw],
+        new_axes={col: m.shape[1] + w.shape[1]}, adjust_chunks={axis: lambda c: 1},
+        concatenate=True, dtype=np.float64, axis=axis,
+    )  # fmt: skip
+    both = xr.DataArray(parts.sum(axis=axis), dims=[d for d in a.dims if d != dim] + [_COL])
+    return _cols(both, 0, m.shape[1], _COL), _cols(both, m.shape[1], both.sizes[_COL], _W)
+
+
 def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
     return s.isel({_COL: slice(start, stop)}).rename({_COL: name})
 
@@ -126,13 +150,13 @@ def stream_sums(
     """Arguments of :func:`_finalize_kernel`: lazy x-side sums and the small y-side sums."""
     nz, nw, nc = t.widths
     full, omega = _design_dask(t, xs.chunksizes[dim])
-    s1 = _contract(xs, full, dim, _COL)
+    s1, s2 = _contract_pair(xs, full, omega, dim)  # one pass over x for both
     col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
     common = {k: xr.DataArray(v, dims=col[k]) for k, v in common_sums(t, block_bytes).items()}
     args = [
         common["sw"],
         _cols(s1, nz, nz + nw, _W),
-        _contract(xs * xs, omega, dim, _W),
+        s2,
         common["sy"],
         common["syy"],
         _cols(s1, 0, nz, _Z),
