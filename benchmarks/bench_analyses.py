@@ -7,12 +7,16 @@ Prints ratios (not asserted anywhere):
    chunk files with plain ``open().read()`` (target <= 1.3).
 2. Time-resolved correlation map (every channel x time bin against
    memorability) over a >= 2 GB TVSD-like cube (5,000 x 1,024 x 100, float32)
-   vs a cold read of its bytes (target <= 1.5).
+   vs a cold read of its bytes (target <= 1.5), in two chunk layouts: 64 channels
+   x 50 bins, and whole time bins (what ``memxr ingest`` writes); and the price of
+   each layout for reading one area (256 channels) in a 100 ms window.
 3. A concept-grouped CV model grid (feature sets x models x folds, with label
    permutations) on a 2-worker LocalCluster vs the same grid sequentially with
    plain scikit-learn in one process (target speedup >= 1.7).
 
-Cold means the page cache is dropped before each timed read (needs root:
+Every timing shows the CPU time of this process and that of the other processes in the
+same window (the machine may be shared: CPU times are the steadier measure). Cold means
+the page cache is dropped before each timed read (needs root:
 ``/proc/sys/vm/drop_caches``); where that is refused, every run is warm and
 the script says so.
 
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import tempfile
 import time
@@ -95,14 +100,46 @@ def fmri_like(path: Path, n_stim: int = 8740, n_chan: int = 61440) -> Path:
     return memxr.write_cube(ds, path, progress=False)
 
 
-def tvsd_like(path: Path, n_stim: int = 5000, n_time: int = 100) -> Path:
+def _cpu() -> float:
+    """CPU seconds of this process so far (user + system, every thread)."""
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    return ru.ru_utime + ru.ru_stime
+
+
+def _busy() -> float:
+    """CPU seconds the whole machine has been busy (from /proc/stat; 0 where missing)."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:8]]
+    except OSError:
+        return 0.0
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / os.sysconf("SC_CLK_TCK")
+
+
+class _Timed:
+    """Wall time, this process's CPU time and the other processes' CPU time of a block."""
+
+    def __enter__(self):
+        self.t, self.c, self.b = time.perf_counter(), _cpu(), _busy()
+        return self
+
+    def __exit__(self, *exc):
+        self.wall = time.perf_counter() - self.t
+        self.cpu = _cpu() - self.c
+        self.others = max(0.0, _busy() - self.b - self.cpu)
+
+    def __str__(self) -> str:
+        return f"{self.wall:6.2f} s  (CPU {self.cpu:5.2f} s; other processes {self.others:5.1f} s)"
+
+
+def tvsd_like(path: Path, n_stim: int = 5000, n_time: int = 100, chunks=(5000, 64, 50)) -> Path:
     if path.exists():
         return path
     rng = np.random.default_rng(2)
     coords = _labels(n_stim, rng)
     mask = np.zeros((1024, 3), dtype=bool)
     mask[:512, 0], mask[512:768, 1], mask[768:, 2] = True, True, True
-    resp = da.random.RandomState(3).standard_normal((n_stim, 1024, n_time), chunks=(n_stim, 64, 50))
+    resp = da.random.RandomState(3).standard_normal((n_stim, 1024, n_time), chunks=chunks)
     ds = xr.Dataset(
         {"response": (("stimulus", "channel", "time"), resp.astype(np.float32))},
         coords={
@@ -120,43 +157,51 @@ def tvsd_like(path: Path, n_stim: int = 5000, n_time: int = 100) -> Path:
 def bench_roi(workdir: Path) -> None:
     store = fmri_like(workdir / "fmri_like.zarr")
     cold = drop_caches()
-    t_read, nbytes = read_files(store)
+    with _Timed() as read:
+        t_read, nbytes = read_files(store)
     drop_caches()
-    t0 = time.perf_counter()
-    cube = memxr.open_cube(store)
-    with dask.config.set(scheduler="threads"):
+    with _Timed() as roi, dask.config.set(scheduler="threads"):
+        cube = memxr.open_cube(store)
         memxr.roi_reduce(cube, ["FFA", "PPA", "lFFA", "V1", "IT", "rPPA"]).compute()
-    t_roi = time.perf_counter() - t0
     drop_caches()
-    t0 = time.perf_counter()
-    with dask.config.set(scheduler="threads"):
+    with _Timed() as zread, dask.config.set(scheduler="threads"):
         xr.open_zarr(store)["response"].data.sum().compute()
-    t_zarr = time.perf_counter() - t0
     print(f"\n[1] ROI reduction, {nbytes / 1e9:.2f} GB store ({'cold' if cold else 'warm'} cache)")
-    print(f"    zarr read + sum (xarray)     {t_zarr:6.2f} s  (the floor of any zarr-based pass)")
-    print(f"    read of the store's bytes   {t_read:6.2f} s  ({nbytes / 1e9 / t_read:.2f} GB/s)")
-    print(f"    memxr.roi_reduce (6 ROIs)    {t_roi:6.2f} s")
-    print(f"    ratio roi_reduce / read      {t_roi / t_read:6.2f}  (target <= 1.3)")
-    print(f"    ratio roi_reduce / zarr read {t_roi / t_zarr:6.2f}")
+    print(f"    zarr read + sum (xarray)    {zread}")
+    print(f"    read of the store's bytes   {read}  {nbytes / 1e9 / read.wall:.2f} GB/s")
+    print(f"    memxr.roi_reduce (6 ROIs)   {roi}")
+    print(f"    ratio roi_reduce / read      {roi.wall / read.wall:6.2f}  (target <= 1.3)"
+          f"   CPU {roi.cpu / read.cpu:5.2f}")  # fmt: skip
+    print(f"    ratio roi_reduce / zarr read {roi.wall / zread.wall:6.2f}")
 
 
 def bench_map(workdir: Path) -> None:
     from memxr.stats import correlation_map
 
-    store = tvsd_like(workdir / "tvsd_like.zarr")
-    cold = drop_caches()
-    t_read, nbytes = read_files(store)
-    print(f"\n[2] Time-resolved correlation map, {nbytes / 1e9:.2f} GB store "
-          f"({'cold' if cold else 'warm'} cache)")  # fmt: skip
-    print(f"    read of the store's bytes    {t_read:6.2f} s  ({nbytes / 1e9 / t_read:.2f} GB/s)")
-    for n_perm in (0, 20):
+    layouts = {
+        "chunks of 64 channels x 50 bins": tvsd_like(workdir / "tvsd_like.zarr"),
+        "whole time bins (as ingested)": tvsd_like(workdir / "tvsd_bins.zarr", chunks=(5000, 1024, 1)),
+    }  # fmt: skip
+    for title, store in layouts.items():
+        cold = drop_caches()
+        with _Timed() as read:
+            _, nbytes = read_files(store)
+        print(f"\n[2] Time-resolved correlation map, {nbytes / 1e9:.2f} GB store, {title} "
+              f"({'cold' if cold else 'warm'} cache)")  # fmt: skip
+        print(f"    read of the store's bytes     {read}  {nbytes / 1e9 / read.wall:.2f} GB/s")
+        for n_perm in (0, 20):
+            drop_caches()
+            with _Timed() as run:
+                res = correlation_map(memxr.open_cube(store), n_permutations=n_perm, n_bootstrap=0)
+                res.r.compute() if n_perm == 0 else res.compute()
+            print(f"    correlation map, {n_perm:3d} perms  {run}  ratio to read "
+                  f"{run.wall / read.wall:5.2f}" + ("  (target <= 1.5)" if n_perm == 0 else ""))  # fmt: skip
+        # the price of whole-bin chunks: one area (256 channels) in a 100 ms window
         drop_caches()
-        t0 = time.perf_counter()
-        res = correlation_map(memxr.open_cube(store), n_permutations=n_perm, n_bootstrap=0)
-        res.r.compute() if n_perm == 0 else res.compute()
-        t_map = time.perf_counter() - t0
-        print(f"    correlation map, {n_perm:3d} perms   {t_map:6.2f} s   ratio to read "
-              f"{t_map / t_read:5.2f}" + ("  (target <= 1.5)" if n_perm == 0 else ""))  # fmt: skip
+        with _Timed() as window:
+            cube = memxr.open_cube(store)
+            cube["response"].isel(channel=slice(768, 1024), time=slice(58, 92)).mean().compute()
+        print(f"    one area x 100 ms window      {window}  ratio to read {window.wall / read.wall:5.2f}")
 
 
 def bench_models() -> None:

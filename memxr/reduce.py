@@ -226,22 +226,37 @@ def zscore(da: xr.DataArray, dim: str = "stimulus") -> xr.DataArray:
     return out
 
 
+_TILE_ROWS = 512
+"""Stimuli per tile of the ROI kernel: the tile's float64 copy (a few MB) stays in cache."""
+
+
 def _block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
     """One (stimulus, channel[, time]) block -> stacked ROI sums and valid counts.
 
-    Returns (2, stimulus, 1, [time,] roi): one pass over the block, one matrix
-    product when it holds no NaN (the usual case), two otherwise.
+    Returns (2, stimulus, 1, [time,] roi). The block is cast to float64 (and squared, in
+    its own dtype, for ``l2``) one tile of stimuli at a time, right before its matrix
+    product with the weights, in one BLAS thread (Dask's threads already use the cores):
+    no block-sized float64 copy, no pass over the block to look for NaN. A NaN in the
+    block shows in the sums, and only then are they recomputed with NaN left out.
     """
+    from threadpoolctl import threadpool_limits
+
     xt = np.moveaxis(x, 1, -1)  # (stimulus, [time,] channel): a view
-    if square:
-        xt = xt * xt
-    nan = np.isnan(xt)
-    if nan.any():
-        total = np.where(nan, 0, xt) @ w
-        count = (~nan).astype(w.dtype) @ w
-    else:
-        total = xt @ w
-        count = np.broadcast_to(w.sum(axis=0), total.shape)
+    total = np.empty((*xt.shape[:-1], w.shape[1]), dtype=w.dtype)
+    with threadpool_limits(limits=1, user_api="blas"):
+        for r in range(0, xt.shape[0], _TILE_ROWS):
+            tile = xt[r : r + _TILE_ROWS]
+            if square:
+                tile = tile * tile
+            np.matmul(tile.astype(w.dtype), w, out=total[r : r + _TILE_ROWS])
+        if np.isnan(total).any():  # rare: NaN in the block (or inf - inf)
+            if square:
+                xt = xt * xt
+            nan = np.isnan(xt)
+            total = np.where(nan, 0, xt) @ w
+            count = (~nan).astype(w.dtype) @ w
+        else:
+            count = np.broadcast_to(w.sum(axis=0), total.shape)
     return np.expand_dims(np.stack([total, count]), 2)
 
 

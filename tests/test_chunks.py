@@ -46,8 +46,8 @@ def cube(n_stim: int = 100, n_chan: int = 10, n_time: int | None = None, seed: i
 
 def write(tmp_path: Path, ds=None, fmt: int = 3, name: str = "c.zarr") -> Path:
     ds = cube() if ds is None else ds
-    per_chunk = 3  # channels per chunk: several chunks, a short edge chunk
-    nbytes = ds.sizes["stimulus"] * per_chunk * 4 * ds.sizes.get("time", 1)
+    per_chunk = 3  # channels per chunk (of one time bin): several chunks, a short edge chunk
+    nbytes = ds.sizes["stimulus"] * per_chunk * 4
     return write_cube(ds, tmp_path / name, zarr_format=fmt, chunk_bytes=nbytes, progress=False)
 
 
@@ -148,7 +148,11 @@ def test_flipped_byte(tmp_path, capsys):
     assert str(err.value).startswith(
         "c.zarr: response: chunk c/0/2: checksum mismatch (stored "
     )
-    assert isinstance(err.value.__cause__, ValueError)
+    assert err.value.__cause__ is None  # read straight from the file, checksum verified
+    with pytest.raises(ChunkError) as through_zarr:  # blocks of several chunks: Zarr decodes
+        open_cube(path, chunks={"channel": 6})["response"].mean().compute()
+    assert str(through_zarr.value) == str(err.value)
+    assert isinstance(through_zarr.value.__cause__, ValueError)  # Zarr's own error kept
     report = validate_store(path, deep=True)
     assert not report.ok and report.problems == [str(err.value)]
     assert main(["validate", str(path)]) == 0  # without --deep: metadata and coordinates only
@@ -335,3 +339,29 @@ def test_deep_validation_over_http(tmp_path):
     finally:
         server.shutdown()
         server.server_close()
+
+
+@pytest.mark.parametrize("n_time", [None, 7], ids=["2d", "3d"])
+def test_blocks_of_one_chunk_read_straight_from_files(tmp_path, monkeypatch, n_time):
+    """Default blocks (one chunk each, edge chunks included) are read from their files with
+    their checksum verified, and equal what Zarr decodes; v2 copies go through Zarr."""
+    import memxr.store.chunks as chunks_module
+
+    calls = []
+    real = chunks_module.read_chunk
+    monkeypatch.setattr(
+        chunks_module, "read_chunk", lambda layout, i: calls.append(i) or real(layout, i)
+    )
+    ds = cube(n_time=n_time)
+    path = write(tmp_path, ds)
+    opened = open_cube(path)
+    for name in ("response", "response_repeats"):
+        ref = xr.open_zarr(path)[name].values
+        np.testing.assert_array_equal(opened[name].values, ref)
+        np.testing.assert_array_equal(ref, ds[name].values)
+    n_blocks = sum(opened[n].data.npartitions for n in ("response", "response_repeats"))
+    assert len(calls) == n_blocks
+    calls.clear()
+    v2 = write(tmp_path, ds, fmt=2, name="v2.zarr")
+    np.testing.assert_array_equal(open_cube(v2)["response"].values, ds["response"].values)
+    assert calls == []

@@ -230,3 +230,42 @@ def test_normalize_days_needs_days_and_windows(tvsd):
         normalize_days(trials.drop_vars("repeat_day"))
     with pytest.raises(UnknownROIError, match="holds no time bin"):
         normalize_days(trials, {"IT": (500, 600)})
+
+
+def _previous_block_sums(x, w, square):
+    """The previous ROI kernel: one product of the whole block (cast to float64 at once),
+    after a pass looking for NaN."""
+    xt = np.moveaxis(x, 1, -1)
+    if square:
+        xt = xt * xt
+    nan = np.isnan(xt)
+    if nan.any():
+        total = np.where(nan, 0, xt) @ w
+        count = (~nan).astype(w.dtype) @ w
+    else:
+        total = xt @ w
+        count = np.broadcast_to(w.sum(axis=0), total.shape)
+    return np.expand_dims(np.stack([total, count]), 2)
+
+
+@pytest.mark.parametrize("square", [False, True])
+@pytest.mark.parametrize("shape", [(1300, 300), (1100, 64, 3)], ids=["2d", "3d"])
+@pytest.mark.parametrize("holes", ["none", "nan", "inf"])
+def test_block_sums_identical_to_previous_kernel(square, shape, holes):
+    """Tiles of stimuli cast one at a time give the same bits as the whole-block product."""
+    from memxr.reduce import _TILE_ROWS, _block_sums
+
+    assert shape[0] > 2 * _TILE_ROWS  # several tiles, a short last one
+    rng = np.random.default_rng(3)
+    x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(np.float32)
+    if holes == "nan":
+        x[7, 5] = np.nan
+    elif holes == "inf":
+        x[700, 1], x[700, 2] = np.inf, -np.inf
+    w = (rng.random((shape[1], 5)) < 0.3).astype(np.float64)
+    w[[1, 2, 5], 0] = 1.0  # the holes are in ROI 0
+    got, want = _block_sums(x, w, square), _previous_block_sums(x, w, square)
+    assert got.shape == want.shape
+    np.testing.assert_array_equal(got, want)
+    assert (got[1] < w.sum(0)).any() == (holes == "nan")  # NaN channels left out
+    assert np.isnan(got).any() == (holes == "inf")  # inf - inf stays NaN

@@ -36,6 +36,7 @@ from memxr.store import (
     store_info,
     write_cube,
 )
+from memxr.store import write as write_mod
 from memxr.store.info import _codec_label
 from memxr.store.layout import prepare_cube, rechunk_to_plan
 from memxr.testing import raise_if_dask_computes
@@ -319,7 +320,8 @@ def test_chunk_plan_big_shapes():
         plans = [chunk_plan(fmri), chunk_plan(tvsd)]
     assert plans[0]["response"] == (8740, 1904)  # 111 chunks of 63.5 MiB
     assert plans[0]["channel_id"] == (211339,)  # coordinates: one chunk
-    assert plans[1]["response"] == (22348, 19, 19)
+    assert plans[1]["response"] == (22348, 256, 1)  # whole time bins, 4 channel blocks
+    assert plans[1]["response_repeats"] == (100, 30, 1024, 1)
     for ds, plan in zip([fmri, tvsd], plans, strict=True):
         for name, var in ds.data_vars.items():
             chunks = plan[name]
@@ -327,9 +329,14 @@ def test_chunk_plan_big_shapes():
             if name == "response_repeats":
                 assert chunks[1] == var.shape[1]  # and every repeat
             nbytes = np.prod(chunks) * var.dtype.itemsize
-            assert CHUNK_BYTES / 2 <= nbytes <= CHUNK_BYTES, (name, chunks)
-            assert nbytes >= 50e6, (name, chunks)
+            assert nbytes <= CHUNK_BYTES, (name, chunks)
+            if "time" not in var.dims:
+                assert CHUNK_BYTES / 2 <= nbytes and nbytes >= 50e6, (name, chunks)
+            else:  # one bin of the channel block; twice the block would not fit
+                assert chunks[-1] == 1 and (chunks[-2] == 1024 or 2 * nbytes > CHUNK_BYTES)
         _check_aligned(ds, plan)
+    f32 = chunk_plan(tvsd.astype("f4"))
+    assert f32["response"] == (22348, 512, 1) and f32["response_repeats"] == (100, 30, 1024, 1)
     # balanced: no tiny last chunk
     n_chunks = -(-211339 // 1904)
     assert 211339 - (n_chunks - 1) * 1904 > 1800
@@ -338,12 +345,14 @@ def test_chunk_plan_big_shapes():
 def test_chunk_plan_small_and_other_targets():
     cube = make_cube(n_time=7)
     assert chunk_plan(cube)["response"] == (24, 10, 7)  # smaller than the target: one chunk
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 12)
-    assert plan["response"] == (24, 4, 3)
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 35)
-    assert plan["response"] == (24, 5, 7)
-    plan = chunk_plan(cube, target_bytes=24 * 4 * 50)  # the fullest split: all channels
-    assert plan["response"] == (24, 10, 4)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 12)  # a bin of every channel fits
+    assert plan["response"] == (24, 10, 1)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 4)  # halved: 10 -> 5 -> 3 channels
+    assert plan["response"] == (24, 3, 1)
+    plan = chunk_plan(cube, target_bytes=24 * 4 * 2)
+    assert plan["response"] == (24, 2, 1)
+    long = make_cube(n_time=40)  # bins under 1/8 of the target: 3 per chunk
+    assert chunk_plan(long, target_bytes=24 * 4 * 10 * 8 * 3)["response"] == (24, 10, 3)
 
 
 def test_misaligned_dask_chunks_are_rechunked(tmp_path):
@@ -379,7 +388,14 @@ def test_failure_leaves_nothing_under_the_final_name(tmp_path):
     assert not path.exists()
     (partial,) = _partials(path)
     lines = (partial / PROGRESS_LOG).read_text().splitlines()
-    assert lines[0].startswith("# memxr progress ") and len(lines) == 1 + 2  # 2 regions done
+    assert lines[0].startswith("# memxr progress ")
+    # regions finish in any order; the one holding the failed chunk 9 is never logged
+    regions = [f"response|channel={a}:{a + 16}" for a in range(0, 64, 16)]
+    assert set(lines[1:]) <= set(regions) - {regions[2]}
+    for line in lines[1:]:  # a logged region has all its chunks on disk
+        start = int(line.split("=")[1].split(":")[0])
+        for i in range(start // 4, start // 4 + 4):
+            assert (partial / "response" / "c" / "0" / str(i)).is_file(), line
 
 
 def test_durable_write(tmp_path):
@@ -567,7 +583,7 @@ def test_inputs_future_and_store_info(tmp_path):
         "dims": ["stimulus", "channel", "time"],
         "dtype": "float32",
         "shape": [24, 10, 7],
-        "chunks": [24, 4, 3],
+        "chunks": [24, 10, 1],
         "codec": "crc32c",
         "checksum": True,
     }
@@ -587,7 +603,7 @@ def test_inputs_future_and_store_info(tmp_path):
     json.dumps(info)  # `memxr info --json`
 
     text = format_info(info)
-    assert "response (stimulus, channel, time) float32 [24 x 10 x 7] chunks 24 x 4 x 3" in text
+    assert "response (stimulus, channel, time) float32 [24 x 10 x 7] chunks 24 x 10 x 1" in text
     assert "V1 (" in text and "train 20" in text and "test 4" in text
     assert f"sub/a.h5  1.0 KB  sha256 {records[0]['sha256'][:12]}" in text
     assert "subject: N" in text
@@ -636,3 +652,25 @@ def test_reader_chunks_kept_when_they_fit():
     assert chunk_plan(ds, target)["response"] == (24, 10)
     ds["response"] = ds.response.chunk({"stimulus": 12, "channel": 9})  # stimulus split: refused
     assert chunk_plan(ds, target)["response"] == (24, 10)
+
+
+def test_regions_written_on_a_dask_client(tmp_path):
+    """On a Dask client the regions are computed there and logged here as they finish."""
+    from distributed import Client, LocalCluster
+
+    cube = lazy_cube()
+    with (
+        LocalCluster(n_workers=1, threads_per_worker=2, processes=False, dashboard_address=":0") as lc,
+        Client(lc),
+    ):
+        logged = []
+        real = write_mod._compute_stores
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(
+                write_mod,
+                "_compute_stores",
+                lambda stores, done: real(stores, lambda n, r: (logged.append(r), done(n, r))),
+            )
+            path = write_cube(cube, tmp_path / "c.zarr", chunk_bytes=lazy_chunk_bytes(), progress=False)
+    assert sorted(r["channel"].start for r in logged) == [0, 16, 32, 48]
+    np.testing.assert_array_equal(open_cube(path)["response"].values, cube["response"].values)

@@ -1,14 +1,20 @@
-"""Reader of TVSD per-trial MUA (``THINGS_MUA_trials.mat``), streamed in slabs of time bins.
+"""Reader of TVSD per-trial MUA (``THINGS_MUA_trials.mat``), read once in whole time bins.
 
 The real file holds ``ALLMUA``, un-normalised multi-unit activity per trial,
 channel and 1 ms bin: 58 GB of float64 that h5py sees as (300, 1024, ~25k)
 in C order, trials fastest. :func:`read_trials` never loads it: the cube's
-arrays are dask graphs whose tasks each read one slab of whole time bins
-(contiguous in the file; whole multiples of the HDF5 chunk when the dataset
-is chunked) of about ``chunk_bytes`` and turn it, with one sparse matrix
-product, into the mean over each stimulus's trials. When one time bin alone
-is larger than ``chunk_bytes`` a slab is further cut into blocks of channels,
-so the memory of a task depends on ``chunk_bytes`` only, never on the file.
+arrays are dask graphs with one task per time bin (or per HDF5 chunk along
+time): it reads the bin whole, every channel and trial (contiguous in the
+file; whole chunks when the dataset is chunked), once, into a buffer its
+thread reuses, and gives from it both the stimulus means and the test
+repeats. Each train image has exactly one trial, so most of the cube is a
+reordering: a trial-major copy of the bin with the channel mapping applied
+and the cast done once, then a gather of its rows; only stimuli shown
+several times (the test images) are averaged, in float64. The outputs are
+cut into pieces of one bin and a block of channels, the chunks the store
+writes (:func:`slab_plan`). A task holds one bin of input (1024 x trials
+values, 200 MB for the real file) and one of output, whatever the number
+of bins.
 
 ``ALLMAT`` has one row per trial, ``[trial_idx train_idx test_idx rep count
 correct day]`` (6 columns accepted too, ``[trial_idx train_idx test_idx rep
@@ -22,15 +28,16 @@ recording order: physical channel ``c`` (0-based) is recording position
 
 Examples
 --------
->>> slab_plan((300, 1024, 25000), 8, n_stim=22348, chunk_bytes=64 << 20)
-(1, 335)
+>>> slab_plan((300, 1024, 25000), 4, n_stim=22348, chunk_bytes=64 << 20)
+(1, 512)
 >>> slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=2 << 20)
-(4, 1024)
+(1, 1024)
 """
 
 from __future__ import annotations
 
 import json
+import operator
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,11 +49,11 @@ import numpy as np
 import scipy.io
 import xarray as xr
 from dask.base import tokenize
-from scipy import sparse
+from dask.highlevelgraph import HighLevelGraph
 
 from ..errors import InputError
 from ..schema import text_coord, validate
-from .formats.hdf5 import H5Array, open_h5
+from .formats.hdf5 import H5Array, open_h5, scratch
 from .tvsd import (
     IMGS_FILE,
     N_CHANNELS,
@@ -282,6 +289,26 @@ def repeat_index(trial_stim: np.ndarray, rep: np.ndarray | None, first: int, n: 
 
 __all__ = ["ALLMAT_COLUMNS", "read_mapping", "read_trials", "slab_plan", "trial_days"]
 
+_TILE = 128  # trials per tile of the transposing copy (measured: 11.7 ms a bin, 19.4 at 256)
+
+
+def channel_block(n_lead: int, n_channels: int, itemsize: int, chunk_bytes: int) -> int:
+    """Channels per output piece of one time bin: all of them, halved until a piece of
+    ``n_lead`` rows fits ``chunk_bytes`` (the same rule as the store's chunk plan for
+    time-resolved cubes, so pieces are written as they are).
+
+    Examples
+    --------
+    >>> channel_block(22348, 1024, 4, 64 << 20), channel_block(22348, 1024, 8, 64 << 20)
+    (512, 256)
+    >>> channel_block(5593, 1024, 4, 64 << 20)
+    1024
+    """
+    c = max(1, n_channels)
+    while c > 1 and n_lead * c * itemsize > chunk_bytes:
+        c = -(-c // 2)
+    return c
+
 
 def slab_plan(
     shape: tuple[int, int, int],
@@ -290,120 +317,188 @@ def slab_plan(
     chunk_bytes: int,
     time_chunk: int = 1,
 ) -> tuple[int, int]:
-    """Time bins and channels per task for an ALLMUA of (time, channel, trial) ``shape``.
+    """Time bins read per task and channels per output piece, for an ALLMUA of (time,
+    channel, trial) ``shape``.
 
-    A task holds ``time x channel x trial`` input items and ``stimulus x
-    channel x time`` float64 output items; both stay within about
-    ``chunk_bytes``. Time blocks are whole multiples of ``time_chunk`` (the
-    HDF5 chunk along time); channels are cut only when one block of time bins
-    is too large.
+    A task reads whole time bins (every channel and trial: contiguous in a C-ordered file,
+    whole chunks of a file chunked along trials), one bin or one HDF5 chunk along time
+    (``time_chunk``), so every byte of ``ALLMUA`` is read once. Its output is cut into
+    pieces of one time bin and :func:`channel_block` channels (``itemsize`` bytes per
+    value), the chunks of the store.
+
+    Examples
+    --------
+    >>> slab_plan((300, 1024, 25000), 4, n_stim=22348, chunk_bytes=64 << 20)
+    (1, 512)
+    >>> slab_plan((300, 1024, 2000), 8, n_stim=1500, chunk_bytes=64 << 20, time_chunk=3)
+    (3, 1024)
     """
-    n_t, n_c, n_k = shape
-    per_item = max(n_k * itemsize, n_stim * 8)  # bytes per (time bin, channel)
-    time_chunk = max(1, min(time_chunk, n_t))
-    if n_c * per_item * time_chunk <= chunk_bytes:
-        t_block = chunk_bytes // (n_c * per_item) // time_chunk * time_chunk
-        return int(min(max(t_block, time_chunk), n_t)), n_c
-    c_block = max(1, chunk_bytes // (time_chunk * per_item))
-    return time_chunk, int(min(c_block, n_c))
+    n_t, n_c, _ = shape
+    t_block = max(1, min(int(time_chunk), n_t))
+    return t_block, channel_block(n_stim, n_c, itemsize, chunk_bytes)
 
 
-def _read_slab(
-    arr: H5Array, axes: tuple[int, int, int], t0: int, t1: int, positions: np.ndarray
-) -> np.ndarray:
-    """Read time bins ``t0:t1`` of the recording ``positions``, as (time, channel, trial)."""
+@dataclass(frozen=True, eq=False)
+class _Design:
+    """How the trials of a slab become stimulus means and test repeats (small arrays).
+
+    A stimulus shown once (every train image) is its trial: its row is a reordered copy of
+    the slab. Stimuli shown several times (the test images) are averaged in float64, trial
+    by trial in file order (as a sparse product with weights ``1 / count`` adds them).
+    """
+
+    positions: np.ndarray  # (n_channels,) recording position of each physical channel
+    single: np.ndarray  # (n_single,) stimuli shown once
+    single_trial: np.ndarray  # (n_single,) their trial
+    multi: np.ndarray  # (n_multi,) stimuli shown more than once
+    multi_trials: np.ndarray  # (n_multi, m) their trials in file order, -1 padded
+    weights: np.ndarray  # (n_multi,) 1 / count
+    empty: np.ndarray  # (n_empty,) stimuli never shown: NaN
+    rep_index: np.ndarray  # (n_test, R) trial of each test repeat, -1 padded
+    n_stim: int
+    mean_block: int  # channels per piece of the means
+    rep_block: int  # channels per piece of the repeats
+    dtype: np.dtype  # of the outputs
+
+    @classmethod
+    def build(cls, trial_stim, n_stim, rep_index, positions, dtype, chunk_bytes) -> _Design:
+        counts = np.bincount(trial_stim, minlength=n_stim)
+        order = np.argsort(trial_stim, kind="stable")  # trials grouped by stimulus, file order
+        starts = np.cumsum(counts) - counts
+        single = np.flatnonzero(counts == 1)
+        multi = np.flatnonzero(counts > 1)
+        width = int(counts.max(initial=0)) if multi.size else 0
+        multi_trials = np.full((multi.size, width), -1, dtype=np.int64)
+        for j, s in enumerate(multi):  # small: the test images
+            multi_trials[j, : counts[s]] = order[starts[s] : starts[s] + counts[s]]
+        n_c, itemsize = positions.size, np.dtype(dtype).itemsize
+        lead = int(np.prod(rep_index.shape))
+        return cls(
+            positions=positions,
+            single=single,
+            single_trial=order[starts[single]],
+            multi=multi,
+            multi_trials=multi_trials,
+            weights=1.0 / counts[multi],
+            empty=np.flatnonzero(counts == 0),
+            rep_index=rep_index,
+            n_stim=int(n_stim),
+            mean_block=channel_block(n_stim, n_c, itemsize, chunk_bytes),
+            rep_block=channel_block(max(1, lead), n_c, itemsize, chunk_bytes),
+            dtype=np.dtype(dtype),
+        )
+
+    def blocks(self, size: int) -> list[tuple[int, int]]:
+        n = self.positions.size
+        return [(c, min(c + size, n)) for c in range(0, n, size)]
+
+
+def _read_band(arr: H5Array, axes: tuple[int, int, int], t0: int, t1: int) -> np.ndarray:
+    """Time bins ``t0:t1`` of ALLMUA as (time, recording channel, trial), every channel and
+    trial; read into a reused buffer when the file holds them in that order."""
+    if axes == (0, 1, 2):
+        buf = scratch("band", (t1 - t0, *arr.shape[1:]), arr.dtype)
+        arr.read_into(np.s_[t0:t1], buf)
+        return buf
     key: list[Any] = [slice(None)] * 3
     key[axes[0]] = slice(t0, t1)
-    if positions.size == arr.shape[axes[1]]:
-        block, take = arr[tuple(key)], positions
-    else:
-        order = np.argsort(positions)
-        key[axes[1]] = positions[order]  # h5py needs increasing indices
-        take = np.empty_like(order)
-        take[order] = np.arange(order.size)
-        block = arr[tuple(key)]
-    return np.take(np.transpose(block, axes), take, axis=1)
+    return np.transpose(arr[tuple(key)], axes)
 
 
-def mapped_slabs(
-    arr: H5Array, axes: tuple[int, int, int], positions: np.ndarray, t_block: int, c_block: int
-) -> da.Array:
-    """ALLMUA as a lazy (time, physical channel, trial) array, one task per slab."""
-    n_t, n_c, n_k = (arr.shape[a] for a in axes)
-    t_starts, c_starts = range(0, n_t, t_block), range(0, n_c, c_block)
-    st = os.stat(arr.path)
-    name = "tvsd-allmua-" + tokenize(
-        arr.path, arr.name, st.st_size, st.st_mtime_ns, axes, positions, t_block, c_block
-    )
-    dsk = {
-        (name, i, j, 0): (
-            _read_slab,
-            arr,
-            axes,
-            t0,
-            min(t0 + t_block, n_t),
-            positions[c0 : c0 + c_block],
-        )
-        for i, t0 in enumerate(t_starts)
-        for j, c0 in enumerate(c_starts)
-    }
-    chunks = (
-        tuple(min(t_block, n_t - t0) for t0 in t_starts),
-        tuple(min(c_block, n_c - c0) for c0 in c_starts),
-        (n_k,),
-    )
-    return da.Array(dsk, name, chunks=chunks, meta=np.empty((0, 0, 0), dtype=arr.dtype))
+def _bin_pieces(plane: np.ndarray, d: _Design) -> tuple[list, list]:
+    """One time bin (recording channel, trial) -> the means (stimulus, channel, 1) and the
+    repeats (repeat_stimulus, repeat, channel, 1), cut into channel pieces."""
+    n_k = plane.shape[1]
+    means, reps = [], []
+    rep_flat = np.maximum(d.rep_index.ravel(), 0)
+    rep_out = np.empty((*d.rep_index.shape, d.positions.size, 1), dtype=d.dtype)
+    if d.multi.size:  # the trials of multi-trial stimuli, every channel, float64
+        multi = np.take(plane, np.maximum(d.multi_trials, 0).ravel(), axis=1)
+        multi = multi.astype(np.float64, copy=False).reshape(-1, *d.multi_trials.shape)
+    single = _as_range(d.single)
+    for c0, c1 in d.blocks(d.mean_block):
+        pos = d.positions[c0:c1]
+        # trial-major copy of the block's channels (mapped), cast once: every later gather
+        # reads whole rows of it
+        pt = scratch("transposed", (n_k, c1 - c0), d.dtype)
+        for j in range(0, n_k, _TILE):
+            pt[j : j + _TILE] = plane[pos, j : j + _TILE].T
+        out = np.empty((d.n_stim, c1 - c0, 1), dtype=d.dtype)
+        rows = out[:, :, 0]
+        rows[single] = pt[d.single_trial]
+        if d.multi.size:
+            valid = d.multi_trials >= 0
+            vals = multi[pos]  # (channel, stimulus, trial)
+            acc = np.zeros((c1 - c0, d.multi.size))
+            for r in range(d.multi_trials.shape[1]):  # file order, as the sparse product adds
+                acc += np.where(valid[:, r], d.weights * vals[:, :, r], 0.0)
+            rows[_as_range(d.multi)] = acc.T
+        if d.empty.size:
+            rows[d.empty] = np.nan
+        means.append(out)
+        if d.rep_index.size:
+            rep_out[:, :, c0:c1, 0] = pt[rep_flat].reshape(*d.rep_index.shape, c1 - c0)
+    if d.rep_index.size:
+        rep_out[d.rep_index < 0] = np.nan
+        reps = [rep_out[:, :, c0:c1] for c0, c1 in d.blocks(d.rep_block)]
+        if len(reps) > 1:
+            reps = [np.ascontiguousarray(r) for r in reps]
+    return means, reps
 
 
-def _slab_mean(
-    block: np.ndarray, trial_stim: np.ndarray, n_stim: int, out_dtype: Any
-) -> np.ndarray:
-    """(time, channel, trial) -> (stimulus, channel, time): mean over each stimulus's trials."""
-    n_t, n_c, n_k = block.shape
-    counts = np.bincount(trial_stim, minlength=n_stim)
-    weights = 1.0 / counts[trial_stim]
-    onehot = sparse.csr_matrix((weights, (trial_stim, np.arange(n_k))), shape=(n_stim, n_k))
-    out = np.asarray(onehot @ block.reshape(n_t * n_c, n_k).T)  # (stimulus, time * channel)
-    out = out.reshape(n_stim, n_t, n_c).transpose(0, 2, 1).astype(out_dtype)
-    out[counts == 0] = np.nan
+def _as_range(index: np.ndarray) -> slice | np.ndarray:
+    """A slice for consecutive indices (assigning to it copies once), else the indices."""
+    if index.size and index[-1] - index[0] + 1 == index.size and np.all(np.diff(index) == 1):
+        return slice(int(index[0]), int(index[-1]) + 1)
+    return index
+
+
+def _slab_pieces(
+    arr: H5Array, axes: tuple[int, int, int], t0: int, t1: int, d: _Design
+) -> dict[tuple, np.ndarray]:
+    """Read time bins ``t0:t1`` once; their mean and repeat pieces by (kind, bin, block)."""
+    band = _read_band(arr, axes, t0, t1)
+    out = {}
+    for i in range(t1 - t0):
+        means, reps = _bin_pieces(band[i], d)
+        out.update({("mean", i, b): m for b, m in enumerate(means)})
+        out.update({("reps", i, b): r for b, r in enumerate(reps)})
     return out
 
 
-def _slab_repeats(block: np.ndarray, rep_index: np.ndarray, out_dtype: Any) -> np.ndarray:
-    """(time, channel, trial) -> (repeat_stimulus, repeat, channel, time), NaN where padded."""
-    n_t, n_c, _ = block.shape
-    flat = rep_index.ravel()
-    out = np.take(block, np.maximum(flat, 0), axis=2).astype(out_dtype)
-    out[:, :, flat < 0] = np.nan
-    return out.reshape(n_t, n_c, *rep_index.shape).transpose(2, 3, 1, 0)
-
-
-def _const(values: np.ndarray) -> da.Array:
-    return da.from_array(values, chunks=values.shape, name="tvsd-const-" + tokenize(values))
-
-
 def _stream(
-    slabs: da.Array, trial_stim: np.ndarray, n_stim: int, rep_index: np.ndarray, dtype: Any
+    arr: H5Array, axes: tuple[int, int, int], t_block: int, d: _Design
 ) -> tuple[da.Array, da.Array | None]:
-    """The lazy stimulus means and test repeats of the (time, channel, trial) slabs."""
-    meta = np.empty((0, 0, 0), dtype=dtype)
-    mean = da.blockwise(
-        *(_slab_mean, "sct", slabs, "tck", _const(trial_stim), "k"),
-        new_axes={"s": n_stim},
-        concatenate=True,
-        meta=meta,
-        n_stim=n_stim,
-        out_dtype=dtype,
-    )
-    if rep_index.size == 0:
+    """The lazy stimulus means and test repeats: one task per band of time bins reads it
+    once and gives both, as pieces of one bin and a block of channels."""
+    n_t = arr.shape[axes[0]]
+    st = os.stat(arr.path)
+    token = tokenize(
+        arr.path, arr.name, st.st_size, st.st_mtime_ns, axes, t_block, d.positions,
+        d.single_trial, d.multi_trials, d.rep_index, d.mean_block, d.rep_block, d.dtype.str,
+    )  # fmt: skip
+    read = "tvsd-allmua-" + token
+    bands = [(t0, min(t0 + t_block, n_t)) for t0 in range(0, n_t, t_block)]
+    layers = {read: {(read, i): (_slab_pieces, arr, axes, a, b, d) for i, (a, b) in enumerate(bands)}}
+    times = (1,) * n_t
+
+    def pieces(kind: str, lead: tuple[int, ...], size: int) -> da.Array:
+        name = f"tvsd-{kind}-{token}"
+        zeros = (0,) * len(lead)
+        layers[name] = {
+            (name, *zeros, b, t): (operator.getitem, (read, i), (kind, t - a, b))
+            for i, (a, e) in enumerate(bands)
+            for t in range(a, e)
+            for b in range(len(d.blocks(size)))
+        }
+        graph = HighLevelGraph(dict(layers), {read: set(), name: {read}})
+        chunks = (*((n,) for n in lead), tuple(c1 - c0 for c0, c1 in d.blocks(size)), times)
+        return da.Array(graph, name, chunks=chunks, meta=np.empty((0,) * (len(lead) + 2), d.dtype))
+
+    mean = pieces("mean", (d.n_stim,), d.mean_block)
+    if d.rep_index.size == 0:
         return mean, None
-    reps = da.blockwise(
-        *(_slab_repeats, "urct", slabs, "tck", _const(rep_index), "ur"),
-        concatenate=True,
-        meta=np.empty((0, 0, 0, 0), dtype=dtype),
-        out_dtype=dtype,
-    )
-    return mean, reps
+    return mean, pieces("reps", d.rep_index.shape, d.rep_block)
 
 
 def read_trials(
@@ -507,9 +602,9 @@ def read_trials(
         out_dtype = np.dtype(np.float64)
     shape = tuple(arr.shape[a] for a in layout.axes)
     t_chunk = arr.chunks[layout.axes[0]] if arr.chunks else 1
-    t_block, c_block = slab_plan(shape, arr.dtype.itemsize, n_stim, int(chunk_bytes), t_chunk)
-    slabs = mapped_slabs(arr, layout.axes, positions, t_block, c_block)
-    mean, reps = _stream(slabs, trial_stim, n_stim, rep_index, out_dtype)
+    t_block, _ = slab_plan(shape, out_dtype.itemsize, n_stim, int(chunk_bytes), t_chunk)
+    design = _Design.build(trial_stim, n_stim, rep_index, positions, out_dtype, int(chunk_bytes))
+    mean, reps = _stream(arr, layout.axes, t_block, design)
 
     files = [trials_path, imgs_path, map_path]
     stats = {}

@@ -16,7 +16,15 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from .kernels import Tables, common_sums, design_rows, rank_kernel, unit_sums
+from .kernels import (
+    Tables,
+    common_sums,
+    contract_block,
+    contract_pair_block,
+    design_rows,
+    rank_kernel,
+    unit_sums,
+)
 
 _RANK_BYTES = 128 * 2**20
 """Largest block holding a whole stimulus axis, for the rank transform."""
@@ -67,9 +75,13 @@ def prepare_features(a: xr.DataArray, dim: str, keep: np.ndarray | None, method:
         bare = bare.isel({dim: keep})
     if method == "spearman":
         bare = _rank(bare.astype(np.float64), dim)
-    # One pass: cast to float64 and shift together (the same numbers as astype, then subtract).
+    # One pass per block: cast to float64 and shift together (the same numbers as astype,
+    # then subtract; dask's own ufunc dispatch would subtract in the input's dtype first).
     first = bare.isel({dim: 0})
-    return xr.apply_ufunc(np.subtract, bare, first, kwargs={"dtype": np.float64}, dask="allowed")
+    return xr.apply_ufunc(
+        np.subtract, bare, first, kwargs={"dtype": np.float64},
+        dask="parallelized", output_dtypes=[np.float64],
+    )  # fmt: skip
 
 
 def plan_blocks(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
@@ -102,8 +114,32 @@ def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
     and the partial products are summed over the stimulus chunks (a tree reduction), so the
     pass reads every block of ``a`` once and holds no whole axis of it.
     """
-    data = da.tensordot(a.data, m, axes=(a.get_axis_num(dim), 0))
+    x, axis = a.data, a.get_axis_num(dim)
+    left = list(range(x.ndim))
+    out = left + [x.ndim]  # partial sums keep the stimulus axis (one per chunk) ...
+    parts = da.blockwise(
+        contract_block, out, x, left, m, [axis, x.ndim],
+        adjust_chunks={axis: lambda c: 1}, dtype=np.float64, axis=axis,
+    )  # fmt: skip
+    data = parts.sum(axis=axis)  # ... summed over the chunks (a tree), as da.tensordot does
     return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
+
+
+def _contract_pair(
+    a: xr.DataArray, m: da.Array, w: da.Array, dim: str
+) -> tuple[xr.DataArray, xr.DataArray]:
+    """``a . m`` and ``a**2 . w`` over ``dim`` in one pass over ``a`` (see :func:`_contract`):
+    each block is read once for both, and squared a tile at a time."""
+    x, axis = a.data, a.get_axis_num(dim)
+    left = list(range(x.ndim))
+    col, km, kw = x.ndim, x.ndim + 1, x.ndim + 2
+    parts = da.blockwise(
+        contract_pair_block, left + [col], x, left, m, [axis, km], w, [axis, kw],
+        new_axes={col: m.shape[1] + w.shape[1]}, adjust_chunks={axis: lambda c: 1},
+        concatenate=True, dtype=np.float64, axis=axis,
+    )  # fmt: skip
+    both = xr.DataArray(parts.sum(axis=axis), dims=[d for d in a.dims if d != dim] + [_COL])
+    return _cols(both, 0, m.shape[1], _COL), _cols(both, m.shape[1], both.sizes[_COL], _COL)
 
 
 def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
@@ -118,8 +154,7 @@ def stream_sums(
     nz, nw, nc, nk = t.widths
     k = t.n_units
     full, omega = _design_dask(t, xs.chunksizes[dim])
-    s1 = _contract(xs, full, dim, _COL)
-    s2 = _contract(xs * xs, omega, dim, _COL)
+    s1, s2 = _contract_pair(xs, full, omega, dim)  # one pass over x for both
     col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
     common = {k_: xr.DataArray(v, dims=col[k_]) for k_, v in common_sums(t, block_bytes).items()}
     args = [

@@ -13,16 +13,23 @@ about ``target_bytes`` (64 MiB by default, :data:`CHUNK_BYTES`):
 * the split is *balanced*: ``n`` equal chunks of at most the target rather than
   full chunks plus a tiny last one (an uncompressed edge chunk is stored at full
   size, so a ragged split wastes disk: measured 1.25x for 4.0002 chunks);
-* a time-resolved cube splits channel and time about equally (the squarest
-  split among those filling at least 90 % of the target), so a time window
-  and an ROI both read a bounded number of chunks;
+* a time-resolved cube is chunked in whole time bins: every channel (halved
+  until one bin fits the target, which keeps channel blocks aligned with the
+  64-electrode arrays) and one bin per chunk (several when a bin of every
+  channel is under an eighth of the target). That is how the raw trials file
+  is laid out (a bin of every channel and trial is contiguous, or whole HDF5
+  chunks), so the ingest reads each byte once and writes each chunk whole;
+  a whole-cube pass (maps, ROI reductions, normalisation) reads each chunk
+  once. The price is paid by a time window of one area, which reads the
+  window's bins of every channel of its blocks (see *Time-resolved chunks*);
 * dask chunks are rechunked to the Zarr chunks exactly before writing
   (``to_zarr`` refuses dask chunks straddling Zarr chunks); coordinates are
   small and stored as one chunk each.
 
 For THINGS-fMRI (8,740 x 211,339 float32) this gives 111 chunks of
-8,740 x 1,904 (63.5 MiB); for a TVSD time-resolved cube (22,348 x 1,024 x 300
-float64) 864 chunks of 22,348 x 19 x 19 (61.6 MiB).
+8,740 x 1,904 (63.5 MiB); for a TVSD time-resolved cube (22,348 x 1,024 x 300)
+600 chunks of 22,348 x 512 x 1 (43.7 MiB) in float32, 1,200 of 22,348 x 256 x 1
+in float64.
 Why 64 MiB (``benchmarks/bench_codecs.py``: 256 MiB float32 cube, 2 cores, warm
 page cache, no compression, best of 3): reads ran at 2.5-2.7 GB/s with 15-28 MiB
 chunks, 1.7 GB/s with 51 MiB and 1.3 GB/s with 128 MiB chunks (glibc serves

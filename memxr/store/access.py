@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import xarray as xr
 import zarr
 from dask.base import tokenize
@@ -91,6 +92,18 @@ def _explained(path_or_url, storage_options, error: BaseException) -> BaseExcept
     return first_problem(layouts) or error
 
 
+def _direct(var: xr.Variable, layout: ArrayLayout) -> bool:
+    """Whether a variable's chunk files can be read as they are (see
+    :func:`memxr.store.chunks.read_block`): raw checksummed chunks of a local store, and
+    values that xarray does not decode (no scale, offset or a fill value other than NaN)."""
+    if is_url(layout.store) or not (layout.raw and layout.checksummed):
+        return False
+    if var.dtype != layout.dtype or {"scale_factor", "add_offset"} & set(var.encoding):
+        return False
+    fill = var.encoding.get("_FillValue")
+    return fill is None or (var.dtype.kind == "f" and bool(np.isnan(fill)))
+
+
 def _checked_dask(
     ds: xr.Dataset, path_or_url, chunks: Any, storage_options: dict | None
 ) -> xr.Dataset:
@@ -112,10 +125,11 @@ def _checked_dask(
             spec = chunks
         layout = ArrayLayout.of(group, path_or_url, str(name), storage_options)
         token = tokenize(os.fspath(path_or_url), stamp, str(name), spec)
+        getitem = functools.partial(read_block, layout=layout, direct=_direct(var, layout))
         chunked = var.chunk(
             spec,
             name=f"{store_name(path_or_url)}-{name}-{token}",
-            from_array_kwargs={"getitem": functools.partial(read_block, layout=layout)},
+            from_array_kwargs={"getitem": getitem},
         )
         if name in ds.data_vars:
             out[name] = chunked

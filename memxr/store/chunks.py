@@ -78,6 +78,7 @@ __all__ = [
     "ChunkWriter",
     "chunk_problem",
     "read_block",
+    "read_chunk",
     "read_raw",
 ]
 
@@ -251,21 +252,115 @@ def chunk_problem(layout: ArrayLayout, data: bytes | None) -> str | None:
     """
     if data is None:
         return "missing" if layout.checksummed else None
-    expected = layout.encoded_size
-    if expected is not None and len(data) != expected:
-        if len(data) < expected:
-            return f"truncated ({len(data)} of {expected} bytes)"
-        return f"wrong size ({len(data)} bytes, expected {expected})"
-    if layout.checksummed:
+    problem = _size_problem(layout, len(data))
+    if problem is None and layout.checksummed:
         if len(data) < 4:
             return f"truncated ({len(data)} bytes, less than its checksum)"
-        import google_crc32c
+        body = np.frombuffer(data, np.uint8)[:-4]
+        problem = _checksum_problem(int.from_bytes(data[-4:], "little"), body)
+    return problem
 
-        stored = int.from_bytes(data[-4:], "little")
-        computed = google_crc32c.value(np.frombuffer(data, np.uint8)[:-4])
-        if stored != computed:
-            return f"checksum mismatch (stored {stored:08x}, computed {computed:08x})"
+
+def _size_problem(layout: ArrayLayout, size: int) -> str | None:
+    """Whether ``size`` bytes can be the chunk (checked where chunks have a fixed size)."""
+    expected = layout.encoded_size
+    if expected is None or size == expected:
+        return None
+    if size < expected:
+        return f"truncated ({size} of {expected} bytes)"
+    return f"wrong size ({size} bytes, expected {expected})"
+
+
+def _checksum_problem(stored: int, body: Any) -> str | None:
+    """Whether ``stored`` is the CRC-32C of the bytes of ``body``."""
+    import google_crc32c
+
+    computed = google_crc32c.value(body)
+    if stored != computed:
+        return f"checksum mismatch (stored {stored:08x}, computed {computed:08x})"
     return None
+
+
+def read_chunk(layout: ArrayLayout, index: Sequence[int]) -> np.ndarray:
+    """One chunk of a raw array of a local store, read from its file into a new array.
+
+    The values go straight from the file into the array (one ``preadv`` with the 4
+    checksum bytes beside them: no decoding pipeline, no copy), and the checksum is
+    verified; an edge chunk comes back whole (as stored, padded). Raises
+    :class:`ChunkError` for a missing, truncated or changed chunk, with the messages of
+    :func:`chunk_problem`.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> from memxr.schema import example_cube
+    >>> from memxr.store import write_cube
+    >>> p = write_cube(example_cube(), pathlib.Path(tempfile.mkdtemp()) / "c.zarr",
+    ...                progress=False)
+    >>> layout = ArrayLayout.open(p, "response")
+    >>> read_chunk(layout, (0, 0)).shape == layout.chunks
+    True
+    >>> (p / "response" / "c" / "0" / "0").write_bytes(b"short")
+    5
+    >>> read_chunk(layout, (0, 0))
+    Traceback (most recent call last):
+    ...
+    memxr.store.chunks.ChunkError: c.zarr: response: chunk c/0/0: truncated (5 of 196 bytes)
+    """
+    key = layout.key(index)
+    try:
+        fd = os.open(layout.local_path(key), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError:
+        raise ChunkError(layout.store, layout.name, key, "missing") from None
+    try:
+        problem = _size_problem(layout, os.fstat(fd).st_size)
+        if problem is not None:
+            raise ChunkError(layout.store, layout.name, key, problem)
+        out = np.empty(layout.chunks, dtype=layout.dtype)
+        body = memoryview(out.reshape(-1).view(np.uint8))
+        tail = bytearray(4 if layout.checksummed else 0)
+        try:
+            _read_all(fd, [body, memoryview(tail)])
+        except EOFError:
+            raise ChunkError(layout.store, layout.name, key, "truncated while read") from None
+    finally:
+        os.close(fd)
+    if layout.checksummed:
+        problem = _checksum_problem(int.from_bytes(tail, "little"), out.reshape(-1).view(np.uint8))
+        if problem is not None:
+            raise ChunkError(layout.store, layout.name, key, problem)
+    return out
+
+
+def _read_all(fd: int, parts: list[memoryview]) -> None:
+    """``os.preadv`` from the start of the file until every byte of ``parts`` is filled."""
+    views = [p for p in parts if len(p)]
+    offset = 0
+    while views:
+        n = os.preadv(fd, views, offset)
+        if n == 0:
+            raise EOFError("file shorter than its size")  # changed while being read
+        offset += n
+        while views and n >= len(views[0]):
+            n -= len(views[0])
+            views.pop(0)
+        if views and n:
+            views[0] = views[0][n:]
+
+
+def _one_chunk(layout: ArrayLayout, selection: tuple) -> tuple[int, ...] | None:
+    """The index of the chunk a selection is exactly (up to the array's edge), else None."""
+    if len(selection) != len(layout.shape):
+        return None
+    index = []
+    for sel, n, c in zip(selection, layout.shape, layout.chunks, strict=True):
+        if not isinstance(sel, slice):
+            return None
+        start, stop, step = sel.indices(n)
+        if step != 1 or start % c or stop != min(start + c, n):
+            return None
+        index.append(start // c)
+    return tuple(index)
 
 
 def decode_problem(layout: ArrayLayout, index: Sequence[int]) -> str | None:
@@ -280,18 +375,32 @@ def decode_problem(layout: ArrayLayout, index: Sequence[int]) -> str | None:
 
 
 def read_block(
-    a: Any, b: tuple, asarray: bool = True, lock: Any = None, *, layout: ArrayLayout
+    a: Any,
+    b: tuple,
+    asarray: bool = True,
+    lock: Any = None,
+    *,
+    layout: ArrayLayout,
+    direct: bool = False,
 ) -> Any:
     """Dask's ``getter`` for a variable of a store, naming the chunk that fails to decode.
 
-    Used as ``getitem`` of the dask arrays of :func:`memxr.store.open_cube`. In a
-    checksummed array of a local store a missing chunk file raises (Zarr would read fill
-    values); any error while decoding is diagnosed from the raw bytes of the chunks read,
-    and a bad one raises :class:`ChunkError` (the original error is kept as its cause).
+    Used as ``getitem`` of the dask arrays of :func:`memxr.store.open_cube`. With
+    ``direct`` (a raw array of a local store whose values need no decoding) a block that
+    is one chunk is read straight from its file (:func:`read_chunk`: 4-5 times faster
+    than Zarr's pipeline, which decodes into one buffer and copies into another). Other
+    blocks go through Zarr: in a checksummed array of a local store a missing chunk file
+    raises (Zarr would read fill values); any error while decoding is diagnosed from the
+    raw bytes of the chunks read, and a bad one raises :class:`ChunkError` (the original
+    error is kept as its cause).
     """
     from dask.array.core import getter
 
     selection = b if isinstance(b, tuple) else (b,)
+    if direct and layout.checksummed and (index := _one_chunk(layout, selection)) is not None:
+        chunk = read_chunk(layout, index)
+        edge = tuple(slice(0, s.indices(n)[1] - s.indices(n)[0]) for s, n in zip(selection, layout.shape, strict=True))  # fmt: skip
+        return chunk[edge]
     if layout.checksummed and not is_url(layout.store) and len(selection) == len(layout.shape):
         for index in layout.covering(selection):
             key = layout.key(index)

@@ -226,22 +226,30 @@ def _var_chunks(dims: Sequence[str], shape: Sequence[int], itemsize: int, target
     elif len(split) == 2:
         (a, na), (b, nb) = ((d, max(1, sizes[d])) for d in split)
         if na * nb > cells:
-            out[a], out[b] = _split_two(na, nb, cells)
+            out[a], out[b] = _time_bins(na, nb, cells)
     return tuple(out[d] for d in dims)
 
 
-def _split_two(na: int, nb: int, cells: int) -> tuple[int, int]:
-    """Balanced chunk lengths along two dims holding at most ``cells`` cells.
+def _time_bins(n_channel: int, n_time: int, cells: int) -> tuple[int, int]:
+    """Chunk lengths (channel, time) of a time-resolved variable holding at most ``cells``.
 
-    Among the splits filling at least 90 % of the best fill, the squarest.
+    Whole time bins: every channel, halved until one bin fits (so channel blocks stay
+    aligned with arrays of 64 electrodes); one bin per chunk, or as many bins as reach an
+    eighth of the target when a bin of every channel is smaller than that.
+
+    Examples
+    --------
+    >>> _time_bins(1024, 300, 64 * 2**20 // (22348 * 4)), _time_bins(1024, 300, 40)
+    ((512, 1), (32, 1))
+    >>> _time_bins(1024, 300, 64 * 2**20 // (200 * 4))
+    (1024, 10)
     """
-    options = set()
-    for k in range(1, min(nb, cells) + 1):
-        tb = _balanced(nb, k)
-        options.add((_balanced(na, cells // tb), tb))
-    best = max(ta * tb for ta, tb in options)
-    good = [o for o in options if o[0] * o[1] >= 0.9 * best]
-    return min(good, key=lambda o: (abs(math.log(o[0] / o[1])), -o[0] * o[1]))
+    c = n_channel
+    while c > 1 and c > cells:
+        c = -(-c // 2)
+    if c < n_channel:
+        return c, 1
+    return c, _balanced(n_time, max(1, cells // 8 // n_channel))
 
 
 def _fitting_dask_chunks(var: xr.Variable, target: int) -> tuple[int, ...] | None:
@@ -296,7 +304,7 @@ def chunk_plan(ds: xr.Dataset, target_bytes: int = CHUNK_BYTES) -> dict[str, tup
     >>> ds3 = xr.Dataset({"response": (("stimulus", "channel", "time"),
     ...                                da.zeros((22348, 1024, 300), dtype="f8"))})
     >>> chunk_plan(ds3)["response"]
-    (22348, 19, 19)
+    (22348, 256, 1)
     """
     plan = {}
     for name, var in ds.variables.items():

@@ -15,9 +15,12 @@ from collections.abc import Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from pathlib import Path
 
+import dask
 import dask.array as da
+import dask.base
 import xarray as xr
 import zarr
+from dask.callbacks import Callback
 
 from ..errors import InputError
 from ..provenance import inputs_attr, now_utc
@@ -169,6 +172,13 @@ def _write_regions(
     progress: bool,
     durable: bool = False,
 ) -> None:
+    """Write every unfinished region of every data variable in one computation.
+
+    All regions of all variables form one graph, so a task of the cube that feeds several
+    of them (one read of a raw slab giving the stimulus means and the repeats) runs once,
+    and both cores stay busy across region boundaries. Each region is appended to the
+    progress log as soon as its last chunk is written (in the order they finish).
+    """
     from tqdm.auto import tqdm
 
     todo = [
@@ -188,17 +198,58 @@ def _write_regions(
     )
     writers = {str(n): ChunkWriter(ArrayLayout.open(tmp, str(n))) for n in dsd.data_vars}
     with bar, open(tmp / PROGRESS_LOG, "a") as log:
-        for name, region in todo:
-            var = dsd[name]
-            sel = tuple(region.get(d, slice(0, n)) for d, n in zip(var.dims, var.shape, strict=True))
-            da.store(var.data[sel], writers[str(name)], regions=sel, lock=False)
+
+        def finished(name: str, region: Mapping[str, slice]) -> None:
             if durable:
-                _fsync_region(tmp, str(name), region)
-            log.write(_region_key(str(name), region) + "\n")
+                _fsync_region(tmp, name, region)
+            log.write(_region_key(name, region) + "\n")
             log.flush()
             if durable:
                 os.fsync(log.fileno())
             bar.update(1)
+
+        stores = []
+        for name, region in todo:
+            var = dsd[name]
+            sel = tuple(
+                region.get(d, slice(0, n)) for d, n in zip(var.dims, var.shape, strict=True)
+            )
+            stored = da.store(
+                var.data[sel], writers[str(name)], regions=sel, lock=False, compute=False
+            )
+            stores.append((stored, str(name), region))
+        _compute_stores(stores, finished)
+
+
+def _compute_stores(stores: list[tuple], finished) -> None:
+    """Compute the store tasks of every region together, calling ``finished(name, region)``
+    in this thread as each region completes (on a Dask client too)."""
+    if not stores:
+        return
+    scheduler = dask.base.get_scheduler()
+    client = getattr(scheduler, "__self__", None)
+    if client is not None and hasattr(client, "compute") and hasattr(client, "gather"):
+        from distributed import as_completed
+
+        futures = client.compute([s for s, _, _ in stores])
+        region_of = {
+            f.key: (name, region) for f, (_, name, region) in zip(futures, stores, strict=True)
+        }
+        try:
+            for future in as_completed(futures):
+                future.result()
+                finished(*region_of[future.key])
+        finally:
+            client.cancel(futures)
+        return
+    region_of = {s.key: (name, region) for s, name, region in stores}
+
+    def posttask(key, result, dsk, state, worker_id) -> None:
+        if key in region_of:
+            finished(*region_of[key])
+
+    with Callback(posttask=posttask):
+        dask.compute(*(s for s, _, _ in stores))
 
 
 def _finish(

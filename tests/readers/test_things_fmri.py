@@ -236,6 +236,7 @@ def test_float32_file_gives_float32(betas_dir: Path) -> None:
 
 def test_building_reads_no_responses(betas_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(H5Array, "__getitem__", _boom)
+    monkeypatch.setattr(H5Array, "read_into", _boom)
     with raise_if_dask_computes():
         ds = read_things_fmri(betas_dir, "sub-01", checksum=False)
     assert ds["response"].chunks is not None and ds["response_repeats"].chunks is not None
@@ -526,3 +527,35 @@ def test_missing_voxel_id_column(sub01: Path) -> None:
     p = _path(sub01, "VoxelMetadata.csv")
     pd.read_csv(p).drop(columns="voxel_id").to_csv(p, index=False)
     _expect_error(sub01, "sub-01_VoxelMetadata.csv", "voxel_id")
+
+
+def _pandas_voxel_table(path: Path) -> pd.DataFrame:
+    """The voxel table read by pandas alone (the reference of the pyarrow path)."""
+    from memxr.readers.things_fmri import _CSV_ROWS, _shrink
+
+    with pd.read_csv(path, chunksize=_CSV_ROWS) as reader:
+        return pd.concat([_shrink(c) for c in reader], ignore_index=True)
+
+
+def test_voxel_table_parsed_by_pyarrow_equals_pandas(betas_dir: Path, tmp_path: Path) -> None:
+    from memxr.readers.things_fmri import _read_voxel_table_arrow
+
+    path = betas_dir / "sub-01_VoxelMetadata.csv"
+    fast = _read_voxel_table_arrow(path)
+    assert fast is not None  # numbers only: pyarrow reads it
+    pd.testing.assert_frame_equal(fast, _pandas_voxel_table(path), check_exact=True)
+    assert any("\n" in c for c in fast.columns)  # names with embedded newlines kept
+    # a flag column with other integers, a float column with gaps: still identical
+    df = pd.read_csv(path)
+    df["V1"] = df["V1"] * 300
+    df.loc[::3, "nc_testset"] = np.nan
+    df.to_csv(tmp_path / "odd.csv", index=False)
+    odd = _read_voxel_table_arrow(tmp_path / "odd.csv")
+    assert odd is not None
+    pd.testing.assert_frame_equal(odd, _pandas_voxel_table(tmp_path / "odd.csv"), check_exact=True)
+    # text columns and duplicated names are left to pandas
+    df.assign(hemisphere="L").to_csv(tmp_path / "text.csv", index=False)
+    assert _read_voxel_table_arrow(tmp_path / "text.csv") is None
+    (tmp_path / "dup.csv").write_text("voxel_id,V1,V1\n1,0,1\n")
+    assert _read_voxel_table_arrow(tmp_path / "dup.csv") is None
+    assert read_voxel_metadata(tmp_path / "dup.csv").columns.tolist() == ["voxel_id", "V1", "V1.1"]

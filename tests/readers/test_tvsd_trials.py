@@ -150,7 +150,10 @@ def test_allmua_chunked_gzip(copy_n, reference):
         data = f["ALLMUA"][()]
         _rewrite(f, "ALLMUA", data, chunks=(3, 256, 16), compression="gzip", shuffle=True)
     ds = read_trials(copy_n, "N", checksum=False, chunk_bytes=2 << 20)
-    assert all(c % 3 == 0 for c in ds.response.data.chunks[2][:-1])  # whole HDF5 chunks
+    (read,) = [k for k in ds.response.data.dask.layers if k.startswith("tvsd-allmua-")]
+    bands = [task[3:5] for task in ds.response.data.dask.layers[read].values()]
+    assert sorted(bands) == [(t, min(t + 3, 30)) for t in range(0, 30, 3)]  # whole HDF5 chunks
+    assert set(ds.response.data.chunks[2]) == {1}  # pieces of one time bin
     _assert_same(ds, reference)
 
 
@@ -217,6 +220,7 @@ def test_dtype_float32_and_reliability(fixtures_dir, reference, tmp_path, src):
 
 def test_is_lazy_and_shares_reads(fixtures_dir, monkeypatch):
     monkeypatch.setattr(H5Array, "__getitem__", _raise)
+    monkeypatch.setattr(H5Array, "read_into", _raise)
     with dask.config.set(scheduler=_raise):
         ds = read_trials(
             fixtures_dir / "tvsd" / "monkeyN", "N", checksum=False, chunk_bytes=1 << 20
@@ -227,18 +231,67 @@ def test_is_lazy_and_shares_reads(fixtures_dir, monkeypatch):
     assert reads <= set(ds.response_repeats.data.dask.layers)
 
 
+def _previous(raw, allmat, mapping, n_stim, n_train, dtype):
+    """The previous implementation: a sparse product with weights 1 / count for the means,
+    a take along trials for the repeats (whole ALLMUA in memory: small files only)."""
+    from scipy import sparse
+
+    trial_stim = np.where(allmat[:, 1] > 0, allmat[:, 1] - 1, n_train + allmat[:, 2] - 1)
+    rep_index = repeat_index(trial_stim, allmat[:, 3], n_train, n_stim - n_train)
+    block = raw[:, mapping - 1]  # (time, physical channel, trial)
+    n_t, n_c, n_k = block.shape
+    counts = np.bincount(trial_stim, minlength=n_stim)
+    weights = 1.0 / counts[trial_stim]
+    onehot = sparse.csr_matrix((weights, (trial_stim, np.arange(n_k))), shape=(n_stim, n_k))
+    mean = np.asarray(onehot @ block.reshape(n_t * n_c, n_k).T)
+    mean = mean.reshape(n_stim, n_t, n_c).transpose(0, 2, 1).astype(dtype)
+    mean[counts == 0] = np.nan
+    flat = rep_index.ravel()
+    reps = np.take(block, np.maximum(flat, 0), axis=2).astype(dtype)
+    reps[:, :, flat < 0] = np.nan
+    return mean, reps.reshape(n_t, n_c, *rep_index.shape).transpose(2, 3, 1, 0)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("odd_design", [False, True], ids=["real-design", "shown-twice-never"])
+def test_bit_identical_to_previous_implementation(copy_n, src, dtype, odd_design):
+    """Means and repeats equal the previous sparse-product implementation bit for bit, also
+    for a train image shown twice and one never shown, and with channel pieces."""
+    path = copy_n / "THINGS_MUA_trials.mat"
+    if odd_design:
+        with h5py.File(path, "r+") as f:
+            m = f["ALLMAT"][()]
+            train = np.flatnonzero(m[1] > 0)
+            m[1, train[1]] = m[1, train[0]]  # shown twice; its old image never
+            f["ALLMAT"][...] = m
+    with h5py.File(path, "r") as f:
+        raw, allmat = f["ALLMUA"][()], f["ALLMAT"][()].T.astype(np.int64)
+    mapping = scipy.io.loadmat(src / MAPPING)["mapping"].ravel().astype(int)
+    mean, reps = _previous(raw, allmat, mapping, 40, 36, dtype)
+    for chunk_bytes in (64 << 20, 40 * 256 * np.dtype(dtype).itemsize):
+        ds = read_trials(copy_n, "N", checksum=False, dtype=dtype, chunk_bytes=chunk_bytes)
+        got_mean, got_reps = ds.response.values, ds.response_repeats.values
+        assert got_mean.dtype == dtype and got_reps.dtype == dtype
+        np.testing.assert_array_equal(got_mean, mean)
+        np.testing.assert_array_equal(got_reps, reps)
+        assert np.isnan(got_mean).any() == odd_design
+
+
 # --------------------------------------------------------------------- helpers
 
 
 def test_slab_plan_bounds():
+    """Whole time bins are read (all channels: never a channel cut of a chunk spanning them);
+    output pieces are halved along channels until they fit the chunk size."""
     real = (300, 1024, 25000)
-    for chunk_bytes in (16 << 20, 64 << 20, 256 << 20):
-        t, c = slab_plan(real, 8, n_stim=22348, chunk_bytes=chunk_bytes)
-        assert t * c * 25000 * 8 <= chunk_bytes
-        assert t * c * 22348 * 8 <= chunk_bytes
-    t, c = slab_plan((300, 1024, 2000), 8, n_stim=1500, chunk_bytes=64 << 20, time_chunk=3)
-    assert (t, c) == (3, 1024) and t * c * 2000 * 8 <= 64 << 20
-    assert slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=1 << 30) == (30, 1024)
+    for itemsize, chunk_bytes, channels in ((4, 64 << 20, 512), (8, 64 << 20, 256),
+                                            (4, 16 << 20, 128), (4, 256 << 20, 1024)):  # fmt: skip
+        t, c = slab_plan(real, itemsize, n_stim=22348, chunk_bytes=chunk_bytes)
+        assert (t, c) == (1, channels)
+        assert 22348 * c * itemsize <= chunk_bytes < 22348 * 2 * c * itemsize or c == 1024
+    assert slab_plan((300, 1024, 2000), 8, n_stim=1500, chunk_bytes=64 << 20, time_chunk=3) == (3, 1024)
+    assert slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=1 << 30) == (1, 1024)
+    assert slab_plan((30, 1024, 56), 8, n_stim=40, chunk_bytes=100) == (1, 1)
 
 
 def test_repeat_index_orders_and_pads():
