@@ -328,7 +328,7 @@ def write_cube(
     chunk_bytes: int | None = None,
     progress: bool = True,
     durable: bool = False,
-) -> Path:
+) -> Path | str:
     """Write a cube as a Zarr store, atomically and resumably.
 
     Parameters
@@ -337,7 +337,8 @@ def write_cube(
         A cube following :mod:`memxr.schema` (numpy- or dask-backed). Only one
         region (a few chunks) is computed at a time, so memory stays flat.
     path : str or path
-        The store to create.
+        The store to create: a local path, or an ``s3://`` URL (published by its
+        metadata, see *On an object store* in :mod:`memxr.store.write`).
     zarr_format : {3, 2}
         Zarr format; 2 for older readers (zarr-python 2, older xarray).
     overwrite : bool
@@ -362,8 +363,8 @@ def write_cube(
 
     Returns
     -------
-    pathlib.Path
-        The store.
+    pathlib.Path or str
+        The store (its URL for a store on an object store).
 
     Raises
     ------
