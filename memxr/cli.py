@@ -261,6 +261,15 @@ def _run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _subject(args: argparse.Namespace) -> str:
+    """The store (or output) a command was given, by its name, for a one-line error."""
+    for key in ("store", "out", "output", "zarr", "spec"):
+        value = getattr(args, key, None)
+        if value is not None:
+            return str(value).rstrip("/").rsplit("/", 1)[-1]
+    return args.command
+
+
 COMMANDS = {
     "synth": _synth,
     "ingest": _ingest,
@@ -277,6 +286,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .reduce import UnknownROIError
     from .schema import SchemaError
     from .store.atomic import OutputLockedError
+    from .store.layout import remote_errors
 
     args = build_parser().parse_args(argv)
     try:
@@ -284,6 +294,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputLockedError as e:
         print(f"memxr: error: {e}", file=sys.stderr)
         return EXIT_BUSY
+    except remote_errors() as e:  # credentials or requests refused, no connection
+        what = " ".join(str(e).split())[:300]
+        print(f"memxr: error: {_subject(args)}: store: cannot be reached: {what}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (InputError, SchemaError, UnknownROIError, FileNotFoundError) as e:
         msg = str(e).splitlines()
         print(f"memxr: error: {msg[0] if len(msg) == 1 else '; '.join(msg)}", file=sys.stderr)

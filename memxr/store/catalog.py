@@ -117,10 +117,10 @@ class _Tree:
         if self.remote:
             if whole or size <= 2 * SAMPLE_BYTES:
                 for start in range(0, size, _BLOCK):
-                    h.update(self.fs.cat_file(path, start, min(start + _BLOCK, size)))
+                    h.update(self.fs.cat_file(path, start=start, end=min(start + _BLOCK, size)))
                 return
-            h.update(self.fs.cat_file(path, 0, SAMPLE_BYTES))
-            h.update(self.fs.cat_file(path, size - SAMPLE_BYTES, size))
+            h.update(self.fs.cat_file(path, start=0, end=SAMPLE_BYTES))
+            h.update(self.fs.cat_file(path, start=size - SAMPLE_BYTES, end=size))
             return
         with open(path, "rb") as f:
             if whole or size <= 2 * SAMPLE_BYTES:

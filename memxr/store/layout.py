@@ -51,6 +51,7 @@ __all__ = [
     "open_args",
     "open_group",
     "protocol",
+    "remote_errors",
     "fs_options",
     "url_fs",
     "zarr_format_of",
@@ -184,6 +185,29 @@ def url_fs(url: str, given: dict | None = None) -> tuple[Any, str]:
             f"cannot open {protocol(url)}:// URLs: {' '.join(str(e).split())[:200]}{hint}",
         ) from e
     return fs, root.rstrip("/")
+
+
+def remote_errors() -> tuple[type[BaseException], ...]:
+    """Errors of reaching a store by URL: refused credentials or requests, no connection.
+
+    botocore's (S3: no credentials found, a request refused) when it is installed,
+    aiohttp's (HTTP), and the ``PermissionError`` and ``ConnectionError`` fsspec raises.
+    Their messages name no credential.
+    """
+    kinds: list[type[BaseException]] = [PermissionError, ConnectionError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kinds += [BotoCoreError, ClientError]
+    except ImportError:  # no S3 support installed
+        pass
+    try:
+        from aiohttp import ClientError as HTTPError
+
+        kinds.append(HTTPError)
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        pass
+    return tuple(kinds)
 
 
 def open_args(path_or_url: str | os.PathLike, storage_options: dict | None = None) -> tuple:
