@@ -119,8 +119,8 @@ def _ingest_args(raw: Path, out) -> list[str]:
 @pytest.fixture(scope="module")
 def ingested(s3, raw) -> tuple[str, Path]:
     """``memxr ingest`` of one subject into S3 and into a local folder (the reference)."""
-    url = f"s3://{BUCKET}/stores/sub-01.zarr"
-    local = raw / "stores" / "sub-01.zarr"
+    url = f"s3://{BUCKET}/stores/things-fmri_sub-01.zarr"
+    local = raw / "stores" / "things-fmri_sub-01.zarr"
     for out in (url, local):
         res = _memxr(*_ingest_args(raw, out))
         assert res.returncode == 0, res.stderr[-2000:]
@@ -152,7 +152,7 @@ print(json.dumps(out))
 def test_ingest_to_s3_read_by_plain_xarray(s3, ingested):
     url, local = ingested
     objects = _objects(s3, "stores/")
-    assert "stores/sub-01.zarr/zarr.json" in objects
+    assert "stores/things-fmri_sub-01.zarr/zarr.json" in objects
     assert not [o for o in objects if ".partial-" in o or o.endswith(".lock")]  # all cleared
     res = subprocess.run(
         [sys.executable, "-c", PLAIN_READER, url],
@@ -174,18 +174,18 @@ def test_ingest_to_s3_read_by_plain_xarray(s3, ingested):
     xr.testing.assert_identical(cube.drop_attrs(), ref.drop_attrs())
     # each chunk object holds exactly the bytes of the local chunk file (values + CRC-32C)
     for key in ("response/c/0/0", "response_repeats/c/0/0/0"):
-        assert s3.cat_file(f"{BUCKET}/stores/sub-01.zarr/{key}") == (local / key).read_bytes()
+        assert s3.cat_file(f"{url.removeprefix('s3://')}/{key}") == (local / key).read_bytes()
 
 
 def test_info_validate_and_export_on_s3(s3, ingested, tmp_path, capsys):
     url, local = ingested
     assert main(["info", url]) == 0
     text = capsys.readouterr().out
-    assert text.startswith("store      sub-01.zarr (zarr v3, ")
+    assert text.startswith("store      things-fmri_sub-01.zarr (zarr v3, ")
     assert "? on disk" not in text and "crc32c in every chunk" in text
     info = store_info(url)
     assert info["leftovers"] == [] and info["disk_bytes"] == sum(
-        s3.du(f"{BUCKET}/stores/sub-01.zarr", total=False).values()
+        s3.du(url.removeprefix("s3://"), total=False).values()
     )
     assert main(["validate", "--deep", url]) == 0
     out = capsys.readouterr().out
@@ -222,7 +222,8 @@ def test_missing_store_and_unreadable_credentials_are_one_line(s3, ingested):
         )  # fmt: skip
         assert res.returncode == EXIT_BAD_INPUT, res.stderr
         assert res.stderr == (
-            "memxr: error: sub-01.zarr: store: cannot be reached: Unable to locate credentials\n"
+            "memxr: error: things-fmri_sub-01.zarr: store: cannot be reached: "
+            "Unable to locate credentials\n"
         )
 
 
@@ -422,7 +423,8 @@ def test_pipeline_with_stores_on_s3_gives_the_local_tables(s3, raw, ingested, ca
         out_local = run(_spec(raw, "local", str(local)), out=raw / "out-local", client=client)
         again: list[str] = []
         run(_spec(raw, "on-s3", url), out=out_s3, stores=stores, client=client, log=again.append)
-    assert [o for o in _objects(s3, "runs/stores/") if o.endswith("/zarr.json")] == [
+    roots = [o for o in _objects(s3, "runs/stores/") if o.count("/") == 3]
+    assert [o for o in roots if o.endswith("/zarr.json")] == [
         "runs/stores/monkeyN.zarr/zarr.json", "runs/stores/sub-01.zarr/zarr.json",
     ]  # fmt: skip
     assert not (out_s3 / "stores" / "sub-01.zarr").exists()
@@ -433,7 +435,8 @@ def test_pipeline_with_stores_on_s3_gives_the_local_tables(s3, raw, ingested, ca
         a = pd.read_csv(out_s3 / "tables" / name)
         b = pd.read_csv(out_local / "tables" / name)
         pd.testing.assert_frame_equal(a, b)
-    assert [ln for ln in again if " run " in ln] == []  # all cached, stores found on S3
+    assert [ln for ln in again if "] run " in ln] == []  # all cached, stores found on S3
+    assert any("skip ingest:sub-01 (cached)" in ln for ln in again)
     catalog = read_catalog(out_s3 / "stores" / "catalog.tsv")
     assert sorted(catalog["path"]) == [
         f"{stores}/monkeyN.zarr", f"{stores}/sub-01.zarr", url,

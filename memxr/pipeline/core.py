@@ -120,6 +120,19 @@ class Context:
             return self.spec.resolve(cube["input"])
         return ingested_store(self.out, self.stores, cube["name"])
 
+    def provenance(self, step: Step, cubes: list[dict]) -> dict:
+        """The attrs of a result store: spec hash and a provenance JSON."""
+        core = {
+            "spec_hash": self.spec.spec_hash,
+            "spec_name": self.spec.name,
+            "step": step.name,
+            "step_key": self.keys[step.name],
+            "versions": versions(),
+            "inputs": {c["name"]: store_inputs(self.store(c)) for c in cubes},
+            "created": now_utc(),
+        }
+        return {"spec_hash": self.spec.spec_hash, "provenance": json.dumps(core, sort_keys=True)}
+
 
 def ingested_store(out: Path, stores: Path | str | None, name: str) -> Path | str:
     """Where a run puts the store of a cube it ingests: ``STORES/NAME.zarr`` (default
@@ -135,19 +148,6 @@ def ingested_store(out: Path, stores: Path | str | None, name: str) -> Path | st
     if stores is not None and "://" in str(stores):
         return f"{str(stores).rstrip('/')}/{name}.zarr"
     return Path(stores if stores is not None else out / "stores") / f"{name}.zarr"
-
-    def provenance(self, step: Step, cubes: list[dict]) -> dict:
-        """The attrs of a result store: spec hash and a provenance JSON."""
-        core = {
-            "spec_hash": self.spec.spec_hash,
-            "spec_name": self.spec.name,
-            "step": step.name,
-            "step_key": self.keys[step.name],
-            "versions": versions(),
-            "inputs": {c["name"]: store_inputs(self.store(c)) for c in cubes},
-            "created": now_utc(),
-        }
-        return {"spec_hash": self.spec.spec_hash, "provenance": json.dumps(core, sort_keys=True)}
 
 
 def fingerprint(paths: list[Path | str], root: Path | None = None) -> list[list]:
