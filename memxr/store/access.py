@@ -31,6 +31,7 @@ from .layout import (
     loaded_coords,
     open_args,
     open_group,
+    protocol,
     quiet_zarr,
     url_fs,
     zarr_format_of,
@@ -62,15 +63,15 @@ def _check_protocol(url: str) -> None:
 
 
 def store_format(path_or_url, storage_options=None) -> int | None:
-    """The Zarr format of a store reached by URL (one or two ``HEAD`` requests), None for a
-    local one; a URL with no store there raises a one-line "does not exist".
+    """The Zarr format of a store on an object store (one or two ``HEAD`` requests), None
+    for a local or HTTP one; a URL with no store there raises a one-line "does not exist".
 
     Passed on to every open, it spares zarr looking for the metadata of both formats (four
     requests per open without it). A store on an object store that is being written has no
     metadata yet under its name (see :mod:`memxr.store.write`): it does not exist.
     """
-    if not is_remote(path_or_url):
-        return None
+    if not is_remote(path_or_url) or protocol(str(path_or_url)) in ("http", "https"):
+        return None  # HTTP: fsspec reports an unreachable host as a missing file; zarr probes
     _check_protocol(path_or_url)
     try:
         fmt = zarr_format_of(path_or_url, storage_options)
@@ -88,9 +89,15 @@ def store_identity(url: str, storage_options: dict | None = None) -> list:
     The root metadata hold the store's ``created`` attribute, so every publication gives
     another ETag (``Last-Modified`` where a file system has no ETag).
     """
-    fmt = store_format(url, storage_options)
     fs, root = url_fs(url, storage_options)
-    info = fs.info(f"{root}/{'zarr.json' if fmt == 3 else '.zmetadata'}")
+    for name in ("zarr.json", ".zmetadata"):
+        try:
+            info = fs.info(f"{root}/{name}")
+            break
+        except FileNotFoundError:
+            continue
+    else:
+        raise InputError(store_name(url), "store", "does not exist")
     tag = info.get("ETag") or info.get("LastModified") or info.get("mtime")
     return [url, int(info.get("size") or 0), str(tag)]
 

@@ -55,13 +55,12 @@ def _dtype_label(dtype: np.dtype) -> str:
 
 
 def _disk_bytes(path_or_url, storage_options=None) -> int | None:
-    """Bytes of every file (object) of a store; None where listing is not possible (HTTP)."""
+    """Bytes of every file (object) of a store; None where nothing can be listed (HTTP)."""
     if is_remote(path_or_url):
-        fs, root = url_fs(str(path_or_url), storage_options)
-        try:
-            return int(fs.du(root))
-        except (NotImplementedError, OSError, ValueError):  # no listing (HTTP)
+        if protocol(str(path_or_url)) not in LOCKS:  # HTTP: no listing of a folder
             return None
+        fs, root = url_fs(str(path_or_url), storage_options)
+        return int(fs.du(root))
     return sum(f.stat().st_size for f in Path(local_place(path_or_url)).rglob("*") if f.is_file())
 
 

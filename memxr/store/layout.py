@@ -243,8 +243,11 @@ def zarr_format_of(path_or_url: str | os.PathLike, given: dict | None = None) ->
         return None
     fs, root = url_fs(str(path_or_url), given)
     for fmt, name in ((3, "zarr.json"), (2, ".zgroup")):
-        if fs.exists(f"{root}/{name}"):
+        try:
+            fs.info(f"{root}/{name}")  # other errors than absence: raised (host unreachable)
             return fmt
+        except FileNotFoundError:
+            continue
     return None
 
 
