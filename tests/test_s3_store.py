@@ -317,6 +317,11 @@ def test_a_failed_write_is_resumed_and_published_whole(s3):
     assert _objects(s3, "resume/.c.zarr") == [] and leftovers(url) == []
     with pytest.raises(InputError, match="c.zarr: out: exists; pass overwrite=True"):
         write_cube(example_cube(), url, progress=False)
+    other = example_cube(n_stimulus=5, n_channel=3, seed=9)
+    write_cube(other, url, overwrite=True, progress=False)  # another plan: no old chunk stays
+    np.testing.assert_array_equal(open_cube(url)["response"].values, other["response"].values)
+    assert not [o for o in _objects(s3, "resume/c.zarr/response/") if o.endswith("/1")]
+    assert validate_store(url, deep=True).ok
 
 
 def test_clean_removes_what_a_failed_write_left(s3, capsys):

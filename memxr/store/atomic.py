@@ -8,7 +8,9 @@ a report, a run's state, a run folder) follows one protocol:
    before it touches anything;
 2. the output is built complete under a temporary sibling name (:func:`partial_path`);
 3. it is renamed onto its final name (:func:`publish`), so a reader sees either the old
-   output or the complete new one, never a half one, also when the writer is killed;
+   output or the complete new one, never a half one, also when the writer is killed (a
+   store on an object store: published by its root metadata, written last; see
+   *Publication on an object store*);
 4. the lock is released (and its file removed).
 
 Whatever a killed writer leaves (its partial, its lock file) is resumed or removed by the
@@ -37,16 +39,40 @@ local (or NFS) file system:
 * file descriptors are not inherited by programs a writer starts (``O_CLOEXEC``), and
   Dask starts its worker processes by spawning, so workers never hold a lock.
 
-An object store (S3) cannot lock a file; there an :class:`OutputLock` is a **lease
-object**: ``NAME.lock`` beside the output holding the same :class:`Holder` JSON plus an
-expiry time. ``acquire`` creates it with a conditional write (``If-None-Match: *``), or,
-when the lease found there has expired, replaces it with ``If-Match: <its ETag>`` (so of
-two writers taking over a dead holder's lease exactly one wins); a heartbeat thread of the
-holder renews the expiry (``If-Match``) every third of the lease time; :meth:`holder` reads
-the object (alive: not expired); ``release`` deletes it (``If-Match``). A dead holder stops
+An object store (S3) cannot lock a file; there the lock is a **lease object**
+(:class:`LeaseLock`): ``.NAME.lock`` beside the output holding the same :class:`Holder`
+JSON plus the lease time and a random token. ``acquire`` creates it with a conditional
+write (``PutObject`` with ``If-None-Match: *``), or, when the lease found there has
+expired, replaces it with ``If-Match: <its ETag>`` (so of two writers taking over a dead
+holder's lease exactly one wins) and reads it back to check its token; a heartbeat thread
+of the holder renews it (``If-Match``) every third of the lease time (:func:`lease_seconds`,
+60 s unless ``MEMXR_LEASE_SECONDS`` says otherwise); :meth:`LeaseLock.holder` reads the
+object (alive: not expired); ``release`` deletes it (``DeleteObject`` with ``If-Match``).
+Expiry is judged on the server's clock (its ``Date`` against the lease's
+``Last-Modified``), so the clocks of the writers' hosts do not matter. A dead holder stops
 renewing, so its lease expires: that is the object-store counterpart of the operating
-system releasing an ``flock``. Such a class is registered in :data:`LOCKS` under its URL
-protocol and :func:`output_lock` picks it for targets of that protocol.
+system releasing an ``flock``. A holder that could not renew in time, or whose lease was
+taken over, has lost the lock: :meth:`OutputLock.verify` then raises, and
+:func:`memxr.store.write_cube` calls it after every region and before publishing. An S3
+server that refuses conditional requests (``501``) gets no store written. AWS S3 and
+moto's S3 server (>= 5) honour both conditions on ``PutObject`` and ``If-Match`` on
+``DeleteObject``; s3fs passes them through ``call_s3`` (and raises ``FileExistsError`` or
+``OSError`` with the ``PreconditionFailed`` cause when one fails). Each class is
+registered in :data:`LOCKS` under its URL protocol and :func:`output_lock` picks it for
+targets of that protocol.
+
+Publication on an object store
+------------------------------
+An object store has no rename. A store there is published by its metadata
+(:func:`publish` with URL arguments): its data chunks are already at their final keys
+(written there by :class:`memxr.store.chunks.ChunkWriter`), its metadata and coordinates
+in the partial ``.NAME.partial-TAG/`` beside it; they are copied on the server, the root
+metadata last (:data:`ROOT_DOCUMENTS`), and the partial is removed. Until that last
+``PUT``, no metadata exist under ``NAME/``, so every Zarr reader (and :func:`published`)
+finds no store there; after it, the complete store. :func:`remove_path` removes a store's
+root metadata first, so that it disappears at once. Files other than stores (tables,
+reports, netCDF) are written to local folders only (:func:`atomic_path` refuses a URL).
+See :mod:`memxr.store.write` for the whole protocol and what a reader sees when.
 
 Durability policy
 -----------------
