@@ -310,7 +310,11 @@ def read_block(
             key = layout.key(index)
             if is_remote(layout.store):
                 fs, path = layout.remote_path(key)
-                present = fs.exists(path)
+                try:
+                    fs.info(path)  # other errors than absence (credentials...) are raised
+                    present = True
+                except FileNotFoundError:
+                    present = False
             else:
                 present = layout.local_path(key).exists()
             if not present:

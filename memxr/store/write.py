@@ -312,9 +312,9 @@ def _finish(
         attrs["inputs"] = inputs_json
     group.attrs.update(attrs)
     zarr.consolidate_metadata(group.store, zarr_format=zarr_format)
-    _Log(tmp).remove()
     if lock is not None:
-        lock.verify()  # publish only while holding the lock
+        lock.verify()  # publish only while holding the lock (a lost one keeps the log)
+    _Log(tmp).remove()
     publish(tmp, target, durable=durable)
 
 
