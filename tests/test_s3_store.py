@@ -24,10 +24,8 @@ import dask.array as da
 import numpy as np
 import pandas as pd
 import pytest
-import s3fs
 import xarray as xr
 import yaml
-from moto.server import ThreadedMotoServer
 
 from memxr.cli import EXIT_BAD_INPUT, EXIT_BUSY, main
 from memxr.errors import InputError
@@ -38,6 +36,11 @@ from memxr.store.atomic import LeaseLock, OutputLockedError, leftovers, publishe
 from memxr.store.catalog import read_catalog, store_checksum
 from memxr.synth import synthesize
 from memxr.testing import spec_dict
+
+s3fs = pytest.importorskip("s3fs", reason="the s3 extra (s3fs) is not installed")
+ThreadedMotoServer = pytest.importorskip(
+    "moto.server", reason="moto[server] (a test dependency) is not installed"
+).ThreadedMotoServer
 
 REPO = Path(__file__).resolve().parents[1]
 DEADLINE = 120  # seconds: only reached when something is broken (as in conftest.py)
@@ -175,6 +178,50 @@ def test_ingest_to_s3_read_by_plain_xarray(s3, ingested):
     # each chunk object holds exactly the bytes of the local chunk file (values + CRC-32C)
     for key in ("response/c/0/0", "response_repeats/c/0/0/0"):
         assert s3.cat_file(f"{url.removeprefix('s3://')}/{key}") == (local / key).read_bytes()
+
+
+class _Requests(logging.Handler):
+    """The requests the S3 server answers (its request log), while installed."""
+
+    def __init__(self):
+        super().__init__()
+        self.lines: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.lines.append(record.getMessage())
+
+    def __enter__(self) -> list[str]:
+        log = logging.getLogger("werkzeug")
+        log.addHandler(self)
+        log.setLevel(logging.INFO)
+        return self.lines
+
+    def __exit__(self, *exc) -> None:
+        log = logging.getLogger("werkzeug")
+        log.removeHandler(self)
+        log.setLevel(logging.ERROR)
+
+
+def test_open_asks_for_the_metadata_of_one_format_only(s3, ingested):
+    """zarr asks for the metadata of both formats unless told the format: memxr tells it."""
+    url, _ = ingested
+    with _Requests() as lines:
+        cube = open_cube(url)
+    requests = [ln.split('"')[1] for ln in lines if '"' in ln]
+    assert requests and all("things-fmri_sub-01.zarr" in r for r in requests)
+    for name in (".zgroup", ".zattrs", ".zmetadata", ".zarray"):
+        assert not [r for r in requests if name in r], requests
+    assert not [r for r in requests if "list-type" in r or "prefix=" in r], requests  # no listing
+    paths = [r.split()[1].split("?")[0] for r in requests]
+    root = [p for p in paths if p.endswith("sub-01.zarr/zarr.json")]
+    assert len(root) <= 3, requests  # the format probe (HEAD), memxr's store identity, zarr
+    rest = [p for p in paths if not p.endswith("sub-01.zarr/zarr.json")]
+    assert max(rest.count(p) for p in set(rest)) <= 2, requests  # others once (HEAD, GET)
+    with _Requests() as lines:
+        cube["response"].isel(channel=slice(0, 1)).compute()
+    requests = [ln.split('"')[1] for ln in lines if '"' in ln]
+    key = "things-fmri_sub-01.zarr/response/c/0/0"
+    assert sorted(r.split()[0] for r in requests if key in r) == ["GET", "HEAD"], requests
 
 
 def test_info_validate_and_export_on_s3(s3, ingested, tmp_path, capsys):
