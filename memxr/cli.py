@@ -30,10 +30,17 @@ EXIT_BAD_INPUT = 2
 EXIT_BUSY = 75
 
 
+def _place(text: str) -> Path | str:
+    """A command-line output: a local path, or a URL kept as text (``s3://bucket/c.zarr``)."""
+    return text if "://" in text else Path(text)
+
+
 def _add_label_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--memorability", type=Path, help="THINGS_Memorability_Scores.csv (optional)")
     p.add_argument("--concepts", type=Path, help="Concept_to_category_linking.csv (optional)")
-    p.add_argument("--out", type=Path, required=True, help="output Zarr store")
+    p.add_argument(
+        "--out", type=_place, required=True, help="output Zarr store (path or s3:// URL)"
+    )
     p.add_argument("--overwrite", action="store_true", help="replace an existing store")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), default=3)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
@@ -116,13 +123,13 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "clean", help="remove partials and locks left by killed writes of a store or run folder"
     )
-    p.add_argument("output", type=Path, help="store, file or run folder")
+    p.add_argument("output", type=_place, help="store, file or run folder (or s3:// URL)")
 
     p = sub.add_parser("export", help="copy a store as a netCDF-4 file or a Zarr format 2 store")
     p.add_argument("store", help="store path or fsspec URL")
     dest = p.add_mutually_exclusive_group(required=True)
-    dest.add_argument("--netcdf", type=Path, help="netCDF-4 file to write (CF-style)")
-    dest.add_argument("--zarr", type=Path, help="Zarr store to write")
+    dest.add_argument("--netcdf", type=_place, help="netCDF-4 file to write (CF-style)")
+    dest.add_argument("--zarr", type=_place, help="Zarr store to write (path or s3:// URL)")
     p.add_argument("--engine", choices=("netcdf4", "h5netcdf"), help="netCDF writer (netcdf4)")
     p.add_argument("--zarr-format", type=int, choices=(2, 3), help="format of --zarr (2)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing file or store")
@@ -138,15 +145,24 @@ def build_parser() -> argparse.ArgumentParser:
         help="cluster to start when no --scheduler is given (default local)",
     )
     p.add_argument("--workers", type=int, help="workers of the started cluster (default 2)")
-    p.add_argument("--out", type=Path, help="output folder (default runs/<spec name>)")
+    p.add_argument(
+        "--out", type=_place, help="output folder, local (default runs/<spec name>)"
+    )
+    p.add_argument(
+        "--stores",
+        type=_place,
+        help="where the cube stores the run ingests go: a folder or an s3:// URL prefix "
+        "(default OUT/stores)",
+    )
     return parser
 
 
 def _ingest(args: argparse.Namespace) -> int:
     from .pipeline import ingest
+    from .store.atomic import published
 
-    out: Path = args.out
-    if out.exists() and not args.overwrite:
+    out = args.out
+    if not args.overwrite and published(out):
         raise InputError(out, "--out", "exists; pass --overwrite to replace it")
     if args.source == "things-fmri":
         kind, recording, options = "things-fmri", args.subject, {}
@@ -195,12 +211,15 @@ def _synth(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     from .store import format_info, store_info
+    from .store.atomic import LOCKS
     from .store.info import format_leftovers, leftover_info
+    from .store.layout import local_place, protocol
 
     try:
         info = store_info(args.store)
     except InputError:
-        left = [] if "://" in str(args.store) else leftover_info(args.store)
+        mine = protocol(args.store) in LOCKS  # local, or an object store memxr writes to
+        left = leftover_info(local_place(args.store)) if mine else []
         if left:  # no store, but what a killed or running write left beside it
             print(json.dumps(left, indent=1) if args.json else "\n".join(format_leftovers(left)))
         raise
@@ -272,8 +291,18 @@ def _run(args: argparse.Namespace) -> int:
         scheduler=args.scheduler,
         cluster=args.cluster,
         workers=args.workers,
+        stores=args.stores,
     )
     return 0
+
+
+def _subject(args: argparse.Namespace) -> str:
+    """The store (or output) a command was given, by its name, for a one-line error."""
+    for key in ("store", "out", "output", "zarr", "spec"):
+        value = getattr(args, key, None)
+        if value is not None:
+            return str(value).rstrip("/").rsplit("/", 1)[-1]
+    return args.command
 
 
 COMMANDS = {
@@ -292,6 +321,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from .reduce import UnknownROIError
     from .schema import SchemaError
     from .store.atomic import OutputLockedError
+    from .store.layout import remote_errors
 
     args = build_parser().parse_args(argv)
     try:
@@ -299,6 +329,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OutputLockedError as e:
         print(f"memxr: error: {e}", file=sys.stderr)
         return EXIT_BUSY
+    except remote_errors() as e:  # credentials or requests refused, no connection
+        what = " ".join(str(e).split())[:300]
+        print(f"memxr: error: {_subject(args)}: store: cannot be reached: {what}", file=sys.stderr)
+        return EXIT_BAD_INPUT
     except (InputError, SchemaError, UnknownROIError, FileNotFoundError) as e:
         msg = str(e).splitlines()
         print(f"memxr: error: {msg[0] if len(msg) == 1 else '; '.join(msg)}", file=sys.stderr)

@@ -6,7 +6,10 @@ local cluster or SLURM), prints the dashboard link and runs the steps in order,
 printing each with its timing. OUT defaults to ``runs/<spec name>``:
 
 ``ingest:CUBE``
-    reader -> :func:`memxr.store.write_cube`: ``stores/CUBE.zarr``
+    reader -> :func:`memxr.store.write_cube`: ``stores/CUBE.zarr`` (or
+    ``STORES/CUBE.zarr`` with ``memxr run --stores``, a folder or an ``s3://`` prefix:
+    the cube stores are the outputs of a run that may live on S3; OUT, with everything
+    else, is a local folder)
 ``magnitudes:CUBE``
     ROI mean and l2 per stimulus (for trials cubes: per time bin and in each
     area's window), split-half reliabilities of the ROI means (of one trial and of
@@ -60,7 +63,9 @@ Caching
 -------
 Each step has a key: the SHA-256 of its name, its parameters from the spec,
 the memxr version, the keys of the steps it reads and the fingerprints
-(relative name, size, modification time) of the raw files or stores it reads.
+(relative name, size, modification time) of the raw files or stores it reads (a store
+on S3: its URL and the size and ETag of its root metadata, rewritten by every
+publication).
 A step whose key is the one recorded in ``OUT/.memxr/state.json`` and whose
 outputs all exist is skipped (``skip STEP (cached)``); a change anywhere
 changes the keys of that step and of every step after it that reads it, so

@@ -89,15 +89,15 @@ class Step:
     """One unit of the pipeline: parameters, inputs, outputs and the action.
 
     ``after`` names the steps whose outputs it reads; ``files`` lists raw files
-    or stores (outside OUT) that it reads; ``outputs`` are paths relative to OUT
-    (or absolute, for a catalog outside it).
+    or stores (outside OUT, or URLs) that it reads; ``outputs`` are paths relative to OUT
+    (or absolute, for a catalog outside it, or URLs, for stores on an object store).
     """
 
     name: str
     params: dict
     action: Callable[[Context, Step], None]
     after: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
+    files: list[Path | str] = field(default_factory=list)
     outputs: list[str] = field(default_factory=list)
     cube: dict | None = None
 
@@ -113,15 +113,16 @@ class Context:
     progress: bool
     keys: dict[str, str] = field(default_factory=dict)
     state: dict = field(default_factory=dict)
+    stores: Path | str | None = None
 
     def path(self, rel: str) -> Path:
         return self.out / rel
 
-    def store(self, cube: dict) -> Path:
-        """The cube store of a spec cube entry."""
+    def store(self, cube: dict) -> Path | str:
+        """The cube store of a spec cube entry (a URL for a store on an object store)."""
         if cube["kind"] == "store":
             return self.spec.resolve(cube["input"])
-        return self.out / "stores" / f"{cube['name']}.zarr"
+        return ingested_store(self.out, self.stores, cube["name"])
 
     def provenance(self, step: Step, cubes: list[dict]) -> dict:
         """The attrs of a result store: spec hash and a provenance JSON."""
@@ -137,10 +138,35 @@ class Context:
         return {"spec_hash": self.spec.spec_hash, "provenance": json.dumps(core, sort_keys=True)}
 
 
-def fingerprint(paths: list[Path], root: Path | None = None) -> list[list]:
-    """(relative name, size, mtime) of every file under ``paths``: cheap identity of inputs."""
+def ingested_store(out: Path, stores: Path | str | None, name: str) -> Path | str:
+    """Where a run puts the store of a cube it ingests: ``STORES/NAME.zarr`` (default
+    ``OUT/stores``; ``STORES`` may be an ``s3://`` URL prefix).
+
+    Examples
+    --------
+    >>> ingested_store(Path("runs/x"), "s3://bucket/stores/", "sub-01")
+    's3://bucket/stores/sub-01.zarr'
+    >>> ingested_store(Path("runs/x"), None, "sub-01").as_posix()
+    'runs/x/stores/sub-01.zarr'
+    """
+    if stores is not None and "://" in str(stores):
+        return f"{str(stores).rstrip('/')}/{name}.zarr"
+    return Path(stores if stores is not None else out / "stores") / f"{name}.zarr"
+
+
+def fingerprint(paths: list[Path | str], root: Path | None = None) -> list[list]:
+    """(relative name, size, mtime) of every file under ``paths``: cheap identity of inputs.
+
+    A store given by URL counts as (URL, size, ETag) of its root metadata, which its every
+    publication rewrites (:func:`memxr.store.access.store_identity`).
+    """
+    from ..store.access import store_identity
+
     rows = []
     for p in paths:
+        if isinstance(p, str) and "://" in p:
+            rows.append(store_identity(p))
+            continue
         files = sorted(f for f in p.rglob("*") if f.is_file()) if p.is_dir() else [p]
         base = root or (p if p.is_dir() else p.parent)
         for f in files:
@@ -228,12 +254,12 @@ def frame_dataset(df: pd.DataFrame) -> xr.Dataset:
     return ds
 
 
-def store_inputs(path: Path) -> list[dict]:
+def store_inputs(path: Path | str) -> list[dict]:
     """The ``inputs`` records (name, size, sha256) of a cube store."""
-    import zarr
+    from ..store.layout import open_group
 
     try:
-        return json.loads(zarr.open_group(str(path), mode="r").attrs.get("inputs", "[]"))
+        return json.loads(open_group(path).attrs.get("inputs", "[]"))
     except Exception:  # noqa: BLE001 - provenance of an unreadable store is empty
         return []
 

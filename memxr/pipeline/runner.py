@@ -19,8 +19,16 @@ from typing import Any
 from ..errors import InputError
 from ..provenance import now_utc
 from ..readers import SOURCES
-from ..store.atomic import output_lock, remove_path
-from .core import ANALYSIS_OUTPUTS, Context, Step, load_state, save_state, step_key
+from ..store.atomic import output_lock, published, remove_path
+from .core import (
+    ANALYSIS_OUTPUTS,
+    Context,
+    Step,
+    ingested_store,
+    load_state,
+    save_state,
+    step_key,
+)
 from .spec import Spec, load_spec
 from .steps import (
     bridge_step,
@@ -50,19 +58,24 @@ def _dataset_of(spec: Spec, cube: dict) -> str:
     known = spec.dataset_of(cube)
     if known is not None:
         return known
-    import zarr
+    from ..store.layout import open_group
 
     path = spec.resolve(cube["input"])
     try:
-        return str(zarr.open_group(str(path), mode="r").attrs["dataset"])
+        return str(open_group(path).attrs["dataset"])
     except Exception as e:  # noqa: BLE001 - any unreadable store is one error
         raise InputError(
             path, "dataset", f"cube {cube['name']!r}: not a readable cube store"
         ) from e
 
 
-def plan(spec: Spec, out: str | os.PathLike) -> list[Step]:
+def plan(
+    spec: Spec, out: str | os.PathLike, stores: str | os.PathLike | None = None
+) -> list[Step]:
     """The steps a run of ``spec`` into ``out`` consists of, in order.
+
+    ``stores`` is where the ingested cube stores go (default ``out/stores``; a folder or
+    an ``s3://`` URL prefix).
 
     Examples
     --------
@@ -90,7 +103,7 @@ def plan(spec: Spec, out: str | os.PathLike) -> list[Step]:
                 params={k: cube[k] for k in ("kind", "subject", "monkey", "dtype")},
                 action=ingest_step,
                 files=_raw_files(spec, cube),
-                outputs=[f"stores/{name}.zarr"],
+                outputs=[_store_output(out, stores, name)],
                 cube=cube,
             )
         )
@@ -114,6 +127,14 @@ def plan(spec: Spec, out: str | os.PathLike) -> list[Step]:
     analyses = _analysis_steps(spec, datasets, source)
     steps += analyses
     return steps + _record_steps(spec, Path(out), [s.name for s in steps], analyses)
+
+
+def _store_output(out, stores, name: str) -> str:
+    """The output of an ingest step: relative to OUT by default, else absolute or a URL."""
+    if stores is None:
+        return f"stores/{name}.zarr"
+    store = ingested_store(Path(out), stores, name)
+    return store if isinstance(store, str) else str(Path(store).resolve())
 
 
 def _analysis_steps(
@@ -189,8 +210,11 @@ def _inside(path: Path, folder: Path) -> bool:
 
 
 def _outputs_exist(ctx: Context, step: Step) -> bool:
-    """Whether every output of a step exists."""
-    return all((Path(o) if Path(o).is_absolute() else ctx.path(o)).exists() for o in step.outputs)
+    """Whether every output of a step exists (a store on an object store: is published)."""
+    return all(
+        published(o) if "://" in o else (Path(o) if Path(o).is_absolute() else ctx.path(o)).exists()
+        for o in step.outputs
+    )
 
 
 def _lost_worker_errors() -> tuple[type[BaseException], ...]:
@@ -266,6 +290,7 @@ def run(
     threads_per_worker: int = 1,
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
+    stores: str | os.PathLike | None = None,
 ) -> Path:
     """Run a pipeline spec: every step not already cached, on a Dask cluster.
 
@@ -289,6 +314,10 @@ def run(
         Progress bars of the dask computations (default: when stderr is a terminal).
     log : callable, optional
         Where the step lines go (default: print to stdout).
+    stores : str or path, optional
+        Where the cube stores the run ingests go: a folder, or an ``s3://`` URL prefix
+        (``memxr run --stores``); default ``out/stores``. OUT itself (tables, result
+        stores, figures, report, provenance, the run's state) is a local folder.
 
     Returns
     -------
@@ -310,16 +339,22 @@ def run(
     a rerun takes over and resumes from the cached steps).
     """
 
+    if out is not None and "://" in str(out):
+        raise InputError(
+            str(out), "--out", "a run folder is local; put the cube stores it ingests on "
+            "object storage with --stores URL"
+        )
     spec = load_spec(spec_path)
     out_dir = Path(out) if out is not None else Path("runs") / spec.name
     say = log or (lambda msg: print(msg, flush=True))
-    steps = plan(spec, out_dir)
+    steps = plan(spec, out_dir, stores)
     with output_lock(out_dir):  # one run per OUT: a second one is refused, OUT untouched
         _run_locked(
             spec,
             steps,
             out_dir,
             say,
+            stores=stores,
             client=client,
             cluster=cluster,
             scheduler=scheduler,
@@ -342,6 +377,7 @@ def _run_locked(
     workers: int | None,
     threads_per_worker: int,
     progress: bool | None,
+    stores: str | os.PathLike | None = None,
 ) -> None:
     """The body of :func:`run`, holding the writer lock of OUT."""
     from .cluster import cluster_client, dashboard_link
@@ -362,6 +398,7 @@ def _run_locked(
             log=say,
             progress=sys.stderr.isatty() if progress is None else bool(progress),
             state=load_state(out_dir),
+            stores=stores if stores is None or "://" in str(stores) else Path(stores),
         )
         _clean_disabled(ctx, steps)
         with _as_default(c):

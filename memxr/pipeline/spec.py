@@ -8,7 +8,9 @@ Each problem is one line naming the spec file and the key path::
     demo.yaml: analyses: unknown key 'modles' (did you mean 'models'?)
     demo.yaml: inputs.cubes[1].input: does not exist: raw/tvsd/monkeyX
 
-Paths are relative to the spec file's folder. Defaults are filled in, so the
+Paths are relative to the spec file's folder; a ``kind: store`` input may be an
+``s3://`` URL (credentials come from the environment, never from the spec). Defaults are
+filled in, so the
 validated spec (:attr:`Spec.data`) says everything the run does; its hash
 (:attr:`Spec.spec_hash`, SHA-256 of the canonical JSON) goes into the provenance
 of every output.
@@ -29,6 +31,7 @@ Layout
         - {name: monkeyN, kind: tvsd, input: tvsd/monkeyN, monkey: N}
         - {name: monkeyN_t, kind: tvsd-trials, input: tvsd/monkeyN, monkey: N, dtype: float32}
         - {name: sub-02, kind: store, input: stores/things-fmri_sub-02.zarr}
+        - {name: sub-03, kind: store, input: "s3://bucket/stores/things-fmri_sub-03.zarr"}
     rois:                               # per modality: things-fmri, tvsd (all keys optional)
       things-fmri:
         names: [FFA, PPA, V1, IT]       # default: the cube's default ROIs (+ the unions)
@@ -600,6 +603,10 @@ def _check_files(data: dict, ctx: _Ctx, root: Path) -> None:
             raise ctx.fail(f"inputs.{key}", f"no such file: {rel}")
     for i, cube in enumerate(data["inputs"]["cubes"]):
         path = f"inputs.cubes[{i}].input"
+        if "://" in str(cube["input"]):  # a store by URL: opened (and checked) when planned
+            if cube["kind"] != "store":
+                raise ctx.fail(path, "a URL is a store: give it with kind: store")
+            continue
         folder = root / cube["input"]
         if not folder.exists():
             raise ctx.fail(path, f"does not exist: {cube['input']}")
@@ -704,8 +711,11 @@ class Spec:
     def analyses(self) -> dict:
         return self.data["analyses"]
 
-    def resolve(self, rel: str | os.PathLike | None) -> Path | None:
-        """An absolute path for a path written in the spec (None stays None)."""
+    def resolve(self, rel: str | os.PathLike | None) -> Path | str | None:
+        """An absolute path for a path written in the spec (None stays None; a URL, such
+        as a ``kind: store`` input on S3, stays the URL it is)."""
+        if isinstance(rel, str) and "://" in rel:
+            return rel
         return None if rel is None else (self.root / rel).resolve()
 
     def rois(self, dataset: str) -> dict:

@@ -60,6 +60,20 @@ of a dead writer is resumed by the next one. :func:`leftovers` lists what killed
 writes left beside an output, :func:`clean` removes it (``memxr info``,
 ``memxr clean``).
 
+Object storage
+--------------
+A store can live on S3 (``s3://bucket/prefix/NAME.zarr``, with ``pip install memxr[s3]``):
+:func:`write_cube`, :func:`open_cube`, :func:`store_info`, :func:`validate_store`, the
+exports and the catalog take such URLs. Credentials and the endpoint come from where any
+S3 client finds them (``AWS_*`` variables, ``~/.aws``, ``AWS_ENDPOINT_URL_S3``) or from
+``storage_options`` given in Python; memxr never writes them anywhere. The writer lock
+there is a lease object written with conditional requests
+(:class:`~memxr.store.atomic.LeaseLock`), and a store is published by its root metadata,
+written last: before that, a reader of its URL finds no store (see
+:mod:`memxr.store.write` for what a reader sees when, and how a killed write resumes).
+Chunk objects carry the same CRC-32C as local chunk files; a missing one is named (one
+``HEAD`` per chunk read).
+
 Checksums
 ---------
 In Zarr format 3 every chunk ends with its CRC-32C (:data:`CHECKSUM`, Zarr's

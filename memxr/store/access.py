@@ -26,9 +26,19 @@ from dask.base import tokenize
 from ..errors import InputError
 from ..schema import validate
 from .chunks import ArrayLayout, first_problem, read_block
-from .layout import is_url, loaded_coords, open_args, quiet_zarr
+from .layout import (
+    is_remote,
+    is_url,
+    loaded_coords,
+    open_args,
+    open_group,
+    protocol,
+    quiet_zarr,
+    url_fs,
+    zarr_format_of,
+)
 
-__all__ = ["open_cube"]
+__all__ = ["open_cube", "store_format", "store_identity"]
 
 _COORD_LOAD_BYTES = 256 << 20
 
@@ -53,13 +63,57 @@ def _check_protocol(url: str) -> None:
         raise InputError(store_name(url), "store", f"cannot open {protocol}:// URLs: {e}") from e
 
 
-def open_raw(path_or_url, chunks, storage_options) -> xr.Dataset:
+def store_format(path_or_url, storage_options=None) -> int | None:
+    """The Zarr format of a store on an object store (one or two ``HEAD`` requests), None
+    for a local or HTTP one; a URL with no store there raises a one-line "does not exist".
+
+    Passed on to every open, it spares zarr looking for the metadata of both formats (four
+    requests per open without it). A store on an object store that is being written has no
+    metadata yet under its name (see :mod:`memxr.store.write`): it does not exist.
+    """
+    if not is_remote(path_or_url) or protocol(str(path_or_url)) in ("http", "https"):
+        return None  # HTTP: fsspec reports an unreachable host as a missing file; zarr probes
+    _check_protocol(path_or_url)
+    try:
+        fmt = zarr_format_of(path_or_url, storage_options)
+    except _remote_errors() as e:
+        raise InputError(store_name(path_or_url), "store", f"cannot be read: {e}") from e
+    if fmt is None:
+        raise InputError(store_name(path_or_url), "store", "does not exist")
+    return fmt
+
+
+def store_identity(url: str, storage_options: dict | None = None) -> list:
+    """[URL, size, ETag] of the root metadata of a store on an object store: what changes
+    when the store is published again (cheap: one ``HEAD``; a one-line error when absent).
+
+    The root metadata hold the store's ``created`` attribute, so every publication gives
+    another ETag (``Last-Modified`` where a file system has no ETag).
+    """
+    fs, root = url_fs(url, storage_options)
+    for name in ("zarr.json", ".zmetadata"):
+        try:
+            info = fs.info(f"{root}/{name}")
+            break
+        except FileNotFoundError:
+            continue
+    else:
+        raise InputError(store_name(url), "store", "does not exist")
+    tag = info.get("ETag") or info.get("LastModified") or info.get("mtime")
+    return [url, int(info.get("size") or 0), str(tag)]
+
+
+def open_raw(path_or_url, chunks, storage_options, zarr_format: int | None = None) -> xr.Dataset:
     """``xr.open_zarr`` with one-line errors for a missing or unreadable store."""
     if not is_url(path_or_url) and not Path(path_or_url).exists():
         raise InputError(path_or_url, "store", "does not exist")
     location, kwargs = open_args(path_or_url, storage_options)
     if is_url(path_or_url):
         _check_protocol(path_or_url)
+    if zarr_format is None:
+        zarr_format = store_format(path_or_url, storage_options)
+    if zarr_format is not None:
+        kwargs["zarr_format"] = zarr_format
     try:
         with quiet_zarr():
             return xr.open_zarr(location, chunks=chunks, **kwargs)
@@ -105,12 +159,11 @@ def _direct(var: xr.Variable, layout: ArrayLayout) -> bool:
 
 
 def _checked_dask(
-    ds: xr.Dataset, path_or_url, chunks: Any, storage_options: dict | None
+    ds: xr.Dataset, path_or_url, chunks: Any, storage_options: dict | None, zarr_format=None
 ) -> xr.Dataset:
     """Data variables (and coordinates too large to load) as dask arrays reading each chunk
     through :func:`memxr.store.chunks.read_block`."""
-    location, kwargs = open_args(path_or_url, storage_options)
-    group = zarr.open_group(location, mode="r", **kwargs)
+    group = open_group(path_or_url, storage_options, zarr_format=zarr_format)
     stamp = None if is_url(path_or_url) else os.stat(path_or_url).st_mtime_ns
     lazy = list(ds.data_vars) + [n for n, c in ds.coords.items() if c.nbytes > _COORD_LOAD_BYTES]
     out = ds.copy()
@@ -182,12 +235,13 @@ def open_cube(
     ...
     memxr.errors.InputError: nope.zarr: store: does not exist
     """
-    ds = open_raw(path_or_url, None, storage_options)
+    fmt = store_format(path_or_url, storage_options)
+    ds = open_raw(path_or_url, None, storage_options, fmt)
     try:
         ds = loaded_coords(ds, _COORD_LOAD_BYTES)
     except ValueError as e:
         raise _explained(path_or_url, storage_options, e) from e
-    ds = _checked_dask(ds, path_or_url, chunks, storage_options)
+    ds = _checked_dask(ds, path_or_url, chunks, storage_options, fmt)
     validate(ds, name=str(path_or_url))
     for key in ("stimulus_id", "repeat_stimulus_id"):
         if key in ds.coords and key not in ds.xindexes:

@@ -8,7 +8,9 @@ a report, a run's state, a run folder) follows one protocol:
    before it touches anything;
 2. the output is built complete under a temporary sibling name (:func:`partial_path`);
 3. it is renamed onto its final name (:func:`publish`), so a reader sees either the old
-   output or the complete new one, never a half one, also when the writer is killed;
+   output or the complete new one, never a half one, also when the writer is killed (a
+   store on an object store: published by its root metadata, written last; see
+   *Publication on an object store*);
 4. the lock is released (and its file removed).
 
 Whatever a killed writer leaves (its partial, its lock file) is resumed or removed by the
@@ -37,16 +39,40 @@ local (or NFS) file system:
 * file descriptors are not inherited by programs a writer starts (``O_CLOEXEC``), and
   Dask starts its worker processes by spawning, so workers never hold a lock.
 
-An object store (S3) cannot lock a file; there an :class:`OutputLock` is a **lease
-object**: ``NAME.lock`` beside the output holding the same :class:`Holder` JSON plus an
-expiry time. ``acquire`` creates it with a conditional write (``If-None-Match: *``), or,
-when the lease found there has expired, replaces it with ``If-Match: <its ETag>`` (so of
-two writers taking over a dead holder's lease exactly one wins); a heartbeat thread of the
-holder renews the expiry (``If-Match``) every third of the lease time; :meth:`holder` reads
-the object (alive: not expired); ``release`` deletes it (``If-Match``). A dead holder stops
+An object store (S3) cannot lock a file; there the lock is a **lease object**
+(:class:`LeaseLock`): ``.NAME.lock`` beside the output holding the same :class:`Holder`
+JSON plus the lease time and a random token. ``acquire`` creates it with a conditional
+write (``PutObject`` with ``If-None-Match: *``), or, when the lease found there has
+expired, replaces it with ``If-Match: <its ETag>`` (so of two writers taking over a dead
+holder's lease exactly one wins) and reads it back to check its token; a heartbeat thread
+of the holder renews it (``If-Match``) every third of the lease time (:func:`lease_seconds`,
+60 s unless ``MEMXR_LEASE_SECONDS`` says otherwise); :meth:`LeaseLock.holder` reads the
+object (alive: not expired); ``release`` deletes it (``DeleteObject`` with ``If-Match``).
+Expiry is judged on the server's clock (its ``Date`` against the lease's
+``Last-Modified``), so the clocks of the writers' hosts do not matter. A dead holder stops
 renewing, so its lease expires: that is the object-store counterpart of the operating
-system releasing an ``flock``. Such a class is registered in :data:`LOCKS` under its URL
-protocol and :func:`output_lock` picks it for targets of that protocol.
+system releasing an ``flock``. A holder that could not renew in time, or whose lease was
+taken over, has lost the lock: :meth:`OutputLock.verify` then raises, and
+:func:`memxr.store.write_cube` calls it after every region and before publishing. An S3
+server that refuses conditional requests (``501``) gets no store written. AWS S3 and
+moto's S3 server (>= 5) honour both conditions on ``PutObject`` and ``If-Match`` on
+``DeleteObject``; s3fs passes them through ``call_s3`` (and raises ``FileExistsError`` or
+``OSError`` with the ``PreconditionFailed`` cause when one fails). Each class is
+registered in :data:`LOCKS` under its URL protocol and :func:`output_lock` picks it for
+targets of that protocol.
+
+Publication on an object store
+------------------------------
+An object store has no rename. A store there is published by its metadata
+(:func:`publish` with URL arguments): its data chunks are already at their final keys
+(written there by :class:`memxr.store.chunks.ChunkWriter`), its metadata and coordinates
+in the partial ``.NAME.partial-TAG/`` beside it; they are copied on the server, the root
+metadata last (:data:`ROOT_DOCUMENTS`), and the partial is removed. Until that last
+``PUT``, no metadata exist under ``NAME/``, so every Zarr reader (and :func:`published`)
+finds no store there; after it, the complete store. :func:`remove_path` removes a store's
+root metadata first, so that it disappears at once. Files other than stores (tables,
+reports, netCDF) are written to local folders only (:func:`atomic_path` refuses a URL).
+See :mod:`memxr.store.write` for the whole protocol and what a reader sees when.
 
 Durability policy
 -----------------
@@ -112,6 +138,7 @@ from pathlib import Path
 
 from ..errors import InputError
 from ..provenance import now_utc
+from .layout import is_remote, protocol, url_fs
 
 try:
     import fcntl
@@ -131,8 +158,12 @@ __all__ = [
     "leftovers",
     "lock_path",
     "output_lock",
+    "LeaseLock",
+    "ROOT_DOCUMENTS",
+    "lease_seconds",
     "partial_path",
     "publish",
+    "published",
     "remove_path",
     "write_text",
 ]
@@ -144,30 +175,69 @@ LOCK_GRACE = 0.25
 # --------------------------------------------------------------------------- names
 
 
-def partial_path(target: str | os.PathLike, tag: str | None = None) -> Path:
-    """The temporary sibling of ``target``: ``.NAME.partial-TAG`` (TAG: the process id)."""
+def _split(target: str) -> tuple[str, str]:
+    """A URL as (parent URL, name): ``s3://b/p/c.zarr`` -> (``s3://b/p``, ``c.zarr``)."""
+    parent, _, name = target.rstrip("/").rpartition("/")
+    return parent, name
+
+
+def partial_path(target: str | os.PathLike, tag: str | None = None) -> Path | str:
+    """The temporary sibling of ``target``: ``.NAME.partial-TAG`` (TAG: the process id).
+
+    A URL target gives a URL (a prefix beside it on the object store).
+
+    Examples
+    --------
+    >>> partial_path("s3://bucket/stores/c.zarr", "ab12")
+    's3://bucket/stores/.c.zarr.partial-ab12'
+    """
+    tag = os.getpid() if tag is None else tag
+    if is_remote(target):
+        parent, name = _split(str(target))
+        return f"{parent}/.{name}.partial-{tag}"
     target = Path(target)
-    return target.parent / f".{target.name}.partial-{os.getpid() if tag is None else tag}"
+    return target.parent / f".{target.name}.partial-{tag}"
 
 
-def lock_path(target: str | os.PathLike) -> Path:
+def lock_path(target: str | os.PathLike) -> Path | str:
     """The lock file of an output: ``.NAME.lock`` beside it (the name of ``.`` is resolved).
+
+    For a URL target, the lease object's URL (see *Writer locks*).
 
     Examples
     --------
     >>> lock_path("/data/stores/c.zarr").as_posix()
     '/data/stores/.c.zarr.lock'
+    >>> lock_path("s3://bucket/stores/c.zarr")
+    's3://bucket/stores/.c.zarr.lock'
     """
+    if is_remote(target):
+        parent, name = _split(str(target))
+        return f"{parent}/.{name}.lock"
     target = Path(os.path.abspath(target))
     return target.parent / f".{target.name}.lock"
 
 
-def partials(target: Path) -> list[Path]:
+def partials(target: Path | str) -> list[Path] | list[str]:
     """Every partial of ``target`` beside it (of any writer, live or dead)."""
+    if is_remote(target):
+        parent, name = _split(str(target))
+        prefix = f".{name}.partial-"
+        return [f"{parent}/{n}" for n in _remote_names(parent) if n.startswith(prefix)]
+    target = Path(target)
     prefix = f".{target.name}.partial-"
     if not target.parent.is_dir():
         return []
     return sorted(p for p in target.parent.iterdir() if p.name.startswith(prefix))
+
+
+def _remote_names(parent: str) -> list[str]:
+    """Names of the objects and prefixes directly under a URL (empty when there is none)."""
+    fs, root = url_fs(parent)
+    try:
+        return sorted(e.rstrip("/").rsplit("/", 1)[-1] for e in fs.ls(root, detail=False))
+    except FileNotFoundError:
+        return []
 
 
 # --------------------------------------------------------------------------- locks
@@ -229,8 +299,8 @@ class OutputLockedError(InputError):
 class OutputLock(abc.ABC):
     """The writer lock of one output (see *Writer locks* in this module's docstring).
 
-    Implementations: :class:`FileLock` (local and NFS file systems); an object store
-    implements the same four methods with a lease object.
+    Implementations: :class:`FileLock` (local and NFS file systems) and :class:`LeaseLock`
+    (S3: a lease object).
     """
 
     def __init__(self, target: str | os.PathLike):
@@ -269,6 +339,15 @@ class OutputLock(abc.ABC):
     @abc.abstractmethod
     def held(self) -> bool:
         """Whether this object holds the lock."""
+
+    @abc.abstractmethod
+    def verify(self) -> None:
+        """Raise :class:`memxr.errors.InputError` if the lock was lost while held.
+
+        An ``flock`` cannot be lost; a lease can (its holder could not renew it in time,
+        and another writer took it over): a writer calls this before each step that must
+        not happen without the lock (a region logged as done, the publication).
+        """
 
     def __enter__(self) -> OutputLock:
         self.acquire()
@@ -318,6 +397,9 @@ class FileLock(OutputLock):
             raise
         self._fd = fd
         return holder
+
+    def verify(self) -> None:
+        """Nothing to check: the operating system keeps an ``flock`` until it is released."""
 
     def _open_locked(self) -> int | None:
         """The locked descriptor of the current ``.NAME.lock``, or None when it is held."""
@@ -376,8 +458,230 @@ class FileLock(OutputLock):
         return Holder.from_json(text, alive)
 
 
-LOCKS: dict[str, type[OutputLock]] = {"file": FileLock}
-"""Lock implementations by the protocol of the output (``file``: local paths)."""
+def lease_seconds() -> float:
+    """How long a lease lives without renewal: ``MEMXR_LEASE_SECONDS``, else 60."""
+    try:
+        value = float(os.environ.get("MEMXR_LEASE_SECONDS", "60"))
+    except ValueError:
+        raise InputError("MEMXR_LEASE_SECONDS", "value", "is not a number of seconds") from None
+    if not value > 0:
+        raise InputError("MEMXR_LEASE_SECONDS", "value", "must be positive")
+    return value
+
+
+def _s3_code(error: BaseException) -> str:
+    """The S3 error code behind an error of s3fs (``PreconditionFailed``...), or ``""``."""
+    for e in (error, error.__cause__, error.__context__):
+        response = getattr(e, "response", None)
+        if isinstance(response, dict):
+            return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+_LOST_RACE = {"PreconditionFailed", "ConditionalRequestConflict", "412", "409"}
+_UNSUPPORTED = {"NotImplemented", "501"}
+
+
+class LeaseLock(OutputLock):
+    """:class:`OutputLock` on S3: a lease object ``.NAME.lock`` beside the output.
+
+    The object holds the :class:`Holder` JSON plus the lease time and a random token.
+    Every change is a conditional write, so that of two writers exactly one wins:
+
+    * ``acquire``: ``PutObject`` with ``If-None-Match: *`` (created only where there is
+      none). If a lease is there, it is read (one ``GetObject``: body, ETag, its
+      ``Last-Modified`` and the server's ``Date``); when it has expired (the server's
+      clock: ``Date - Last-Modified`` beyond the holder's lease time, so clocks of the
+      writers' hosts do not matter) it is replaced with ``If-Match: <its ETag>``. The new
+      lease is then read back and its token checked (a server that ignored the condition
+      is caught here in all but a simultaneous race);
+    * a heartbeat thread renews it every third of the lease time (``If-Match``: only
+      our own version is replaced); a renewal refused by the condition, or none for a
+      whole lease time, marks the lock lost, and :meth:`verify` then fails;
+    * ``release``: ``DeleteObject`` with ``If-Match`` (never another writer's lease);
+    * :meth:`holder`: the lease read, ``alive`` while not expired.
+
+    A writer killed, however, stops renewing: its lease expires after
+    :func:`lease_seconds` and the next writer takes it over (and resumes the partial).
+    An S3 server refusing conditional requests (``501 NotImplemented``) is reported: memxr
+    writes no store there rather than write without a lock.
+    """
+
+    def __init__(self, target: str | os.PathLike, storage_options: dict | None = None):
+        super().__init__(target)
+        self.url = str(lock_path(target))
+        self.fs, path = url_fs(self.url, storage_options)
+        self.bucket, _, self.object_key = path.partition("/")
+        self._etag: str | None = None
+        self._body = b""
+        self._lost: str | None = None
+        self._renewed = 0.0
+        self._stop = threading.Event()
+        self._beat: threading.Thread | None = None
+
+    @property
+    def held(self) -> bool:
+        return self._etag is not None
+
+    @property
+    def key(self) -> str:
+        return self.url
+
+    # -- requests
+
+    def _put(self, body: bytes, **condition) -> str:
+        try:
+            r = self.fs.call_s3(
+                "put_object", Bucket=self.bucket, Key=self.object_key, Body=body, **condition
+            )
+        except Exception as e:
+            if _s3_code(e) in _UNSUPPORTED:
+                raise InputError(
+                    self.target, "out", "the object store refuses conditional writes "
+                    "(If-None-Match/If-Match): no writer lock can be taken there"
+                ) from e
+            raise
+        return str(r["ETag"])
+
+    def _get(self) -> tuple[dict, str, float] | None:
+        """(lease JSON, ETag, seconds since it was last written) or None when absent."""
+        from email.utils import parsedate_to_datetime
+
+        from fsspec.asyn import sync
+
+        async def get():
+            r = await self.fs._call_s3("get_object", Bucket=self.bucket, Key=self.object_key)
+            async with r["Body"] as body:
+                data = await body.read()
+            return data, r
+
+        try:
+            data, r = sync(self.fs.loop, get)
+        except FileNotFoundError:
+            return None
+        date = r.get("ResponseMetadata", {}).get("HTTPHeaders", {}).get("date")
+        now = parsedate_to_datetime(date).timestamp() if date else time.time()
+        try:
+            lease = json.loads(data.decode("utf-8", "replace"))
+        except ValueError:
+            lease = {}
+        age = now - r["LastModified"].timestamp()
+        return (lease if isinstance(lease, dict) else {}), str(r["ETag"]), age
+
+    @staticmethod
+    def _expired(lease: dict, age: float) -> bool:
+        try:
+            seconds = float(lease.get("lease", 60))
+        except (TypeError, ValueError):
+            seconds = 60.0
+        return age > seconds
+
+    # -- the interface
+
+    def acquire(self, wait: float = 0.0) -> Holder:
+        if self._etag is not None:
+            raise RuntimeError(f"{self.url}: lock already held by this object")
+        import uuid
+
+        seconds = lease_seconds()
+        holder = Holder(socket.gethostname(), os.getpid(), now_utc())
+        token = uuid.uuid4().hex
+        body = json.dumps(
+            {**json.loads(holder.to_json()), "lease": seconds, "token": token}
+        ).encode()
+        deadline = time.monotonic() + max(float(wait), LOCK_GRACE)
+        pause = 0.05
+        while True:
+            try:
+                self._put(body, IfNoneMatch="*")
+                break
+            except InputError:
+                raise
+            except Exception as e:
+                if _s3_code(e) not in _LOST_RACE and not isinstance(e, FileExistsError):
+                    raise
+            found = self._get()
+            if found is not None and self._expired(found[0], found[2]):
+                try:
+                    self._put(body, IfMatch=found[1])
+                    break
+                except InputError:
+                    raise
+                except Exception as e:
+                    if _s3_code(e) not in _LOST_RACE:
+                        raise
+            if time.monotonic() >= deadline:
+                raise OutputLockedError(self.target, self.holder())
+            time.sleep(pause)
+            pause = min(pause * 2, 0.5)
+        mine = self._get()
+        if mine is None or mine[0].get("token") != token:
+            raise OutputLockedError(self.target, self.holder())
+        self._etag, self._body, self._lost = mine[1], body, None
+        self._renewed = time.monotonic()
+        self._stop.clear()
+        self._beat = threading.Thread(
+            target=self._heartbeat, args=(seconds,), name=f"lease {self.url}", daemon=True
+        )
+        self._beat.start()
+        return holder
+
+    def _heartbeat(self, seconds: float) -> None:
+        while not self._stop.wait(seconds / 3):
+            etag = self._etag
+            if etag is None:
+                return
+            try:
+                self._etag = self._put(self._body, IfMatch=etag)
+                self._renewed = time.monotonic()
+            except Exception as e:  # noqa: BLE001 - recorded, raised by verify()
+                if _s3_code(e) in _LOST_RACE:
+                    self._lost = "another writer took the lease over"
+                    return
+                if time.monotonic() - self._renewed > seconds:
+                    self._lost = f"not renewed for {seconds:.0f} s ({type(e).__name__})"
+                    return
+
+    def verify(self) -> None:
+        if self._etag is None:
+            return
+        lost = self._lost
+        if lost is None and time.monotonic() - self._renewed > lease_seconds():
+            lost = "not renewed in time"
+        if lost is not None:
+            raise InputError(
+                self.target, "out", f"the writer lock was lost ({lost}); stopped, nothing "
+                "published; rerun to resume"
+            )
+
+    def release(self) -> None:
+        self._stop.set()
+        if self._beat is not None:
+            self._beat.join()  # after its last renewal: self._etag is the lease's
+            self._beat = None
+        etag, self._etag = self._etag, None
+        if etag is None or self._lost is not None:
+            return
+        with contextlib.suppress(FileNotFoundError):
+            try:
+                self.fs.call_s3(
+                    "delete_object", Bucket=self.bucket, Key=self.object_key, IfMatch=etag
+                )
+            except Exception as e:
+                if _s3_code(e) not in _LOST_RACE:
+                    raise
+
+    def holder(self) -> Holder | None:
+        found = self._get()
+        if found is None:
+            return None
+        lease, _, age = found
+        alive = self.held or not self._expired(lease, age)
+        return Holder.from_json(json.dumps(lease), alive)
+
+
+LOCKS: dict[str, type[OutputLock]] = {"file": FileLock, "s3": LeaseLock}
+"""Lock implementations by the protocol of the output (``file``: local paths, ``s3``)."""
 
 _HELD: dict[str, tuple[int, OutputLock, int]] = {}  # lock path -> (thread, lock, depth)
 _HELD_GUARD = threading.Lock()
@@ -385,10 +689,10 @@ _HELD_GUARD = threading.Lock()
 
 def _lock_for(target: str | os.PathLike) -> OutputLock:
     text = os.fspath(target)
-    protocol = text.split("://", 1)[0] if "://" in text else "file"
-    if protocol not in LOCKS:
-        raise InputError(text, "out", f"no writer lock for {protocol}:// outputs")
-    return LOCKS[protocol](text.removeprefix("file://"))
+    kind = protocol(text)
+    if kind not in LOCKS:
+        raise InputError(text, "out", f"no writer lock for {kind}:// outputs")
+    return LOCKS[kind](text.removeprefix("file://"))
 
 
 @contextlib.contextmanager
@@ -485,6 +789,8 @@ def leftovers(target: str | os.PathLike) -> list[dict]:
     >>> [(x["name"], x["kind"], x["holder"]) for x in leftovers(d / "c.zarr")]
     [('.c.zarr.partial-0123', 'partial', None)]
     """
+    if is_remote(target):
+        return _remote_leftovers(str(target))
     target = Path(target)
     holder = FileLock(target).holder()
     found = partials(target)
@@ -512,9 +818,73 @@ def leftovers(target: str | os.PathLike) -> list[dict]:
     return out
 
 
-def remove_stale(target: str | os.PathLike, keep: Path | None = None) -> list[Path]:
+def _remote_leftovers(target: str) -> list[dict]:
+    """:func:`leftovers` of an output on an object store: its partials, the chunks of an
+    unpublished store under its own name, and its lease."""
+    holder = _lock_for(target).holder()
+    found = [(p, "partial") for p in partials(target)]
+    if not published(target) and _remote_names(target):
+        found.append((target, "unpublished"))
+    lease = str(lock_path(target))
+    now = time.time()
+    out = []
+    for url, kind in found:
+        fs, root = url_fs(url)
+        objects = fs.find(root, detail=True)
+        if not objects:
+            continue
+        newest = max(_modified(o) for o in objects.values())
+        out.append(_leftover(url, kind, sum(o.get("size", 0) for o in objects.values()),
+                             now - newest, holder))
+    if holder is not None:
+        fs, root = url_fs(lease)
+        with contextlib.suppress(FileNotFoundError):
+            info = fs.info(root)
+            out.append(_leftover(lease, "lock", info.get("size", 0), now - _modified(info), holder))
+    return out
+
+
+def _modified(info: dict) -> float:
+    """Seconds since the epoch at which an object (fsspec ``info``) was last written."""
+    value = info.get("LastModified") or info.get("last_modified") or info.get("mtime")
+    return value.timestamp() if hasattr(value, "timestamp") else float(value or 0)
+
+
+def _leftover(url: str, kind: str, size: int, age: float, holder: Holder | None) -> dict:
+    age = max(0.0, age)
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    return {
+        "name": name,
+        "kind": kind,
+        "bytes": int(size),
+        "age": _age(age),
+        "age_seconds": round(age, 1),
+        "holder": holder,
+    }
+
+
+def published(target: str | os.PathLike) -> bool:
+    """Whether an output exists under its final name (a store on an object store: whether
+    its root metadata, the last object of its publication, is there).
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> published(pathlib.Path(tempfile.mkdtemp()) / "c.zarr")
+    False
+    """
+    if not is_remote(target):
+        target = Path(target)
+        return target.exists() or target.is_symlink()
+    fs, root = url_fs(str(target))
+    return any(fs.exists(f"{root}/{name}") for name in ("zarr.json", ".zgroup")) or fs.isfile(
+        root
+    )
+
+
+def remove_stale(target: str | os.PathLike, keep: Path | str | None = None) -> list:
     """Remove the partials of ``target`` but ``keep`` (call with the output's lock held)."""
-    target = Path(target)
+    target = target if is_remote(target) else Path(target)
     removed = []
     for p in partials(target):
         if p != keep:
@@ -549,6 +919,8 @@ def clean(target: str | os.PathLike) -> list[Path]:
     >>> [p.name for p in clean(d / "c.zarr")], list(d.iterdir())
     (['.c.zarr.partial-0123'], [])
     """
+    if is_remote(target):
+        return _clean_remote(str(target))
     target = Path(target)
     if not target.parent.is_dir():
         return []
@@ -558,6 +930,17 @@ def clean(target: str | os.PathLike) -> list[Path]:
         if target.is_dir():
             removed += _clean_inside(target)
     return removed + ([stale_lock] if stale_lock and not stale_lock.exists() else [])
+
+
+def _clean_remote(target: str) -> list[str]:
+    """:func:`clean` on an object store: partials, an unpublished store's chunks, a dead lease."""
+    stale_lock = _lock_for(target).holder() is not None
+    with output_lock(target):  # taken: a lease found there had expired
+        removed = remove_stale(target)
+        if not published(target) and _remote_names(target):
+            remove_path(target)
+            removed.append(target)
+    return removed + ([str(lock_path(target))] if stale_lock else [])
 
 
 def _clean_inside(folder: Path) -> list[Path]:
@@ -579,8 +962,30 @@ def _clean_inside(folder: Path) -> list[Path]:
 # --------------------------------------------------------------------------- publication
 
 
+ROOT_DOCUMENTS = (".zattrs", ".zgroup", ".zmetadata", "zarr.json")
+"""The root metadata of a Zarr store (format 2, then 3), in the order of publication: the
+last one written makes the store exist for its readers (``zarr.json``; in format 2
+``.zgroup``, then the consolidated ``.zmetadata``)."""
+
+_METADATA = {"zarr.json", ".zarray", ".zattrs", ".zgroup", ".zmetadata"}
+
+
 def remove_path(path: str | os.PathLike) -> None:
-    """Remove a file or a folder (a store) if it exists."""
+    """Remove a file or a folder (a store) if it exists.
+
+    On an object store, the root metadata of a store goes first: from the first request
+    on, readers see no store (rather than one losing its chunks).
+    """
+    if is_remote(path):
+        fs, root = url_fs(str(path))
+        for name in reversed(ROOT_DOCUMENTS):
+            with contextlib.suppress(FileNotFoundError):
+                fs.rm_file(f"{root}/{name}")
+        with contextlib.suppress(FileNotFoundError):
+            objects = fs.find(root)
+            if objects:
+                fs.rm(objects)
+        return
     path = Path(path)
     if path.is_dir() and not path.is_symlink():
         shutil.rmtree(path, ignore_errors=True)
@@ -630,6 +1035,8 @@ def publish(tmp: str | os.PathLike, target: str | os.PathLike, *, durable: bool 
     pathlib.Path
         ``target``.
     """
+    if is_remote(target):
+        return _publish_remote(str(tmp), str(target))
     tmp, target = Path(tmp), Path(target)
     if durable:
         _fsync_tree(tmp)
@@ -650,6 +1057,30 @@ def publish(tmp: str | os.PathLike, target: str | os.PathLike, *, durable: bool 
     return target
 
 
+def _publish_remote(tmp: str, target: str) -> str:
+    """Copy a partial store into place on an object store, its root metadata last.
+
+    The objects of ``tmp`` (metadata and coordinates; data chunks are already in place,
+    written there by :class:`memxr.store.chunks.ChunkWriter`) are copied on the server
+    under ``target``: chunks first, then the arrays' metadata, then the root metadata in
+    the order of :data:`ROOT_DOCUMENTS`. The last of them publishes the store; ``tmp`` is
+    removed after it.
+    """
+    fs, src = url_fs(tmp)
+    _, dst = url_fs(target)
+    names = sorted(o[len(src) + 1 :] for o in fs.find(src))
+    root = [n for n in ROOT_DOCUMENTS if n in names]
+    meta = [n for n in names if n.rsplit("/", 1)[-1] in _METADATA and n not in root]
+    data = [n for n in names if n not in root and n not in meta]
+    for group in (data, meta):
+        if group:
+            fs.copy([f"{src}/{n}" for n in group], [f"{dst}/{n}" for n in group])
+    for name in root:
+        fs.copy(f"{src}/{name}", f"{dst}/{name}")
+    remove_path(tmp)
+    return target
+
+
 @contextlib.contextmanager
 def atomic_path(
     target: str | os.PathLike, *, durable: bool = True, wait: float = 0.0
@@ -667,6 +1098,10 @@ def atomic_path(
     OutputLockedError
         When another writer holds ``target`` (before anything is written).
     """
+    if is_remote(target):
+        raise InputError(
+            target, "out", "files are written to local folders; object storage holds stores"
+        )
     target = Path(target)
     target.parent.mkdir(parents=True, exist_ok=True)
     with output_lock(target, wait=wait):

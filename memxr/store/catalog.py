@@ -15,7 +15,8 @@ Columns (:data:`COLUMNS`):
     of the data, read in a bounded time whatever the size of the store.
 ``path``
     The store relative to the catalog's folder (POSIX separators), so that a
-    folder of stores and its catalog can be moved or shared together.
+    folder of stores and its catalog can be moved or shared together; a store on an
+    object store by its URL.
 
 The file is plain TSV with a header (``pandas.read_csv(path, sep="\\t")``,
 spreadsheets, ``cut``); :func:`update_catalog` rewrites it atomically
@@ -41,12 +42,14 @@ import hashlib
 import os
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
 from ..errors import InputError
 from .access import open_cube
-from .atomic import atomic_path, output_lock
+from .atomic import atomic_path, output_lock, published
+from .layout import is_remote, local_place, url_fs
 
 __all__ = [
     "CATALOG_WAIT",
@@ -76,32 +79,68 @@ _VERSION = b"memxr store checksum 1\n"
 # --------------------------------------------------------------------------- checksum
 
 
-def _files(root: Path) -> list[tuple[str, Path, int]]:
-    """Every file of a store as (relative POSIX name, path, size), sorted by name."""
-    files = [(p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file()]
-    return [(name, p, p.stat().st_size) for name, p in sorted(files)]
+class _Tree:
+    """The files of a store, local or on an object store: names, sizes and bytes."""
+
+    def __init__(self, path: str | os.PathLike):
+        self.remote = is_remote(path)
+        if self.remote:
+            self.fs, self.root = url_fs(str(path))
+            self.name = str(path)
+        else:
+            self.root = Path(local_place(path))
+            self.name = self.root
+
+    def exists(self) -> bool:
+        return published(self.name) if self.remote else self.root.is_dir()
+
+    def files(self) -> list[tuple[str, Any, int]]:
+        """Every file as (relative POSIX name, its path, size), sorted by name."""
+        if self.remote:
+            found = self.fs.find(self.root, detail=True)
+            n = len(self.root) + 1
+            return sorted((p[n:], p, int(info["size"])) for p, info in found.items())
+        root = self.root
+        files = [(p.relative_to(root).as_posix(), p) for p in root.rglob("*") if p.is_file()]
+        return [(name, p, p.stat().st_size) for name, p in sorted(files)]
+
+    def read(self, name: str) -> bytes | None:
+        """A file of the store by its relative name (None when absent)."""
+        try:
+            if self.remote:
+                return self.fs.cat_file(f"{self.root}/{name}")
+            return (self.root / name).read_bytes()  # small: metadata
+        except FileNotFoundError:
+            return None
+
+    def hash_file(self, h, path: Any, size: int, whole: bool) -> None:
+        if self.remote:
+            if whole or size <= 2 * SAMPLE_BYTES:
+                for start in range(0, size, _BLOCK):
+                    h.update(self.fs.cat_file(path, start=start, end=min(start + _BLOCK, size)))
+                return
+            h.update(self.fs.cat_file(path, start=0, end=SAMPLE_BYTES))
+            h.update(self.fs.cat_file(path, start=size - SAMPLE_BYTES, end=size))
+            return
+        with open(path, "rb") as f:
+            if whole or size <= 2 * SAMPLE_BYTES:
+                while block := f.read(_BLOCK):
+                    h.update(block)
+                return
+            h.update(f.read(SAMPLE_BYTES))
+            f.seek(size - SAMPLE_BYTES)
+            h.update(f.read(SAMPLE_BYTES))
 
 
-def _consolidated(root: Path) -> bytes:
+def _consolidated(tree: _Tree) -> bytes:
     """Bytes of the store's consolidated metadata (``.zmetadata`` or the root ``zarr.json``)."""
     for name in _CONSOLIDATED:
-        f = root / name
-        if f.is_file():
-            data = f.read_bytes()  # small: metadata
-            if name == ".zmetadata" or b'"consolidated_metadata"' in data:
-                return data
-    raise InputError(root, "store", "has no consolidated metadata (.zmetadata or zarr.json)")
-
-
-def _hash_file(h, path: Path, size: int, whole: bool) -> None:
-    with open(path, "rb") as f:
-        if whole or size <= 2 * SAMPLE_BYTES:
-            while block := f.read(_BLOCK):
-                h.update(block)
-            return
-        h.update(f.read(SAMPLE_BYTES))
-        f.seek(size - SAMPLE_BYTES)
-        h.update(f.read(SAMPLE_BYTES))
+        data = tree.read(name)
+        if data is not None and (name == ".zmetadata" or b'"consolidated_metadata"' in data):
+            return data
+    raise InputError(
+        tree.name, "store", "has no consolidated metadata (.zmetadata or zarr.json)"
+    )
 
 
 def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
@@ -136,10 +175,14 @@ def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
     store in place; ``full=True`` hashes every byte of every file (its value
     differs from the cheap one), to check a copy byte for byte.
 
+    The same store gives the same checksum on a local disk and on an object store
+    (``s3://``: object names, sizes and byte ranges read through fsspec).
+
     Parameters
     ----------
     path : str or path
-        A local Zarr store (format 2 or 3) with consolidated metadata.
+        A Zarr store (format 2 or 3) with consolidated metadata: a local path or a URL
+        of an object store.
     full : bool
         Hash every byte of every file.
 
@@ -164,13 +207,13 @@ def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
     >>> store_checksum(a) == store_checksum(b), store_checksum(a) == store_checksum(a, full=True)
     (True, False)
     """
-    root = Path(path)
-    if not root.is_dir():
-        raise InputError(root, "store", "does not exist")
+    tree = _Tree(path)
+    if not tree.exists():
+        raise InputError(tree.name, "store", "does not exist")
     h = hashlib.sha256(_VERSION + (b"full\n" if full else b""))
-    meta = _consolidated(root)
+    meta = _consolidated(tree)
     h.update(f"{len(meta)}\n".encode() + meta)
-    files = _files(root)
+    files = tree.files()
     array_bytes: dict[str, int] = {}
     for name, _, size in files:
         array = name.split("/", 1)[0] if "/" in name else ""
@@ -178,26 +221,28 @@ def store_checksum(path: str | os.PathLike, *, full: bool = False) -> str:
     for name, f, size in files:
         h.update(f"{name}\t{size}\n".encode("utf-8", "surrogateescape"))
         array = name.split("/", 1)[0] if "/" in name else ""
-        _hash_file(h, f, size, whole=full or array_bytes[array] <= WHOLE_ARRAY_BYTES)
+        tree.hash_file(h, f, size, whole=full or array_bytes[array] <= WHOLE_ARRAY_BYTES)
     return h.hexdigest()
 
 
 # --------------------------------------------------------------------------- catalog
 
 
-def _store_name(path: Path) -> str:
-    name = path.name
+def _store_name(path: Path | str) -> str:
+    name = str(path).rstrip("/").rsplit("/", 1)[-1] if is_remote(path) else Path(path).name
     return name[: -len(".zarr")] if name.endswith(".zarr") else name
 
 
-def _relative(store: Path, folder: Path) -> str:
+def _relative(store: Path | str, folder: Path) -> str:
+    if is_remote(store):  # a store on an object store: its URL
+        return str(store)
     try:
         return Path(os.path.relpath(store.resolve(), folder.resolve())).as_posix()
     except ValueError:  # another drive (Windows): no relative path exists
         return store.resolve().as_posix()
 
 
-def _row(store: Path, folder: Path) -> dict[str, str]:
+def _row(store: Path | str, folder: Path) -> dict[str, str]:
     """The catalog line of one store (the store is opened and validated; data not read)."""
     cube = open_cube(store)
     a = cube.attrs
@@ -211,6 +256,12 @@ def _row(store: Path, folder: Path) -> dict[str, str]:
         "path": _relative(store, folder),
         "created": str(a.get("created", "")),
     }
+
+
+def _same(a: Path | str, b: Path | str) -> bool:
+    if is_remote(a) or is_remote(b):
+        return str(a).rstrip("/") == str(b).rstrip("/")
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def read_catalog(path: str | os.PathLike) -> pd.DataFrame:
@@ -258,7 +309,8 @@ def update_catalog(
     catalog_path : str or path
         The TSV file (e.g. ``stores/catalog.tsv``).
     store_paths : path or iterable of paths
-        Local stores to add or refresh.
+        Stores to add or refresh: local paths, or URLs of an object store (listed by
+        their URL in the ``path`` column).
 
     Returns
     -------
@@ -288,9 +340,9 @@ def update_catalog(
         store_paths = [store_paths]
     rows: dict[str, dict[str, str]] = {}
     seen: dict[str, Path] = {}
-    for store in map(Path, store_paths):
+    for store in (s if is_remote(s) else Path(s) for s in store_paths):
         row = _row(store, catalog.parent)
-        if row["name"] in seen and seen[row["name"]].resolve() != store.resolve():
+        if row["name"] in seen and _same(seen[row["name"]], store) is False:
             raise InputError(store, "name", f"same name as {seen[row['name']]}")
         seen[row["name"]] = store
         rows[row["name"]] = row

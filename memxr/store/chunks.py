@@ -36,7 +36,15 @@ changed byte. memxr adds three things:
   ``truncated (250 of 40004 bytes)``, ``missing``;
 * **missing chunks are errors**: Zarr reads an absent chunk as fill values, silently.
   memxr writes every chunk (also those holding only fill values), so in a checksummed
-  array of a local store an absent chunk file is reported, not read as NaN.
+  array an absent chunk is reported, not read as NaN: a local store checks that the
+  chunk file exists before reading it; a store reached by URL (S3, HTTP) asks for the
+  chunk's metadata first (one ``HEAD`` request per chunk read, beside the ``GET`` of up
+  to 64 MiB).
+
+On an object store (S3) :class:`ChunkWriter` puts each chunk as one object holding the
+same bytes as a local chunk file (values, then their CRC-32C) at its final key; the
+store becomes visible only when its metadata is published
+(:func:`memxr.store.atomic.publish`).
 
 Zarr format 2 stores (for older readers) have no checksum: a truncated uncompressed
 chunk is still named (its size is wrong), a changed byte goes unnoticed.
@@ -70,7 +78,7 @@ import numpy as np
 import zarr
 
 from ..errors import InputError
-from .layout import is_url, open_args
+from .layout import is_remote, is_url, open_args, url_fs
 
 __all__ = [
     "ArrayLayout",
@@ -211,6 +219,11 @@ class ArrayLayout:
         """The file of a chunk of a local store."""
         return Path(self.store) / self.name / key
 
+    def remote_path(self, key: str, store: str | None = None) -> tuple[Any, str]:
+        """The file system of a store reached by URL and the path of a chunk in it."""
+        fs, root = url_fs(store or self.store, self.storage_options)
+        return fs, f"{root}/{self.name}/{key}" if self.name else f"{root}/{key}"
+
 
 # --------------------------------------------------------------------------- checking
 
@@ -222,11 +235,9 @@ def read_raw(layout: ArrayLayout, key: str) -> bytes | None:
             return layout.local_path(key).read_bytes()
         except FileNotFoundError:
             return None
-    import fsspec
-
-    fs, root = fsspec.core.url_to_fs(layout.store, **(layout.storage_options or {}))
+    fs, path = layout.remote_path(key)
     try:
-        return fs.cat_file(f"{root.rstrip('/')}/{layout.name}/{key}")
+        return fs.cat_file(path)
     except FileNotFoundError:
         return None
 
@@ -365,9 +376,9 @@ def _one_chunk(layout: ArrayLayout, selection: tuple) -> tuple[int, ...] | None:
 
 def decode_problem(layout: ArrayLayout, index: Sequence[int]) -> str | None:
     """Whether a chunk decodes through Zarr (for codecs whose size and bytes say too little)."""
-    kwargs = {"storage_options": layout.storage_options} if is_url(layout.store) else {}
+    location, kwargs = open_args(layout.store, layout.storage_options)
     try:
-        arr = zarr.open_array(layout.store, path=layout.name, mode="r", **kwargs)
+        arr = zarr.open_array(location, path=layout.name, mode="r", **kwargs)
         arr.get_block_selection(tuple(index))
     except Exception as e:  # noqa: BLE001 - any failure to decode is the finding
         return f"does not decode ({type(e).__name__}: {' '.join(str(e).split())[:200]})"
@@ -389,10 +400,11 @@ def read_block(
     ``direct`` (a raw array of a local store whose values need no decoding) a block that
     is one chunk is read straight from its file (:func:`read_chunk`: 4-5 times faster
     than Zarr's pipeline, which decodes into one buffer and copies into another). Other
-    blocks go through Zarr: in a checksummed array of a local store a missing chunk file
-    raises (Zarr would read fill values); any error while decoding is diagnosed from the
-    raw bytes of the chunks read, and a bad one raises :class:`ChunkError` (the original
-    error is kept as its cause).
+    blocks go through Zarr: in a checksummed array a missing chunk raises (Zarr would read
+    fill values): a local store's chunk file is looked for, a remote store's chunk is asked
+    for its metadata (``HEAD``). Any error while decoding is diagnosed from the raw bytes
+    of the chunks read, and a bad one raises :class:`ChunkError` (the original error is
+    kept as its cause).
     """
     from dask.array.core import getter
 
@@ -401,10 +413,19 @@ def read_block(
         chunk = read_chunk(layout, index)
         edge = tuple(slice(0, s.indices(n)[1] - s.indices(n)[0]) for s, n in zip(selection, layout.shape, strict=True))  # fmt: skip
         return chunk[edge]
-    if layout.checksummed and not is_url(layout.store) and len(selection) == len(layout.shape):
+    if layout.checksummed and len(selection) == len(layout.shape):
         for index in layout.covering(selection):
             key = layout.key(index)
-            if not layout.local_path(key).exists():
+            if is_remote(layout.store):
+                fs, path = layout.remote_path(key)
+                try:
+                    fs.info(path)  # other errors than absence (credentials...) are raised
+                    present = True
+                except FileNotFoundError:
+                    present = False
+            else:
+                present = layout.local_path(key).exists()
+            if not present:
                 raise ChunkError(layout.store, layout.name, key, "missing")
     try:
         return getter(a, b, asarray=asarray, lock=lock)
@@ -458,7 +479,13 @@ class ChunkWriter:
     Parameters
     ----------
     layout : ArrayLayout
-        The array (its metadata already written); a local store.
+        The array (its metadata already written).
+    dest : str, optional
+        Where the chunk objects go when the store is on an object store: the store's
+        final URL, while ``layout`` is read from its partial (see
+        :func:`memxr.store.write_cube`). Default: the layout's own store. Chunks are put
+        through fsspec as whole objects, with the same bytes as a local chunk file; only
+        raw chunks (:attr:`ArrayLayout.raw`: the codecs memxr writes) are written there.
 
     Examples
     --------
@@ -472,10 +499,16 @@ class ChunkWriter:
     [[0.0, 1.0, 2.0, 3.0, 4.0], [5.0, 6.0, 7.0, 8.0, 9.0]]
     """
 
-    def __init__(self, layout: ArrayLayout):
-        if is_url(layout.store):
-            raise InputError(layout.store, "out", "chunks are written to local stores only")
+    def __init__(self, layout: ArrayLayout, dest: str | None = None):
+        self.remote = is_remote(layout.store)
+        if is_url(layout.store) and not self.remote:
+            raise InputError(layout.store, "out", "give a file:// store as a local path")
+        if self.remote and not layout.raw:
+            raise InputError(
+                layout.store, layout.name, "compressed chunks are written to local stores only"
+            )
         self.layout = layout
+        self.dest = dest or layout.store
         self.dtype = layout.dtype
         self.shape = layout.shape  # dask.array.store checks it
 
@@ -513,6 +546,10 @@ class ChunkWriter:
             import google_crc32c
 
             parts.append(memoryview(google_crc32c.value(parts[0]).to_bytes(4, "little")))
+        if self.remote:  # one object: PUT requests take one body
+            fs, path = self.layout.remote_path(self.layout.key(index), self.dest)
+            fs.pipe_file(path, b"".join(parts))
+            return
         path = self.layout.local_path(self.layout.key(index))
         path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)

@@ -68,8 +68,16 @@ from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import validate
 from .access import open_cube
-from .atomic import atomic_path, output_lock
-from .layout import chunk_plan, loaded_coords, prepare_cube, rechunk_to_plan
+from .atomic import atomic_path, output_lock, published
+from .layout import (
+    chunk_plan,
+    is_remote,
+    is_url,
+    loaded_coords,
+    local_place,
+    prepare_cube,
+    rechunk_to_plan,
+)
 from .write import write_cube
 
 __all__ = ["COMPLEVEL", "NETCDF_ENGINES", "export_netcdf", "export_zarr", "open_netcdf"]
@@ -270,6 +278,8 @@ def export_netcdf(
     ...
     memxr.errors.InputError: c.nc: --netcdf: exists; pass --overwrite (overwrite=True) to replace it
     """
+    if is_url(path):
+        raise InputError(path, "--netcdf", "a netCDF file is written to a local folder")
     target = Path(path)
     _refuse_existing(target, "--netcdf", overwrite)
     if engine not in NETCDF_ENGINES:
@@ -289,8 +299,8 @@ def export_netcdf(
     return target
 
 
-def _refuse_existing(target: Path, option: str, overwrite: bool) -> None:
-    if (target.exists() or target.is_symlink()) and not overwrite:
+def _refuse_existing(target: Path | str, option: str, overwrite: bool) -> None:
+    if not overwrite and published(target):
         raise InputError(target, option, "exists; pass --overwrite (overwrite=True) to replace it")
 
 
@@ -358,7 +368,7 @@ def export_zarr(
     overwrite: bool = False,
     *,
     progress: bool = True,
-) -> Path:
+) -> Path | str:
     """Copy a store as a Zarr store of another format (2 by default, for older readers).
 
     The copy is made by :func:`memxr.store.write_cube` (atomic, resumable),
@@ -370,7 +380,7 @@ def export_zarr(
     store : str, path or xarray.Dataset
         The source store (path or fsspec URL) or a cube.
     path : str or path
-        The store to create.
+        The store to create: a local path or an ``s3://`` URL.
     zarr_format : {2, 3}
         Format of the copy.
     overwrite : bool
@@ -380,8 +390,8 @@ def export_zarr(
 
     Returns
     -------
-    pathlib.Path
-        The new store.
+    pathlib.Path or str
+        The new store (its URL for an object store).
 
     Examples
     --------
@@ -394,7 +404,8 @@ def export_zarr(
     >>> zarr.open_group(out, mode="r").metadata.zarr_format
     2
     """
-    target = Path(path)
+    place = local_place(path)
+    target = str(place) if is_remote(place) else Path(place)
     _refuse_existing(target, "--zarr", overwrite)
     if zarr_format not in (2, 3):
         raise InputError(target, "--zarr-format", f"is {zarr_format!r}, expected 2 or 3")

@@ -21,12 +21,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import zarr
 
-from .access import open_raw, store_name
-from .atomic import Holder, leftovers
+from .access import open_raw, store_format, store_name
+from .atomic import LOCKS, Holder, leftovers
 from .chunks import ArrayLayout
-from .layout import is_url, open_args
+from .layout import is_remote, is_url, local_place, open_group, protocol, url_fs
 
 __all__ = ["format_info", "format_leftovers", "leftover_info", "store_info"]
 
@@ -55,10 +54,14 @@ def _dtype_label(dtype: np.dtype) -> str:
     return "str" if dtype.kind in "OTU" else str(dtype)
 
 
-def _disk_bytes(path_or_url) -> int | None:
-    if is_url(path_or_url):
-        return None
-    return sum(f.stat().st_size for f in Path(path_or_url).rglob("*") if f.is_file())
+def _disk_bytes(path_or_url, storage_options=None) -> int | None:
+    """Bytes of every file (object) of a store; None where nothing can be listed (HTTP)."""
+    if is_remote(path_or_url):
+        if protocol(str(path_or_url)) not in LOCKS:  # HTTP: no listing of a folder
+            return None
+        fs, root = url_fs(str(path_or_url), storage_options)
+        return int(fs.du(root))
+    return sum(f.stat().st_size for f in Path(local_place(path_or_url)).rglob("*") if f.is_file())
 
 
 def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = None) -> dict:
@@ -77,9 +80,9 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
     >>> info["dims"], info["variables"]["response"]["chunks"], info["rois"]
     ({'stimulus': 6, 'channel': 4, 'roi': 1}, [6, 4], {'A': 4})
     """
-    ds = open_raw(path_or_url, {}, storage_options)
-    location, kwargs = open_args(path_or_url, storage_options)
-    group = zarr.open_group(location, mode="r", **kwargs)
+    fmt = store_format(path_or_url, storage_options)
+    ds = open_raw(path_or_url, {}, storage_options, fmt)
+    group = open_group(path_or_url, storage_options, zarr_format=fmt)
 
     def describe(name) -> dict:
         arr = group[str(name)]
@@ -121,7 +124,7 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
     return {
         "store": store_name(path_or_url),
         "zarr_format": int(group.metadata.zarr_format),
-        "disk_bytes": _disk_bytes(path_or_url),
+        "disk_bytes": _disk_bytes(path_or_url, storage_options),
         "checksum": "crc32c" if all(checked) else "partly crc32c" if any(checked) else "none",
         "dims": {str(k): int(n) for k, n in ds.sizes.items()},
         "variables": variables,
@@ -133,8 +136,16 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
         "splits": splits,
         "attrs": {k: ds.attrs[k] for k in keys if k in ds.attrs},
         "inputs": inputs,
-        "leftovers": [] if is_url(path_or_url) else leftover_info(path_or_url),
+        "leftovers": (
+            leftover_info(local_place(path_or_url)) if _has_leftovers(path_or_url) else []
+        ),
     }
+
+
+def _has_leftovers(path_or_url) -> bool:
+    """Whether a store can have leftovers memxr knows of: local, or on an object store
+    that memxr writes to (HTTP is read-only)."""
+    return not is_url(path_or_url) or protocol(str(path_or_url)) in LOCKS
 
 
 def leftover_info(path: str | os.PathLike) -> list[dict]:

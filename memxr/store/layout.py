@@ -31,6 +31,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
+from ..errors import InputError
 from ..provenance import __version__, now_utc
 from ..schema import text_coord
 
@@ -42,8 +43,18 @@ __all__ = [
     "chunk_plan",
     "compressors",
     "coord_compressors",
+    "STORAGE_DEFAULTS",
     "fingerprint",
+    "is_remote",
+    "is_url",
+    "local_place",
     "open_args",
+    "open_group",
+    "protocol",
+    "remote_errors",
+    "fs_options",
+    "url_fs",
+    "zarr_format_of",
 ]
 
 CHUNK_BYTES = 64 << 20
@@ -92,30 +103,162 @@ def is_url(path_or_url: str | os.PathLike) -> bool:
     return isinstance(path_or_url, str) and "://" in path_or_url
 
 
+def is_remote(path_or_url: str | os.PathLike) -> bool:
+    """Whether a store is reached through fsspec (a URL other than ``file://``).
+
+    Examples
+    --------
+    >>> is_remote("s3://bucket/c.zarr"), is_remote("file:///data/c.zarr"), is_remote("c.zarr")
+    (True, False, False)
+    """
+    return is_url(path_or_url) and not str(path_or_url).startswith("file://")
+
+
+def local_place(path_or_url: str | os.PathLike) -> str | os.PathLike:
+    """A ``file://`` URL as the local path it names; anything else as it is.
+
+    Examples
+    --------
+    >>> local_place("file:///data/c.zarr"), local_place("s3://bucket/c.zarr")
+    ('/data/c.zarr', 's3://bucket/c.zarr')
+    """
+    if is_url(path_or_url) and str(path_or_url).startswith("file://"):
+        from fsspec.implementations.local import LocalFileSystem
+
+        return LocalFileSystem._strip_protocol(str(path_or_url))
+    return path_or_url
+
+
+def protocol(url: str) -> str:
+    """The protocol of a URL (``s3``), ``file`` for a local path.
+
+    Examples
+    --------
+    >>> protocol("s3://bucket/c.zarr"), protocol("stores/c.zarr")
+    ('s3', 'file')
+    """
+    return str(url).split("://", 1)[0] if is_url(url) else "file"
+
+
+STORAGE_DEFAULTS: dict[str, dict] = {"s3": {"use_listings_cache": False}}
+"""fsspec options memxr gives a protocol unless the caller gives them.
+
+s3fs keeps the listings it has read for the life of a file-system object (one per set of
+options, shared by the whole process): a store published by another process after a
+listing was read would look absent. memxr reads what is there at the time of each call.
+Credentials and the endpoint come from the usual places of the object store's client
+(for S3: ``AWS_*`` variables, ``~/.aws``, ``AWS_ENDPOINT_URL_S3``), never from memxr.
+"""
+
+
+def fs_options(url: str | os.PathLike, given: dict | None = None) -> dict:
+    """The fsspec options of a URL: :data:`STORAGE_DEFAULTS` of its protocol, then ``given``.
+
+    Examples
+    --------
+    >>> fs_options("s3://bucket/c.zarr", {"anon": True})
+    {'use_listings_cache': False, 'anon': True}
+    >>> fs_options("https://host/c.zarr")
+    {}
+    """
+    return {**STORAGE_DEFAULTS.get(protocol(os.fspath(url)), {}), **(given or {})}
+
+
+def url_fs(url: str, given: dict | None = None) -> tuple[Any, str]:
+    """The fsspec file system of a URL and the URL's path in it (no trailing slash).
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When no installed package handles the URL's protocol (``s3://`` needs s3fs:
+        ``pip install memxr[s3]``).
+    """
+    import fsspec
+
+    try:
+        fs, root = fsspec.core.url_to_fs(url, **fs_options(url, given))
+    except (ImportError, ValueError) as e:
+        hint = "; pip install memxr[s3]" if protocol(url) == "s3" else ""
+        raise InputError(
+            url.rstrip("/").rsplit("/", 1)[-1],
+            "store",
+            f"cannot open {protocol(url)}:// URLs: {' '.join(str(e).split())[:200]}{hint}",
+        ) from e
+    return fs, root.rstrip("/")
+
+
+def remote_errors() -> tuple[type[BaseException], ...]:
+    """Errors of reaching a store by URL: refused credentials or requests, no connection.
+
+    botocore's (S3: no credentials found, a request refused) when it is installed,
+    aiohttp's (HTTP), and the ``PermissionError`` and ``ConnectionError`` fsspec raises.
+    Their messages name no credential.
+    """
+    kinds: list[type[BaseException]] = [PermissionError, ConnectionError]
+    try:
+        from botocore.exceptions import BotoCoreError, ClientError
+
+        kinds += [BotoCoreError, ClientError]
+    except ImportError:  # no S3 support installed
+        pass
+    try:
+        from aiohttp import ClientError as HTTPError
+
+        kinds.append(HTTPError)
+    except ImportError:  # pragma: no cover - aiohttp is a dependency
+        pass
+    return tuple(kinds)
+
+
 def open_args(path_or_url: str | os.PathLike, storage_options: dict | None = None) -> tuple:
     """Where zarr/xarray open a store, and the keyword arguments they take for it.
 
     ``file://`` URLs are opened as the local paths they name: zarr >= 3.2 opens them as
     local stores and refuses ``storage_options`` (zarr-python#3679), which only matter for
-    remote file systems anyway.
+    remote file systems anyway. Other URLs get :func:`fs_options` (the defaults of
+    their protocol, then the given ones).
 
     Examples
     --------
     >>> open_args("file:///data/c.zarr", {"anon": True})
     ('/data/c.zarr', {})
     >>> open_args("s3://bucket/c.zarr", {"anon": True})
-    ('s3://bucket/c.zarr', {'storage_options': {'anon': True}})
+    ('s3://bucket/c.zarr', {'storage_options': {'use_listings_cache': False, 'anon': True}})
     >>> open_args("c.zarr")
     ('c.zarr', {})
     """
-    location = os.fspath(path_or_url)
-    if is_url(path_or_url) and location.startswith("file://"):
-        from fsspec.implementations.local import LocalFileSystem
-
-        return LocalFileSystem._strip_protocol(location), {}
-    if is_url(path_or_url):
-        return location, {"storage_options": storage_options}
+    location = os.fspath(local_place(path_or_url))
+    if is_remote(path_or_url):
+        return location, {"storage_options": fs_options(path_or_url, storage_options) or None}
     return location, {}
+
+
+def zarr_format_of(path_or_url: str | os.PathLike, given: dict | None = None) -> int | None:
+    """The Zarr format of a remote store from one request (None: no store there).
+
+    Without it zarr looks for the metadata of both formats (four requests or more per
+    open); with it, one. Local stores are not probed (None).
+    """
+    if not is_remote(path_or_url):
+        return None
+    fs, root = url_fs(str(path_or_url), given)
+    for fmt, name in ((3, "zarr.json"), (2, ".zgroup")):
+        try:
+            fs.info(f"{root}/{name}")  # other errors than absence: raised (host unreachable)
+            return fmt
+        except FileNotFoundError:
+            continue
+    return None
+
+
+def open_group(
+    path_or_url: str | os.PathLike, storage_options: dict | None = None, mode: str = "r", **kw
+) -> Any:
+    """``zarr.open_group`` of a local store or a URL (with its fsspec options)."""
+    import zarr
+
+    location, kwargs = open_args(path_or_url, storage_options)
+    return zarr.open_group(location, mode=mode, **kwargs, **kw)
 
 
 # --------------------------------------------------------------------------- codecs

@@ -39,13 +39,11 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import zarr
-
 from ..errors import InputError
 from ..provenance import sha256_file
-from .access import open_cube
+from .access import open_cube, store_format
 from .chunks import ArrayLayout, ChunkError, chunk_problem, decode_problem, read_raw
-from .layout import open_args
+from .layout import open_group
 
 __all__ = ["StoreReport", "validate_store"]
 
@@ -232,15 +230,15 @@ def validate_store(
     except ChunkError:  # a bad coordinate chunk: deep validation lists it with all others
         if not deep:
             raise
-        location, kwargs = open_args(path_or_url, storage_options)
-        attrs, sizes = dict(zarr.open_group(location, mode="r", **kwargs).attrs), {}
+        fmt = store_format(path_or_url, storage_options)
+        attrs, sizes = dict(open_group(path_or_url, storage_options, zarr_format=fmt).attrs), {}
     report = StoreReport(
         store=os.fspath(path_or_url), dataset=attrs.get("dataset"), sizes=sizes, deep=deep
     )
     work: list = []
     if deep:
-        location, kwargs = open_args(path_or_url, storage_options)
-        group = zarr.open_group(location, mode="r", **kwargs)
+        fmt = store_format(path_or_url, storage_options)
+        group = open_group(path_or_url, storage_options, zarr_format=fmt)
         layouts = [
             ArrayLayout.of(group, path_or_url, name, storage_options)
             for name, _ in sorted(group.arrays())

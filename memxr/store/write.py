@@ -5,6 +5,30 @@ held from before anything is touched until the store is in place, so a second wr
 the same store is refused with one line naming the holder, and a partial whose writer died
 is resumed by the next one. The chunks of data variables are written with their checksum
 by :class:`memxr.store.chunks.ChunkWriter`.
+
+On an object store (``s3://`` URLs)
+------------------------------------
+An object store has no rename, so a store is published by its metadata instead:
+
+1. the writer takes the store's lease (:class:`memxr.store.atomic.LeaseLock`);
+2. the metadata, the coordinates and the progress log go under the partial prefix
+   ``.NAME.partial-FINGERPRINT/`` beside the store; the data chunks go straight to their
+   final keys under ``NAME/``, each one object with its CRC-32C. After each region the
+   progress log object is rewritten whole (a ``PUT`` replaces an object whole, so the log
+   is never torn), only once every chunk of the region is stored;
+3. when every region is done: the lease is verified, the consolidated metadata are
+   written into the partial, and the partial's objects are copied on the server under
+   ``NAME/``, the root ``zarr.json`` (format 2: ``.zgroup``, then ``.zmetadata``) last
+   (:func:`memxr.store.atomic.publish`); the partial and the lease are removed.
+
+What a reader of ``s3://.../NAME.zarr`` sees: before step 3 ends, no metadata at all
+under ``NAME/`` (only data chunk objects, which no Zarr reader opens without metadata):
+zarr, xarray and memxr say the store does not exist. From the last ``PUT`` of step 3 on,
+the complete store. A killed writer leaves its partial, the chunks of its finished
+regions and its lease; the next write of the same cube takes the lease over once it has
+expired and resumes from the log. ``overwrite=True`` removes the old store (its root
+metadata first) when the write starts: unlike a local store, which stays readable until
+the new one replaces it, a store on an object store does not exist during its rewrite.
 """
 
 from __future__ import annotations
@@ -25,7 +49,16 @@ from dask.callbacks import Callback
 from ..errors import InputError
 from ..provenance import inputs_attr, now_utc
 from ..schema import validate
-from .atomic import fsync_path, output_lock, partial_path, publish, remove_path, remove_stale
+from .atomic import (
+    OutputLock,
+    fsync_path,
+    output_lock,
+    partial_path,
+    publish,
+    published,
+    remove_path,
+    remove_stale,
+)
 from .chunks import ArrayLayout, ChunkWriter
 from .layout import (
     CHUNK_BYTES,
@@ -34,9 +67,14 @@ from .layout import (
     compressors,
     coord_compressors,
     fingerprint,
+    is_remote,
+    local_place,
+    open_args,
+    open_group,
     prepare_cube,
     quiet_zarr,
     rechunk_to_plan,
+    url_fs,
 )
 
 __all__ = ["REGION_CHUNKS", "write_cube"]
@@ -120,23 +158,73 @@ def _resolve_inputs(inputs: Sequence[dict] | Future | None, target: Path) -> str
     return inputs_attr(out)
 
 
-def _read_log(log: Path, fp: str) -> set[str] | None:
-    """Finished region keys, or None when the log is missing or for another fingerprint."""
-    if not log.exists():
-        return None
-    lines = log.read_text().split("\n")
-    if not lines or lines[0] != f"# memxr progress {fp}":
-        return None
-    return {ln for ln in lines[1:-1] if ln}  # a torn last line (no newline) is not finished
+class _Log:
+    """The progress log of a partial: a local file appended to, or an object rewritten."""
+
+    def __init__(self, tmp: Path | str):
+        self.remote = is_remote(tmp)
+        if self.remote:
+            self.fs, root = url_fs(str(tmp))
+            self.path: Path | str = f"{root}/{PROGRESS_LOG}"
+        else:
+            self.path = Path(tmp) / PROGRESS_LOG
+        self.lines: list[str] = []
+
+    def read(self, fp: str) -> set[str] | None:
+        """Finished region keys, or None when the log is missing or for another fingerprint."""
+        try:
+            text = self.fs.cat_file(self.path).decode() if self.remote else self.path.read_text()
+        except FileNotFoundError:
+            return None
+        lines = text.split("\n")
+        if not lines or lines[0] != f"# memxr progress {fp}":
+            return None
+        self.lines = lines[:-1]
+        return {ln for ln in lines[1:-1] if ln}  # a torn last line (no newline) is not finished
+
+    def create(self, fp: str) -> None:
+        self.lines = [f"# memxr progress {fp}"]
+        if self.remote:
+            self.fs.pipe_file(self.path, self._text())
+            return
+        with open(self.path, "w") as f:
+            f.write(self._text().decode())
+            f.flush()
+            os.fsync(f.fileno())
+
+    def _text(self) -> bytes:
+        return "".join(f"{ln}\n" for ln in self.lines).encode()
+
+    def append(self, line: str, durable: bool = False) -> None:
+        """Record a finished region (a log object is rewritten whole: never torn)."""
+        self.lines.append(line)
+        if self.remote:
+            self.fs.pipe_file(self.path, self._text())
+            return
+        with open(self.path, "a") as f:
+            f.write(line + "\n")
+            f.flush()
+            if durable:
+                os.fsync(f.fileno())
+
+    def remove(self) -> None:
+        if self.remote:
+            self.fs.rm_file(self.path)
+        else:
+            self.path.unlink()
 
 
-def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str) -> set[str]:
-    """Open or create the partial store; return the regions already finished."""
-    log = tmp / PROGRESS_LOG
-    done = _read_log(log, fp) if tmp.exists() else None
+def _start(
+    tmp: Path | str, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str, target
+) -> tuple[set[str], _Log]:
+    """Open or create the partial store; return the regions already finished and the log."""
+    log = _Log(tmp)
+    done = log.read(fp)
     if done is not None:
-        return done
+        return done, log
     remove_path(tmp)
+    if is_remote(target):  # chunks of an unfinished write (or the store being overwritten)
+        remove_path(target)
     # Metadata and coordinates only: data variables stand in as never-computed dask arrays.
     meta = dsd.copy()
     for name in dsd.data_vars:
@@ -148,29 +236,36 @@ def _start(tmp: Path, dsd: xr.Dataset, plan: Mapping, zarr_format: int, fp: str)
     if coord_compressors(zarr_format) is not None:  # None: Zarr's default
         for n in dsd.coords:
             encoding[n]["compressors"] = coord_compressors(zarr_format)
+    location, kwargs = open_args(tmp)
     meta.to_zarr(
-        tmp,
+        location,
         mode="w",
         compute=False,
         encoding=encoding,
         zarr_format=zarr_format,
         consolidated=False,
         write_empty_chunks=True,  # every chunk on disk: a missing one is an error
+        **kwargs,
     )
-    with open(log, "w") as f:
-        f.write(f"# memxr progress {fp}\n")
-        f.flush()
-        os.fsync(f.fileno())
-    return set()
+    log.create(fp)
+    return set(), log
+
+
+def _name_of(tmp: Path | str) -> str:
+    return str(tmp).rstrip("/").rsplit("/", 1)[-1].split(".partial-")[0].lstrip(".")
 
 
 def _write_regions(
-    tmp: Path,
+    tmp: Path | str,
     dsd: xr.Dataset,
     plan: Mapping,
     done: set[str],
     progress: bool,
     durable: bool = False,
+    *,
+    log: _Log,
+    target: Path | str,
+    lock: OutputLock | None = None,
 ) -> None:
     """Write every unfinished region of every data variable in one computation.
 
@@ -193,19 +288,21 @@ def _write_regions(
         initial=total - len(todo),
         disable=not progress,
         file=sys.stderr,
-        desc=f"writing {tmp.name.split('.partial-')[0].lstrip('.')}",
+        desc=f"writing {_name_of(tmp)}",
         unit="region",
     )
-    writers = {str(n): ChunkWriter(ArrayLayout.open(tmp, str(n))) for n in dsd.data_vars}
-    with bar, open(tmp / PROGRESS_LOG, "a") as log:
+    dest = str(target) if is_remote(tmp) else None  # chunks go straight to the final keys
+    writers = {
+        str(n): ChunkWriter(ArrayLayout.open(tmp, str(n)), dest=dest) for n in dsd.data_vars
+    }
+    with bar:
 
         def finished(name: str, region: Mapping[str, slice]) -> None:
-            if durable:
+            if durable and not is_remote(tmp):
                 _fsync_region(tmp, name, region)
-            log.write(_region_key(name, region) + "\n")
-            log.flush()
-            if durable:
-                os.fsync(log.fileno())
+            if lock is not None:
+                lock.verify()  # a lost lease: another writer may own the store now
+            log.append(_region_key(name, region), durable)
             bar.update(1)
 
         stores = []
@@ -253,15 +350,22 @@ def _compute_stores(stores: list[tuple], finished) -> None:
 
 
 def _finish(
-    tmp: Path, target: Path, zarr_format: int, inputs_json: str | None, durable: bool
+    tmp: Path | str,
+    target: Path | str,
+    zarr_format: int,
+    inputs_json: str | None,
+    durable: bool,
+    lock: OutputLock | None = None,
 ) -> None:
-    group = zarr.open_group(tmp, mode="r+", zarr_format=zarr_format)
+    group = open_group(tmp, mode="r+", zarr_format=zarr_format)
     attrs = {"created": now_utc()}
     if inputs_json is not None:
         attrs["inputs"] = inputs_json
     group.attrs.update(attrs)
-    zarr.consolidate_metadata(tmp, zarr_format=zarr_format)
-    (tmp / PROGRESS_LOG).unlink()
+    zarr.consolidate_metadata(group.store, zarr_format=zarr_format)
+    if lock is not None:
+        lock.verify()  # publish only while holding the lock (a lost one keeps the log)
+    _Log(tmp).remove()
     publish(tmp, target, durable=durable)
 
 
@@ -275,7 +379,7 @@ def write_cube(
     chunk_bytes: int | None = None,
     progress: bool = True,
     durable: bool = False,
-) -> Path:
+) -> Path | str:
     """Write a cube as a Zarr store, atomically and resumably.
 
     Parameters
@@ -284,7 +388,8 @@ def write_cube(
         A cube following :mod:`memxr.schema` (numpy- or dask-backed). Only one
         region (a few chunks) is computed at a time, so memory stays flat.
     path : str or path
-        The store to create.
+        The store to create: a local path, or an ``s3://`` URL (published by its
+        metadata, see *On an object store* in :mod:`memxr.store.write`).
     zarr_format : {3, 2}
         Zarr format; 2 for older readers (zarr-python 2, older xarray).
     overwrite : bool
@@ -309,8 +414,8 @@ def write_cube(
 
     Returns
     -------
-    pathlib.Path
-        The store.
+    pathlib.Path or str
+        The store (its URL for a store on an object store).
 
     Raises
     ------
@@ -347,27 +452,32 @@ def write_cube(
     ...
     memxr.errors.InputError: c.zarr: out: exists; pass overwrite=True
     """
-    target = Path(path)
+    place = local_place(path)
+    target: Path | str = str(place).rstrip("/") if is_remote(place) else Path(place)
     _refuse_existing(target, overwrite)
     if zarr_format not in (2, 3):
         raise InputError(target, "zarr_format", f"is {zarr_format!r}, expected 2 or 3")
     dsd = prepare_cube(ds)
-    validate(dsd, name=f"cube for {target.name}")
+    validate(dsd, name=f"cube for {_name_of(target)}")
     plan = chunk_plan(dsd, CHUNK_BYTES if chunk_bytes is None else int(chunk_bytes))
     dsd = rechunk_to_plan(dsd, plan)
     fp = fingerprint(dsd, plan, zarr_format)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    with output_lock(target):
+    if not is_remote(target):
+        target.parent.mkdir(parents=True, exist_ok=True)
+    with output_lock(target) as lock:
         _refuse_existing(target, overwrite)  # again: another writer may have just finished
         tmp = partial_path(target, fp[:16])
         remove_stale(target, keep=tmp)
         with quiet_zarr():
-            done = _start(tmp, dsd, plan, zarr_format, fp)
-            _write_regions(tmp, dsd, plan, done, progress, durable)
-            _finish(tmp, target, zarr_format, _resolve_inputs(inputs, target), durable)
+            done, log = _start(tmp, dsd, plan, zarr_format, fp, target)
+            _write_regions(
+                tmp, dsd, plan, done, progress, durable, log=log, target=target, lock=lock
+            )
+            inputs_json = _resolve_inputs(inputs, target)
+            _finish(tmp, target, zarr_format, inputs_json, durable, lock)
     return target
 
 
-def _refuse_existing(target: Path, overwrite: bool) -> None:
-    if (target.exists() or target.is_symlink()) and not overwrite:
+def _refuse_existing(target: Path | str, overwrite: bool) -> None:
+    if not overwrite and published(target):
         raise InputError(target, "out", "exists; pass overwrite=True")
