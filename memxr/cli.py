@@ -113,6 +113,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--workers", type=int, help="workers of the started cluster (default 2)")
     p.add_argument("--out", type=Path, help="output folder (default runs/<spec name>)")
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a line of the running step's tasks (done/total, elapsed, ETA) to stderr every"
+        " --progress-interval seconds (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between two progress lines (default 30)",
+    )
     return parser
 
 
@@ -231,12 +245,18 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise InputError(args.spec, "--workers", f"must be at least 1, got {args.workers}")
+    if not args.progress_interval > 0:
+        raise InputError(
+            args.spec, "--progress-interval", f"must be > 0, got {args.progress_interval:g}"
+        )
     run(
         args.spec,
         out=args.out,
         scheduler=args.scheduler,
         cluster=args.cluster,
         workers=args.workers,
+        progress=args.progress,
+        progress_interval=args.progress_interval,
     )
     return 0
 

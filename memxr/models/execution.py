@@ -27,7 +27,16 @@ import xarray as xr
 from .estimators import INCREMENTAL
 from .inputs import ModelRun, check_finite
 from .scoring import primary, scores, sequential_p
-from .task import Block, FitOptions, FoldTask, fit_block, fit_fold, fold_components, is_dask, to_numpy
+from .task import (
+    Block,
+    FitOptions,
+    FoldTask,
+    fit_block,
+    fit_fold,
+    fold_components,
+    is_dask,
+    to_numpy,
+)
 
 _CHUNK_BYTES = 64 * 2**20
 

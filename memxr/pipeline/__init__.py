@@ -40,7 +40,9 @@ or ``xarray.open_zarr(path, group="sub-01")``).
 Modules: :mod:`.spec` (the YAML spec and its checks), :mod:`.cluster` (a Dask client:
 local, a scheduler address or SLURM), :mod:`.core` (steps, keys, the run context, result
 writers, state), :mod:`.steps` (what each step does; :func:`ingest` is also the command
-line's ``memxr ingest``) and :mod:`.runner` (planning and running). The pipeline is the
+line's ``memxr ingest``), :mod:`.progress` (a line of the running step's tasks every so
+often: done of those submitted, elapsed, rough ETA; on with ``--progress`` or when stderr is
+a terminal) and :mod:`.runner` (planning and running). The pipeline is the
 only room that knows about files, clusters and configuration.
 
 May import: every room below it (readers, store, the analyses, bridge, report) and the
