@@ -26,7 +26,7 @@ import xarray as xr
 
 from .estimators import INCREMENTAL
 from .inputs import ModelRun, check_finite
-from .scoring import primary, scores, sequential_p
+from .scoring import null_score, primary, scores, sequential_p
 from .task import (
     Block,
     FitOptions,
@@ -304,8 +304,8 @@ def run_rounds(
                 outs[key + (-1,)] = got[key + (-1,)]
                 observed[key] = scores(got[key + (-1,)], run.y, key[1], fold_of)[metric]
             for p in perms:
-                null[i, j, ti, p] = scores(got[key + (p,)], run.y_perms[p + 1], key[1],
-                                           fold_of)[metric]  # fmt: skip
+                null[i, j, ti, p] = null_score(got[key + (p,)], run.y_perms[p + 1], key[1],
+                                               fold_of)  # fmt: skip
             seen = null[i, j, ti, : done + len(perms)]
             _, used, stopped = sequential_p(seen, observed[key], early_stop)
             stopped_at[i, j, ti] = stopped
