@@ -44,6 +44,7 @@ __all__ = [
     "default_rois",
     "roi_masks",
     "roi_reduce",
+    "weight_blocks",
     "window_reduce",
     "zscore",
 ]
