@@ -154,6 +154,20 @@ def build_parser() -> argparse.ArgumentParser:
         help="where the cube stores the run ingests go: a folder or an s3:// URL prefix "
         "(default OUT/stores)",
     )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a line of the running step's tasks (done/total, elapsed, ETA) to stderr every"
+        " --progress-interval seconds (default: when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--progress-interval",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="seconds between two progress lines (default 30)",
+    )
     return parser
 
 
@@ -285,6 +299,10 @@ def _run(args: argparse.Namespace) -> int:
 
     if args.workers is not None and args.workers < 1:
         raise InputError(args.spec, "--workers", f"must be at least 1, got {args.workers}")
+    if not args.progress_interval > 0:
+        raise InputError(
+            args.spec, "--progress-interval", f"must be > 0, got {args.progress_interval:g}"
+        )
     run(
         args.spec,
         out=args.out,
@@ -292,6 +310,8 @@ def _run(args: argparse.Namespace) -> int:
         cluster=args.cluster,
         workers=args.workers,
         stores=args.stores,
+        progress=args.progress,
+        progress_interval=args.progress_interval,
     )
     return 0
 

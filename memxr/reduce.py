@@ -53,6 +53,7 @@ __all__ = [
     "normalize_days",
     "roi_masks",
     "roi_reduce",
+    "weight_blocks",
     "window_reduce",
     "zscore",
 ]
@@ -260,6 +261,39 @@ def _block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
     return np.expand_dims(np.stack([total, count]), 2)
 
 
+SCATTER_BYTES = 2**20
+"""Weight tables larger than this (a whole-brain fMRI cube has ~200,000 voxels: ~10 MB for
+a few ROIs) are scattered to the workers of an active distributed client, not embedded in
+the graph of the reduction."""
+
+
+def weight_blocks(w: np.ndarray, channel_chunks: tuple) -> dask_array.Array:
+    """The channel x ROI weight table as a dask array chunked like the channels.
+
+    When the dask scheduler in effect is a distributed client and the table is larger than
+    :data:`SCATTER_BYTES`, the table is scattered to the workers once and the graph refers
+    to it by key (no "large graph" of embedded data); otherwise it is embedded.
+
+    Examples
+    --------
+    >>> weight_blocks(np.ones((4, 2)), (2, 2)).chunks
+    ((2, 2), (2,))
+    """
+    chunks = (channel_chunks, -1)
+    if w.nbytes > SCATTER_BYTES:
+        try:
+            from dask.base import get_scheduler
+            from distributed import get_client
+
+            client = get_client()
+        except (ImportError, ValueError):
+            client = None
+        if client is not None and getattr(get_scheduler(), "__self__", None) is client:
+            future = client.scatter([w], hash=False)[0]
+            return dask_array.from_delayed(future, w.shape, dtype=w.dtype).rechunk(chunks)
+    return dask_array.from_array(w, chunks=chunks)
+
+
 def _sums(data: xr.DataArray, weights: xr.DataArray, square: bool):
     """ROI sums and valid-channel counts of ``data`` in one pass over its chunks."""
     dims = [d for d in data.dims if d != "channel"]
@@ -269,7 +303,7 @@ def _sums(data: xr.DataArray, weights: xr.DataArray, square: bool):
     # depend (at ~1e-8) on how the channels are chunked.
     w = weights.transpose("channel", "roi").values.astype(np.float64)
     if isinstance(x, dask_array.Array):
-        wd = dask_array.from_array(w, chunks=(x.chunks[1], -1))
+        wd = weight_blocks(w, x.chunks[1])
         ind = "sc" + "t" * (x.ndim - 2)
         parts = dask_array.blockwise(
             _block_sums, "qsc" + ind[2:] + "r", x, ind, wd, "cr",

@@ -713,6 +713,24 @@ def _fit_models_p(seed: int, fast: bool) -> bool:
     return bool(float(res.table.chance_p.iloc[0]) <= ALPHA)
 
 
+SEQUENTIAL = {True: (99, 3), False: (199, 5)}
+"""(n_permutations, early_stop) of the sequential check, fast and full: a row may stop with
+``p = h / l <= 0.05`` (from ``l >= 60``, resp. 100), so the stopping rule itself decides some
+rejections; ``0.05`` is an attainable p-value of both, where Besag & Clifford's p-value
+rejects with probability exactly 0.05."""
+
+
+def _fit_models_sequential_p(seed: int, fast: bool) -> bool:
+    from .models import fit_models
+
+    n_perm, h = SEQUENTIAL[fast]
+    cube = simulate_concepts(seed=seed, n_channels=4, **_structure(seed))
+    res = fit_models(_features(cube), "memorability", models=("linear_svc",),
+                     cv=3 if fast else 5, n_permutations=n_perm, early_stop=h, seed=seed,
+                     client=False, keep_predictions=False)  # fmt: skip
+    return bool(float(res.table.chance_p.iloc[0]) <= ALPHA)
+
+
 def _species(seed: int, **kw) -> tuple[xr.Dataset, xr.Dataset]:
     s = _structure(seed)
     return simulate_species(
@@ -775,6 +793,9 @@ CHECKS: dict[str, Check] = {
               "cluster_test: any cluster of 3 ROIs x 30-60 bins", _cluster_fwer),
         Check("fit_models_p", "fpr", "fit_models: chance_p (grouped CV, concept permutations)",
               _fit_models_p),
+        Check("fit_models_sequential_p", "fpr",
+              "fit_models: linear_svc, sequential chance_p (Besag-Clifford early stopping)",
+              _fit_models_sequential_p),
         Check("cross_decode_p_source_null", "fpr",
               "cross_decode: p when the monkey decoder learns nothing", _decode_source_null),
         Check("cross_decode_p_target_null", "fpr",

@@ -23,13 +23,14 @@ from memxr.testing import (
     simulate_species,
 )
 
-# simulations per check: about 35 s of CPU in all (one BLAS thread)
+# simulations per check: about 45 s of CPU in all (one BLAS thread)
 N_SIMS = {
     "correlate_p": 200,
     "correlate_ci": 120,
     "correlation_map_fwer": 100,
     "timecourse_cluster_fwer": 100,
     "fit_models_p": 40,
+    "fit_models_sequential_p": 40,
     "cross_decode_p_source_null": 80,
     "cross_decode_p_target_null": 50,
     "rsa_mantel_p": 60,

@@ -337,3 +337,21 @@ def test_synth_then_ingest_every_format(tmp_path, capsys):
         assert np.isfinite(ds.memorability.values).sum() >= ds.sizes["stimulus"] - 1
     assert xr.open_zarr(tmp_path / "f_trials.zarr").sizes["time"] >= 30
     capsys.readouterr()
+
+
+def test_run_progress_flags(tmp_path, capsys, monkeypatch):
+    """``memxr run --progress`` / ``--no-progress`` / default (None: when stderr is a
+    terminal) and ``--progress-interval`` reach the runner; a non-positive interval is a
+    clean error."""
+    import memxr.pipeline
+
+    seen = {}
+    monkeypatch.setattr(memxr.pipeline, "run", lambda spec, **kw: seen.update(kw))
+    spec = str(tmp_path / "s.yaml")
+    for flags, expected in (([], None), (["--progress"], True), (["--no-progress"], False)):
+        assert main(["run", spec, *flags]) == 0
+        assert seen["progress"] is expected and seen["progress_interval"] == 30.0
+    assert main(["run", spec, "--progress", "--progress-interval", "2.5"]) == 0
+    assert seen["progress_interval"] == 2.5
+    assert main(["run", spec, "--progress-interval", "0"]) == 2
+    assert "--progress-interval: must be > 0" in capsys.readouterr().err

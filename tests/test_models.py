@@ -8,6 +8,7 @@ import xarray as xr
 
 from memxr.features import roi_features
 from memxr.models import (
+    DEFAULT_MODELS,
     MODELS,
     fit_models,
     grouped_permutation,
@@ -165,6 +166,7 @@ def test_make_model_registry():
         "ridge",
         "svr",
         "svc",
+        "linear_svc",
         "mlp_reg",
         "mlp_clf",
         "logistic",
@@ -176,6 +178,12 @@ def test_make_model_registry():
     assert isinstance(make_model("sgd_reg", dask_input=True)[-1], Incremental)
     assert type(make_model("sgd_reg", dask_input=True)[0]).__module__.startswith("dask_ml")
     assert make_model("svr", C=3.0)[-1].C == 3.0
+    from sklearn.svm import SVC, LinearSVC
+
+    assert isinstance(make_model("svc")[-1], SVC) and make_model("svc")[-1].kernel == "rbf"
+    lin = make_model("linear_svc", C=0.5)[-1]
+    assert isinstance(lin, LinearSVC) and lin.C == 0.5 and lin.dual is False
+    assert DEFAULT_MODELS == ("ridge", "linear_svc")
     with pytest.raises(ValueError, match="unknown model"):
         make_model("forest")
 
@@ -196,14 +204,17 @@ def test_ridge_cv_alpha_matches_gridsearch():
     assert ridge_cv_alpha(x, noise_only, splits, alphas) == 1000.0
 
 
-@pytest.mark.parametrize("model", ["svr", "mlp_reg", "sgd_reg", "mlp_clf", "sgd_clf"])
+@pytest.mark.parametrize(
+    "model", ["svr", "mlp_reg", "sgd_reg", "mlp_clf", "sgd_clf", "linear_svc"]
+)
 def test_every_model_learns(model):
     f = _features(1.5)
     res = fit_models(f, "memorability", models=(model,), cv=3, n_permutations=0, client=False)
     row = res.table.iloc[0]
-    score = row.roc_auc if model.endswith("clf") else row.pearson_r
-    assert score > (0.75 if model.endswith("clf") else 0.5)
-    assert row.kind == ("classifier" if model.endswith("clf") else "regressor")
+    clf = model.endswith(("clf", "svc"))
+    score = row.roc_auc if clf else row.pearson_r
+    assert score > (0.75 if clf else 0.5)
+    assert row.kind == ("classifier" if clf else "regressor")
 
 
 # ----------------------------------------------------------------------------- fit_models
@@ -227,10 +238,10 @@ def test_planted_signal_and_noise(on_cluster):
     assert res.null.sizes == {"feature_set": 2, "model": 2, "permutation": 24}
 
 
-def test_tasks_ran_through_joblib_on_the_cluster(on_cluster):
+def test_tasks_ran_on_the_cluster(on_cluster):
     _, tasks = on_cluster
     keys = [str(t["key"]) for t in tasks]
-    assert any("run_task" in k for k in keys), keys[:5]
+    assert any("fit_block" in k for k in keys), keys[:5]
 
 
 def test_same_numbers_with_and_without_cluster(on_cluster, in_process):
@@ -515,3 +526,105 @@ def test_unknown_concepts_are_singletons_in_folds_permutations_and_statistics():
     cube = example_cube(n_stimulus=7).assign_coords(concept=("stimulus", text_coord(labels)))
     groups = concept_groups(cube)
     np.testing.assert_array_equal(group_codes(groups) == group_codes(groups)[2], codes == 2)
+
+
+# ----------------------------------------------------------------------------- early stopping
+
+
+def test_sequential_p_is_besag_clifford():
+    from memxr.models import sequential_p
+
+    null = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.95, 0.3])
+    assert sequential_p(null, 0.5) == (5 / 8, 7, False)
+    assert sequential_p(null, 0.5, 2) == (2 / 3, 3, True)  # 2nd exceedance at the 3rd
+    assert sequential_p(null, 0.5, 4) == (4 / 6, 6, True)
+    assert sequential_p(null, 0.5, 5) == (5 / 8, 7, False)  # never 5: the full test
+    assert sequential_p(null[:3], 0.5, 2) == (3 / 4, 3, False)  # the 2nd is the last: full
+    assert sequential_p(np.r_[np.nan, null], 0.5, 2) == (2 / 3, 3, True)  # NaN fits skipped
+    assert np.isnan(sequential_p(null, np.nan, 2)[0])
+
+
+def test_sequential_p_is_valid_under_the_null():
+    """Observed and null scores exchangeable: P(p <= a) <= a at every a (exactly, up to the
+    Monte Carlo error of 20,000 replicates), with far fewer permutations on average."""
+    from memxr.models import sequential_p
+
+    rng = np.random.default_rng(0)
+    n_perm, h = 99, 4
+    draws = rng.standard_normal((20_000, n_perm + 1))
+    out = np.array([sequential_p(d[1:], d[0], h)[:2] for d in draws])
+    p, used = out[:, 0], out[:, 1]
+    for a in (0.01, 0.04, 0.05, 0.1, 0.2, 0.5):
+        assert np.mean(p <= a) <= a + 3 * np.sqrt(a * (1 - a) / len(p)), a
+    assert np.mean(p <= 0.05) > 0.04  # not conservative either: 4 / l reaches 0.05 at l = 80
+    assert used.mean() < 25  # h + h ln(N / h) = 16.8 on average instead of 99
+
+
+def test_early_stopping_keeps_the_full_tests_answer():
+    """Rows that stop have p = h / l >= h / N and the first l null scores of the full run;
+    rows that do not stop have the full test's p-value exactly; the numbers do not depend
+    on the rounds or the size of the tasks."""
+    import memxr.models.execution as execution
+
+    sets = {"signal": _features(1.0), "noise": _features(0.0, seed=1),
+            "noise2": _features(0.0, seed=2)}  # fmt: skip
+    kw = dict(models=("ridge", "linear_svc"), cv=4, n_permutations=40, seed=1, client=False)
+    full = fit_models(sets, "memorability", early_stop=None, **kw)
+    seq = fit_models(sets, "memorability", early_stop=4, **kw)
+    assert (full.table.n_permutations == 40).all() and not full.table.stopped_early.any()
+    assert (seq.table.early_stop == 4).all() and (full.table.early_stop == 0).all()
+    t = seq.table
+    stopped = t[t.stopped_early]
+    assert len(stopped) >= 2 and (stopped.n_permutations < 40).all()
+    np.testing.assert_allclose(stopped.chance_p, 4 / stopped.n_permutations)
+    assert (stopped.chance_p >= 4 / 40).all()
+    kept = t[~t.stopped_early]
+    assert len(kept) >= 1 and (kept.feature_set == "signal").any()
+    np.testing.assert_allclose(kept.chance_p, full.table.chance_p[~t.stopped_early])
+    for _, row in t.iterrows():
+        a = seq.null.sel(feature_set=row.feature_set, model=row.model).values
+        b = full.null.sel(feature_set=row.feature_set, model=row.model).values
+        n = int(np.isfinite(a).sum())
+        np.testing.assert_array_equal(a[:n], b[:n])  # the same permutations, in order
+        assert n == row.n_permutations and np.isnan(a[n:]).all()
+    pd.testing.assert_frame_equal(seq.table[["pearson_r", "roc_auc"]],
+                                  full.table[["pearson_r", "roc_auc"]])  # fmt: skip
+    old = execution.PERMS_PER_TASK
+    try:
+        execution.PERMS_PER_TASK = 3
+        small = fit_models(sets, "memorability", early_stop=4, **kw)
+    finally:
+        execution.PERMS_PER_TASK = old
+    pd.testing.assert_frame_equal(small.table, seq.table)
+    with pytest.raises(ValueError, match="early_stop"):
+        fit_models(sets, "memorability", early_stop=-1, **kw)
+
+
+def test_tasks_carry_no_data_in_their_graphs(client):
+    """Features, permuted targets, groups and folds are scattered once; tasks refer to them
+    by key, so no graph sent to the scheduler comes near the size of the data."""
+    import warnings
+
+    import dask
+
+    rng = np.random.default_rng(0)
+    n, n_concepts = 5000, 600
+    x = xr.DataArray(
+        rng.standard_normal((n, 50)),  # 2 MB
+        dims=("stimulus", "feature"),
+        coords={
+            "concept": ("stimulus", text_coord(f"c{i % n_concepts}" for i in range(n))),
+            "memorability": ("stimulus", rng.standard_normal(n)),
+        },
+    )
+    limit = {"distributed.admin.large-graph-warning-threshold": "100kB"}
+    with dask.config.set(limit), warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        client.submit(np.sum, x.values).result()  # the control: data embedded in a graph
+        control = [w for w in seen if "large graph" in str(w.message)]
+        res = fit_models({"a": x, "b": x}, "memorability", models=("ridge", "linear_svc"),
+                         n_permutations=5, client=client, n_components={"b": 10})  # fmt: skip
+    assert len(control) == 1, "the threshold of the check does not catch embedded data"
+    large = [str(w.message) for w in seen if "large graph" in str(w.message)]
+    assert len(large) == 1, large
+    assert len(res.table) == 4 and res.table.n_permutations.eq(5).all()

@@ -443,3 +443,55 @@ def test_compute_keeps_variables_that_feed_others(client, progress):
     out = box["out"]
     assert out.reliability.shape == (3, 4) and float(out.reliability.max()) == 4.0
     np.testing.assert_array_equal(out.ceiling_r.values, np.full((3, 4), 2.0))
+
+
+def test_progress_lines_of_a_long_step(work, client):
+    """With progress on, a running step prints lines of its tasks (done/total, elapsed,
+    ETA) at intervals, counted by the scheduler; without it, nothing but the step lines."""
+    import re
+
+    from memxr.testing import spec_dict
+
+    spec = spec_dict("progress")
+    spec["inputs"]["cubes"] = spec["inputs"]["cubes"][:1]
+    spec["analyses"] = {"models": {"models": ["ridge", "linear_svc"], "cv": 3,
+                                   "n_permutations": 39, "early_stop": 0}}  # fmt: skip
+    path = work / "progress.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    lines: list[str] = []
+    run(path, out=work / "progress-out", client=client, log=lines.append, progress=True,
+        progress_interval=0.05)  # fmt: skip
+    pattern = re.compile(r"^\[ ?\d+/\d+\] models: (\d+)/(\d+) tasks \(\d+%\), \S+ elapsed, ~\S+ to go$")
+    found = [pattern.match(ln) for ln in lines]
+    counts = [(int(m.group(1)), int(m.group(2))) for m in found if m]
+    assert counts, lines
+    assert counts[-1][0] == counts[-1][1] > 0  # the last line: every task done
+    quiet: list[str] = []
+    run(path, out=work / "progress-quiet", client=client, log=quiet.append, progress=False,
+        progress_interval=0.05)  # fmt: skip
+    assert not [ln for ln in quiet if " tasks (" in ln]
+
+
+def test_progress_without_a_distributed_client():
+    """Without a client the lines come from dask's local callbacks."""
+    import time
+
+    import dask.array as da
+
+    from memxr.pipeline.progress import task_progress
+
+    def slow(block):
+        time.sleep(0.01)
+        return block
+
+    import re
+    import warnings
+
+    lines: list[str] = []
+    with task_progress(None, "[ 1/1] local", lines.append, interval=0.05), \
+            warnings.catch_warnings():  # fmt: skip
+        warnings.filterwarnings("ignore", message="Running on a single-machine scheduler")
+        da.ones(400, chunks=10).map_blocks(slow).sum().compute(scheduler="sync")
+    assert len(lines) >= 2 and all(ln.startswith("[ 1/1] local: ") for ln in lines)
+    done, total = map(int, re.match(r".*: (\d+)/(\d+) tasks", lines[-1]).groups())
+    assert done == total >= 40, lines[-1]

@@ -269,3 +269,30 @@ def test_block_sums_identical_to_previous_kernel(square, shape, holes):
     np.testing.assert_array_equal(got, want)
     assert (got[1] < w.sum(0)).any() == (holes == "nan")  # NaN channels left out
     assert np.isnan(got).any() == (holes == "inf")  # inf - inf stays NaN
+
+
+def test_large_weight_tables_are_scattered_not_embedded():
+    """A whole-brain cube's voxel x ROI weights (~10 MB) go to the workers once: the graph
+    of a reduction on a distributed client stays small, with the same numbers."""
+    import warnings
+
+    import dask
+    import distributed
+
+    n_stim, n_chan = 12, 300_000
+    cube = example_cube(n_stimulus=n_stim, n_channel=n_chan)
+    data = da.random.default_rng(0).random((n_stim, n_chan), chunks=(n_stim, 100_000))
+    cube["response"] = (("stimulus", "channel"), data)  # made by tasks: nothing embedded
+    expected = roi_reduce(cube, ["A"]).compute(scheduler="sync")
+    limit = {"distributed.admin.large-graph-warning-threshold": "500kB"}
+    with (
+        distributed.LocalCluster(n_workers=1, threads_per_worker=1, processes=False,
+                                 dashboard_address=":0") as cluster,
+        distributed.Client(cluster),
+        dask.config.set(limit),
+        warnings.catch_warnings(record=True) as seen,
+    ):  # fmt: skip
+        warnings.simplefilter("always")
+        got = roi_reduce(cube, ["A"]).compute()
+    assert not [w for w in seen if "large graph" in str(w.message)]
+    np.testing.assert_allclose(got.values, expected.values)

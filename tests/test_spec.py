@@ -93,6 +93,9 @@ def test_valid_spec_is_normalized_with_defaults(tree):
     }
     assert spec.analyses["timecourse"] is None
     assert spec.analyses["models"]["cv"] == 3
+    # the defaults that scale: linear models and sequential permutation p-values
+    assert spec.analyses["models"]["models"] == ["ridge", "linear_svc"]
+    assert spec.analyses["models"]["early_stop"] == 10
     assert spec.analyses["bridge"]["pairs"] == [["sub-01", "monkeyN"]]
     assert spec.analyses["bridge"]["decoding"] == {
         "enabled": True,
@@ -146,6 +149,9 @@ def test_wrong_types(tree):
     assert _error(tree, _edited(analyses__correlation__methods=["pearson", "kendall"])) == (
         "demo.yaml: analyses.correlation.methods[1]: expected one of pearson, spearman,"
         " got 'kendall'"
+    )
+    assert _error(tree, _edited(analyses__models__early_stop=-1)) == (
+        "demo.yaml: analyses.models.early_stop: expected an int >= 0, got -1"
     )
     assert _error(tree, _edited(analyses__models__models=["ridgee"])).endswith(
         "got 'ridgee' (did you mean 'ridge'?)"

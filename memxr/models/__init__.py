@@ -1,7 +1,8 @@
 """Pattern and magnitude models of memorability under cross-validation grouped by concept.
 
 :func:`fit_models` fits every (feature set x model) under the same folds, with permutation
-chance levels, on the active Dask client. The modules: :mod:`.estimators` (names, pipelines,
+chance levels (sequential p-values that stop early for clearly null rows), on the active
+Dask client. The modules: :mod:`.estimators` (names, pipelines,
 the ridge alpha search), :mod:`.folds` (folds, training-fold labels, permutations),
 :mod:`.task` (one fit on one fold), :mod:`.inputs` (checked inputs), :mod:`.execution`
 (where the tasks run), :mod:`.scoring` (scores from the pooled out-of-fold outputs) and
@@ -13,6 +14,7 @@ May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml and
 
 from .estimators import (
     CLASSIFIERS,
+    DEFAULT_MODELS,
     MODELS,
     REGRESSORS,
     RIDGE_ALPHAS,
@@ -20,11 +22,13 @@ from .estimators import (
     make_pca,
     ridge_cv_alpha,
 )
-from .fit import ModelResults, fit_models
+from .fit import EARLY_STOP, ModelResults, fit_models, sequential_p
 from .folds import grouped_permutation, grouped_permutations, make_folds, split_labels
 
 __all__ = [
     "CLASSIFIERS",
+    "DEFAULT_MODELS",
+    "EARLY_STOP",
     "MODELS",
     "REGRESSORS",
     "RIDGE_ALPHAS",
@@ -36,5 +40,6 @@ __all__ = [
     "make_model",
     "make_pca",
     "ridge_cv_alpha",
+    "sequential_p",
     "split_labels",
 ]

@@ -15,13 +15,18 @@ CV), ``svr`` (SVR), ``mlp_reg`` (MLPRegressor), ``sgd_reg`` (dask-ml
 The target is standardized on the training fold, predictions are returned in
 memorability units.
 
-Classifiers (high vs low memorability): ``svc`` (SVC), ``mlp_clf``
+Classifiers (high vs low memorability): ``linear_svc`` (LinearSVC, primal solver, ``C = 1``
+on standardized features), ``svc`` (SVC with its RBF kernel), ``mlp_clf``
 (MLPClassifier), ``logistic`` (dask-ml ``LogisticRegression(solver="lbfgs")``),
 ``sgd_clf`` (dask-ml ``Incremental`` around SGDClassifier, logistic loss).
 Labels come from the training fold only: above its median (``split="median"``),
 or its extremes (``split="quantile"``, ``q=(0.25, 0.75)``: at or below the
 lower quantile, at or above the upper one; the middle is left out of training
 and test). Test stimuli are labelled with the training-fold thresholds.
+
+Without ``models``, ``ridge`` and ``linear_svc`` are fit (:data:`DEFAULT_MODELS`): both scale
+linearly with the images, where the RBF-kernel ``svc`` grows about quadratically (one fit on
+7,900 images x 50 features: milliseconds against over a second; ``benchmarks/bench_models.py``).
 
 Every model standardizes the features inside its pipeline, fit on the training
 fold only; with ``n_components`` a PCA of the features comes first in that pipeline
@@ -50,24 +55,38 @@ With grouped CV whole concepts trade their memorability values: concepts of
 the same size exchange their blocks of values (shuffled within the block), so
 the concept structure of the target is kept; concepts whose size no other
 concept shares are pooled and shuffled at the stimulus level. With random CV
-the stimuli are permuted. The p-value is ``(1 + #{null >= observed}) / (1 +
-n_permutations)`` of Pearson r (regressors) or ROC AUC (classifiers);
-``chance_p_fdr`` adjusts it (Benjamini-Hochberg) over every row of the call
-(feature sets x models [x time bins]), the family named in ``p_family``.
+the stimuli are permuted. The p-value is that of Pearson r (regressors) or ROC
+AUC (classifiers): ``(1 + #{null >= observed}) / (1 + n_permutations)``, or,
+with ``early_stop = h`` (default 10), the sequential Monte Carlo p-value of
+Besag & Clifford (1991, :func:`sequential_p`): the permutations (drawn as above,
+in a fixed order) are fit in rounds, and a row stops at the permutation that
+brings its ``h``-th null score at or above the observed one, the ``l``-th, with
+``p = h / l``; a row that never gets there runs all ``n_permutations`` and gets
+the full test's p-value. The p-value stays valid; a stopped row has ``p >= h /
+n_permutations`` (0.1 with the defaults: no decision at 0.05 changes), and a
+null row stops after about ``h / p`` permutations (33 of 100 on average, 56 of
+1000). ``n_permutations`` in the table is the number behind each row's p-value,
+``stopped_early`` says whether it stopped, ``early_stop`` gives ``h`` (0: off).
+``chance_p_fdr`` adjusts the p-values (Benjamini-Hochberg) over every row of the
+call (feature sets x models [x time bins]), the family named in ``p_family``.
 
 Distribution
 ------------
-Scikit-learn models run one task per (feature set, model, time bin,
-permutation, fold) through joblib's ``dask`` backend on the active
-:class:`distributed.Client` (or sequentially in-process without one); the
-tasks are pure functions of their inputs, so the numbers are identical either
-way. dask-ml's own estimators (``logistic``; ``sgd_*`` on dask-backed
-features) are distributed algorithms themselves: their folds run from the
-calling process and each fit is a dask computation on the cluster, streaming
-dask-backed features chunk by chunk (``sgd_*``: ``partial_fit`` over row
-chunks, ``epochs`` passes; for pattern matrices larger than memory).
-``logistic`` persists its scaled training rows in the cluster's memory, since
-dask-glm passes over them at every iteration.
+Scikit-learn models run one task per (feature set, model, time bin, fold) and block
+of up to 20 targets (observed and permuted), round by round
+(:mod:`memxr.models.execution`), on the active :class:`distributed.Client` (or in-process on
+dask's synchronous scheduler without one); the tasks are pure functions of their
+inputs, so the numbers are identical either way, and do not depend on the rounds.
+On a client the features, the permuted targets, the groups and the folds are
+scattered to the workers once and the tasks refer to them by key (no data in the
+task graphs), and the PCA of each training fold is fit once by a task of its own
+and reused by every target fit on that fold. dask-ml's own estimators
+(``logistic``; ``sgd_*`` on dask-backed features) are distributed algorithms
+themselves: their folds run from the calling process and each fit is a dask
+computation on the cluster, streaming dask-backed features chunk by chunk
+(``sgd_*``: ``partial_fit`` over row chunks, ``epochs`` passes; for pattern
+matrices larger than memory). ``logistic`` persists its scaled training rows in
+the cluster's memory, since dask-glm passes over them at every iteration.
 
 Examples
 --------
@@ -97,13 +116,18 @@ import pandas as pd
 import xarray as xr
 
 from ..schema import text_coord
-from .execution import assemble, default_client, parallel, plan_tasks, run_in_caller
+from .estimators import DEFAULT_MODELS
+from .execution import default_client, run_rounds
 from .folds import split_labels
 from .inputs import prepare_run
-from .scoring import prediction_table, summarize
+from .scoring import prediction_table, sequential_p, summarize
 from .task import FitOptions
 
-__all__ = ["ModelResults", "fit_models"]
+__all__ = ["EARLY_STOP", "ModelResults", "fit_models", "sequential_p"]
+
+EARLY_STOP = 10
+"""Default ``early_stop`` of :func:`fit_models`: a row's permutations stop at its 10th null
+score at or above the observed one (Besag & Clifford 1991 suggest h = 10 to 20)."""
 
 logger = logging.getLogger(__name__)
 
@@ -118,16 +142,18 @@ class ModelResults:
         One row per feature set x model (x time bin): ``feature_set, model,
         kind, cv, n_stimuli, n_dropped, n_folds[, time], pearson_r,
         spearman_rho, r2, accuracy, roc_auc, metric, label_split, chance_mean,
-        chance_p, n_permutations, chance_p_fdr, p_family, noise_ceiling,
-        fraction_of_ceiling, n_components``. ``metric`` names the score behind
-        ``chance_*`` and ``fraction_of_ceiling``.
+        chance_p, n_permutations, stopped_early, early_stop, noise_ceiling,
+        fraction_of_ceiling, chance_p_fdr, p_family, n_components``. ``metric`` names the
+        score behind ``chance_*`` and ``fraction_of_ceiling``; ``n_permutations`` is the
+        number of permutations behind the row's ``chance_p`` and ``chance_mean``.
     predictions : xarray.Dataset or None
         ``prediction`` (memorability for regressors, class for classifiers),
         ``decision`` (classifier score), ``label`` (class of each test
         stimulus, NaN when left out) over ``(feature_set, model, stimulus[,
         time])``, with ``observed`` memorability and the ``fold`` of each stimulus.
     null : xarray.DataArray
-        The permutation scores, ``(feature_set, model[, time], permutation)``.
+        The permutation scores, ``(feature_set, model[, time], permutation)``; NaN after the
+        permutation at which a row's sequential test stopped.
     params : dict
         The settings of the run (JSON-serializable).
     """
@@ -188,7 +214,7 @@ def _components(n_components: Any, names: list[str]) -> dict[str, int | None]:
 def fit_models(
     features: Mapping[str, xr.DataArray] | xr.DataArray,
     y: str | xr.DataArray | np.ndarray = "memorability",
-    models: Sequence[str] = ("ridge", "svc"),
+    models: Sequence[str] = DEFAULT_MODELS,
     cv: int | str | tuple = 5,
     groups: str | np.ndarray | None = "concept",
     n_permutations: int = 100,
@@ -202,6 +228,7 @@ def fit_models(
     model_params: Mapping[str, Mapping[str, Any]] | None = None,
     epochs: int = 5,
     n_components: int | Mapping[str, int | None] | None = None,
+    early_stop: int | None = EARLY_STOP,
 ) -> ModelResults:
     """Cross-validated memorability models on feature sets, with permutation chance levels.
 
@@ -216,14 +243,16 @@ def fit_models(
         The target: a coordinate name on the features (``"memorability"``),
         a DataArray (aligned by ``stimulus_id`` when both carry it) or an array.
     models : sequence of str
-        Names from :data:`MODELS`.
+        Names from :data:`MODELS`; default :data:`DEFAULT_MODELS` (``ridge``,
+        ``linear_svc``), which scale linearly with the images.
     cv : int, "grouped", "random" or (kind, n_folds)
         Number of concept-grouped folds (default 5); ``"random"`` for
         shuffled KFold, labelled ``cv="random"`` in the results.
     groups : str, array or None
         The grouping of stimuli: a coordinate name (``"concept"``) or an array.
     n_permutations : int
-        Permutations of the target for the chance level and p-value (0: none).
+        Permutations of the target for the chance level and p-value (0: none): the most a
+        row runs with ``early_stop``.
     seed : int
         Seeds the folds, the permutations and the estimators.
     client : distributed.Client, False or None
@@ -251,7 +280,12 @@ def fit_models(
         Reduce the features to this many principal components inside each training fold
         (one for all feature sets, or per feature set; capped at the features and
         training stimuli of the fold). The feature sets are then loaded into memory
-        (float32 stays float32).
+        (float32 stays float32). The PCA of each training fold is fit once and used for
+        every target fit on that fold.
+    early_stop : int or None
+        ``h`` of the sequential p-value (:func:`sequential_p`): a row stops permuting at
+        its ``h``-th null score at or above the observed one, with ``p = h / l`` after
+        ``l`` permutations; None or 0 runs all ``n_permutations`` for every row.
 
     Returns
     -------
@@ -278,6 +312,9 @@ def fit_models(
     split_labels(np.arange(4.0), np.arange(4.0), split, q)  # check split and q up front
     if int(epochs) < 1:
         raise ValueError(f"epochs must be >= 1, got {epochs}")
+    if early_stop is not None and (isinstance(early_stop, bool) or int(early_stop) < 0):
+        raise ValueError(f"early_stop must be None or an int >= 0, got {early_stop!r}")
+    h = int(early_stop or 0)
     pcs = _components(n_components, list(run.sets))
     opts = FitOptions(
         seed=int(seed),
@@ -289,10 +326,8 @@ def fit_models(
         n_components=pcs,
     )
     client = default_client() if client is None else (client or None)
-    pool, caller = plan_tasks(run, opts)
-    results = parallel(pool, client) + run_in_caller(caller, client)
-    outs, fold_of = assemble(results, run.y.size, run.folds)
-    table, null = summarize(run, outs, fold_of, noise_ceiling, split)
+    outs, null, stopped, fold_of = run_rounds(run, opts, client, h)
+    table, null = summarize(run, outs, null, stopped, fold_of, noise_ceiling, split, h)
     table["n_components"] = [-1 if pcs[f] is None else int(pcs[f]) for f in table["feature_set"]]
     preds = prediction_table(run, outs, fold_of) if keep_predictions else None
     params = {
@@ -301,6 +336,8 @@ def fit_models(
         "n_folds": run.n_folds,
         "groups": groups if isinstance(groups, str) or groups is None else "array",
         "n_permutations": run.n_perm,
+        "early_stop": h,
+        "p_value": "sequential (Besag & Clifford 1991)" if h else "(1 + g) / (1 + n)",
         "permutation": "concept blocks" if run.kind == "grouped" else "stimuli",
         "seed": int(seed),
         "split": split,

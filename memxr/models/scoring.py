@@ -1,8 +1,9 @@
 """Scores of :func:`memxr.models.fit_models` from the pooled out-of-fold outputs.
 
 Regressors: Pearson r, Spearman rho and R^2 of the pooled predictions; classifiers: accuracy
-of the pooled classes and ROC AUC per test fold, averaged. Permutation chance levels and the
-tables of a run (:func:`summarize`, :func:`prediction_table`) are built here.
+of the pooled classes and ROC AUC per test fold, averaged. Permutation chance levels (with the
+sequential p-value of :func:`sequential_p`) and the tables of a run (:func:`summarize`,
+:func:`prediction_table`) are built here.
 """
 
 from __future__ import annotations
@@ -36,14 +37,33 @@ def _regression_scores(obs: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def _fold_auc(label: np.ndarray, decision: np.ndarray, fold: np.ndarray) -> float:
-    from sklearn.metrics import roc_auc_score
+def auc(label: np.ndarray, decision: np.ndarray) -> float:
+    """ROC AUC of binary labels (0/1) by the decision values: the Mann-Whitney U statistic
+    over ``n1 n0`` (ties count one half), as :func:`sklearn.metrics.roc_auc_score` gives it
+    without its input checks (it scores every permutation of every row).
 
+    Examples
+    --------
+    >>> from sklearn.metrics import roc_auc_score
+    >>> lab, dec = np.array([0, 0, 1, 1, 0, 1]), np.array([0.1, 0.4, 0.35, 0.8, 0.4, 0.4])
+    >>> bool(np.isclose(auc(lab, dec), roc_auc_score(lab, dec))), round(auc(lab, dec), 4)
+    (True, 0.6667)
+    """
+    from scipy.stats import rankdata
+
+    pos = label == 1
+    n1 = int(pos.sum())
+    n0 = label.size - n1
+    ranks = rankdata(decision)
+    return float((ranks[pos].sum() - n1 * (n1 + 1) / 2) / (n1 * n0))
+
+
+def _fold_auc(label: np.ndarray, decision: np.ndarray, fold: np.ndarray) -> float:
     aucs = []
     for f in np.unique(fold[fold >= 0]):
         m = (fold == f) & np.isfinite(label) & np.isfinite(decision)
         if np.unique(label[m]).size == 2:
-            aucs.append(roc_auc_score(label[m], decision[m]))
+            aucs.append(auc(label[m], decision[m]))
     return float(np.mean(aucs)) if aucs else float("nan")
 
 
@@ -70,21 +90,103 @@ def _ceiling(noise_ceiling: Any, name: str) -> float:
     return float(noise_ceiling)
 
 
-def _scores(out: dict[str, np.ndarray], y: np.ndarray, model: str, fold_of: np.ndarray) -> dict:
+def scores(out: dict[str, np.ndarray], y: np.ndarray, model: str, fold_of: np.ndarray) -> dict:
+    """The scores of one model's pooled out-of-fold outputs against the target ``y``."""
     if model in CLASSIFIERS:
         return _classification_scores(out["label"], out["prediction"], out["decision"], fold_of)
     return _regression_scores(y, out["prediction"])
 
 
-def _chance(null: np.ndarray, observed: float) -> dict[str, Any]:
+def null_score(out: dict[str, np.ndarray], y: np.ndarray, model: str, fold_of: np.ndarray) -> float:
+    """The score behind the chance level only (:func:`primary`), of one permutation."""
+    if model in CLASSIFIERS:
+        return _fold_auc(out["label"], out["decision"], fold_of)
+    ok = np.isfinite(out["prediction"])
+    return float(pearson(y[ok], out["prediction"][ok]))
+
+
+def primary(model: str) -> str:
+    """The score behind the chance level of a model: ROC AUC (classifiers) or Pearson r."""
+    return _primary(model)
+
+
+def sequential_p(
+    null: np.ndarray, observed: float, early_stop: int | None = None
+) -> tuple[float, int, bool]:
+    """Permutation p-value of ``observed`` from null scores in the order they were drawn.
+
+    Without ``early_stop`` this is ``(1 + g) / (1 + N)`` with ``g`` the null scores at or above
+    ``observed`` among the ``N`` finite ones. With ``early_stop = h`` it is the sequential Monte
+    Carlo p-value of Besag & Clifford (1991): the permutations are taken in order until ``h``
+    of them reach the observed score, at the ``l``-th, which gives ``p = h / l``; when fewer
+    than ``h`` do among all ``N``, ``p = (1 + g) / (1 + N)`` as without stopping. The p-value
+    is valid (``P(p <= a) <= a`` under the null for every ``a``) and equals the full test's
+    whenever the row does not stop; a stopped row has ``p >= h / N``, so with
+    ``h > alpha N`` no decision at level ``alpha`` differs from the full test's, while a
+    clearly null row stops after about ``h / p`` permutations.
+
+    Parameters
+    ----------
+    null : numpy.ndarray
+        Null scores in the order of the permutations (NaN, a failed fit, is skipped).
+    observed : float
+        The observed score (higher is better).
+    early_stop : int, optional
+        ``h``: stop at the ``h``-th null score at or above ``observed`` (None or 0: never).
+
+    Returns
+    -------
+    p : float
+        NaN when ``observed`` is NaN or no null score is finite.
+    n_used : int
+        Finite null scores behind ``p`` (``l`` when stopped, else ``N``).
+    stopped : bool
+        Whether the test stopped before the last permutation.
+
+    Examples
+    --------
+    >>> null = np.array([0.9, 0.1, 0.8, 0.7, 0.2, 0.95, 0.3])
+    >>> sequential_p(null, 0.5)  # (1 + 4) / (1 + 7)
+    (0.625, 7, False)
+    >>> sequential_p(null, 0.5, early_stop=2)  # the 2nd exceedance is the 3rd permutation
+    (0.6666666666666666, 3, True)
+    >>> sequential_p(null, 0.99, early_stop=2)  # never stops: the full test
+    (0.125, 7, False)
+    """
+    values = np.asarray(null, dtype=float)
+    finite = values[np.isfinite(values)]
+    if not finite.size or not np.isfinite(observed):
+        return float("nan"), int(finite.size), False
+    hits = np.cumsum(finite >= observed)
+    h = int(early_stop or 0)
+    if h > 0 and hits[-1] >= h:
+        at = int(np.argmax(hits >= h)) + 1  # the h-th exceedance is the at-th permutation
+        if at < finite.size:  # at the last one the full test's (1 + h) / (1 + N) >= h / N
+            return h / at, at, True
+    return float((1 + hits[-1]) / (1 + finite.size)), int(finite.size), False
+
+
+def _chance(
+    null: np.ndarray, observed: float, early_stop: int | None, stopped: bool
+) -> dict[str, Any]:
+    """Chance level and p-value of a row; ``null`` ends where its sequential test stopped."""
     finite = null[np.isfinite(null)]
     if not finite.size:
-        return {"chance_mean": float("nan"), "chance_p": float("nan"), "n_permutations": 0}
-    p = (1 + np.sum(finite >= observed)) / (1 + finite.size) if np.isfinite(observed) else np.nan
+        return {
+            "chance_mean": float("nan"),
+            "chance_p": float("nan"),
+            "n_permutations": 0,
+            "stopped_early": False,
+        }
+    if stopped:  # the early_stop-th exceedance is the last permutation kept
+        p, used = int(early_stop or 0) / finite.size, finite.size
+    else:
+        p, used, _ = sequential_p(finite, observed, None)
     return {
-        "chance_mean": float(finite.mean()),
+        "chance_mean": float(finite[:used].mean()),
         "chance_p": float(p),
-        "n_permutations": int(finite.size),
+        "n_permutations": int(used),
+        "stopped_early": bool(stopped),
     }
 
 
@@ -92,36 +194,48 @@ _SCORES = ("pearson_r", "spearman_rho", "r2", "accuracy", "roc_auc")
 
 
 def summarize(
-    run: ModelRun, outs: dict, fold_of: np.ndarray, noise_ceiling: Any, split: str
+    run: ModelRun,
+    outs: dict,
+    null: np.ndarray,
+    stopped: np.ndarray,
+    fold_of: np.ndarray,
+    noise_ceiling: Any,
+    split: str,
+    early_stop: int | None = None,
 ) -> tuple[pd.DataFrame, xr.DataArray]:
+    """The results table and the null DataArray of a run.
+
+    ``outs`` holds the observed out-of-fold outputs of every (feature set, model, time bin);
+    ``null`` the permutation scores ``(feature set, model, time bin, permutation)``, NaN for
+    the permutations a row did not use (it stopped before them, ``stopped``).
+    """
     rows = []
-    null = np.full((len(run.sets), len(run.models), len(run.time_idx), run.n_perm), np.nan)
     for i, name in enumerate(run.sets):
         ceiling = _ceiling(noise_ceiling, name)
         for j, m in enumerate(run.models):
             metric, regressor = _primary(m), m in REGRESSORS
             for ti, t in enumerate(run.time_idx):
-                scores = _scores(outs[(name, m, t, -1)], run.y, m, fold_of)
-                for p in range(run.n_perm):
-                    perm = _scores(outs[(name, m, t, p)], run.y_perms[p + 1], m, fold_of)
-                    null[i, j, ti, p] = perm[metric]
+                scores_ = scores(outs[(name, m, t, -1)], run.y, m, fold_of)
                 row = {
                     "feature_set": name,
                     "model": m,
                     "kind": "regressor" if regressor else "classifier",
                     "cv": run.kind,
-                    "n_stimuli": scores["n_stimuli"],
+                    "n_stimuli": scores_["n_stimuli"],
                     "n_dropped": run.n_dropped,
                     "n_folds": run.n_folds,
                 }
                 if run.times is not None:
                     row["time"] = float(run.times[t])
-                row.update({k: scores.get(k, float("nan")) for k in _SCORES})
+                row.update({k: scores_.get(k, float("nan")) for k in _SCORES})
                 row["metric"] = metric
                 row["label_split"] = "" if regressor else split
-                row.update(_chance(null[i, j, ti], scores[metric]))
+                row.update(_chance(null[i, j, ti], scores_[metric], early_stop, stopped[i, j, ti]))
+                row["early_stop"] = int(early_stop or 0)
                 row["noise_ceiling"] = ceiling if regressor else float("nan")
-                row["fraction_of_ceiling"] = scores[metric] / ceiling if regressor else float("nan")
+                row["fraction_of_ceiling"] = (
+                    scores_[metric] / ceiling if regressor else float("nan")
+                )
                 rows.append(row)
     table = pd.DataFrame(rows)
     if len(table):

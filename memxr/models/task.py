@@ -1,7 +1,11 @@
-"""One task of :func:`memxr.models.fit_models`: fit one model on one fold, predict its test fold.
+"""The tasks of :func:`memxr.models.fit_models`: one model on one fold for a block of targets.
 
-A task is a pure function of its inputs (features, target, folds, :class:`FoldTask`,
-:class:`FitOptions`), so it gives the same numbers in-process, through joblib's dask backend or
+:func:`fit_fold` fits one model on one training fold and predicts its test fold;
+:func:`fit_block` does so for a block of targets (the observed one and permutations) of one
+(feature set, model, time bin, fold), the unit of work sent to a worker; :func:`fold_components`
+projects every stimulus on the principal components of one fold's training rows, once per
+fold rather than once per permutation (the PCA does not see the target). Every task is a pure
+function of its inputs, so it gives the same numbers in-process, on a distributed client or
 from the calling process with dask-backed features (dask-ml models).
 """
 
@@ -109,6 +113,70 @@ def _fit_steps(pipe: Any, x_tr: Any, t_tr: Any, name: str, epochs: int) -> None:
             model.partial_fit(scaled, t_tr, **extra)
 
 
+@dataclass(frozen=True)
+class Block:
+    """A unit of work: one model on one fold of one feature set (and time bin) for a block of
+    targets, ``perms`` (-1 the observed target, ``p >= 0`` the ``p``-th permutation)."""
+
+    feature_set: str
+    model: str
+    time: int
+    fold: int
+    perms: tuple[int, ...]
+
+
+def fold_components(
+    x: np.ndarray, time: int, folds: list, fold: int, n_components: int, seed: int
+) -> np.ndarray:
+    """Every stimulus's features on the principal components of one fold's training rows.
+
+    The PCA of :func:`make_pca`, fit on the training rows of ``folds[fold]`` only (of time bin
+    ``time`` when >= 0), then applied to all rows; ``n_components`` is capped at the features
+    and training rows. What the ``pca`` step of :func:`make_model` computes inside the fold,
+    computed once for all the targets fit on that fold.
+
+    Examples
+    --------
+    >>> x = np.random.default_rng(0).normal(size=(10, 4))
+    >>> folds = [(np.arange(6), np.arange(6, 10))]
+    >>> fold_components(x, -1, folds, 0, 2, 0).shape
+    (10, 2)
+    """
+    if time >= 0:
+        x = x[:, :, time]
+    train = folds[fold][0]
+    k = int(min(n_components, x.shape[1], len(train)))
+    return make_pca(k, seed).fit(x[train]).transform(x)
+
+
+def fit_block(
+    x: Any,
+    y_all: np.ndarray,
+    groups: np.ndarray | None,
+    folds: list,
+    block: Block,
+    opts: FitOptions,
+    prepared: bool = False,
+) -> list[tuple[FoldTask, dict[str, np.ndarray]]]:
+    """Fit a block of targets on one fold: the outputs of :func:`fit_fold` for each.
+
+    ``y_all`` holds the observed target in row 0 and permutation ``p`` in row ``p + 1``;
+    ``prepared``: ``x`` is already this block's (stimulus, feature) matrix (its time bin, or
+    its fold's principal components from :func:`fold_components`). Nested parallelism
+    (joblib) stays inside the task.
+    """
+    import joblib
+
+    train, test = folds[block.fold]
+    out = []
+    with joblib.parallel_config(backend="sequential"):
+        for p in block.perms:
+            task = FoldTask(block.feature_set, block.model, block.time, p, block.fold)
+            res = fit_fold(x, y_all[p + 1], groups, train, test, task, opts, prepared=prepared)
+            out.append((task, res))
+    return out
+
+
 def fit_fold(
     x: Any,
     y: np.ndarray,
@@ -117,11 +185,19 @@ def fit_fold(
     test: np.ndarray,
     task: FoldTask,
     opts: FitOptions,
+    *,
+    prepared: bool = False,
 ) -> dict[str, np.ndarray]:
-    """Fit one model on one training fold; out-of-fold outputs for the test fold."""
-    if task.time >= 0:
-        x = x[:, :, task.time]
-    n_comp = (opts.n_components or {}).get(task.feature_set)
+    """Fit one model on one training fold; out-of-fold outputs for the test fold.
+
+    ``prepared``: ``x`` is already the (stimulus, feature) matrix to fit (time bin taken,
+    principal components of the training rows computed), so no PCA is fit here.
+    """
+    n_comp = None
+    if not prepared:
+        if task.time >= 0:
+            x = x[:, :, task.time]
+        n_comp = (opts.n_components or {}).get(task.feature_set)
     if n_comp is not None:  # the PCA is fit on the training rows, which are in memory
         x = to_numpy(x)
         n_comp = int(min(n_comp, x.shape[1], len(train)))
@@ -179,10 +255,3 @@ def fit_fold(
         out["prediction"][keep_te] = pred
     return out
 
-
-def run_task(x, y, groups, train, test, task: FoldTask, opts: FitOptions):
-    """One joblib task: nested parallelism stays inside the task."""
-    import joblib
-
-    with joblib.parallel_config(backend="sequential"):
-        return task, fit_fold(x, y, groups, train, test, task, opts)

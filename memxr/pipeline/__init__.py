@@ -43,7 +43,9 @@ or ``xarray.open_zarr(path, group="sub-01")``).
 Modules: :mod:`.spec` (the YAML spec and its checks), :mod:`.cluster` (a Dask client:
 local, a scheduler address or SLURM), :mod:`.core` (steps, keys, the run context, result
 writers, state), :mod:`.steps` (what each step does; :func:`ingest` is also the command
-line's ``memxr ingest``) and :mod:`.runner` (planning and running). The pipeline is the
+line's ``memxr ingest``), :mod:`.progress` (a line of the running step's tasks every so
+often: done of those submitted, elapsed, rough ETA; on with ``--progress`` or when stderr is
+a terminal) and :mod:`.runner` (planning and running). The pipeline is the
 only room that knows about files, clusters and configuration.
 
 May import: every room below it (readers, store, the analyses, bridge, report) and the
@@ -52,10 +54,14 @@ vocabulary; never the command line or the demo.
 Where the work runs
 -------------------
 Work on cube data (ingest, ROI reductions, pattern features and PCA, the
-bridge's streaming statistics, the model fits through joblib's dask backend)
-runs on the client's workers. The correlation steps work on the magnitudes,
-which are small and already in memory (stimuli x ROIs [x time bins]), and run
-in the calling process: shipping them to workers would cost more than it saves.
+bridge's streaming statistics, the model fits) runs on the client's workers.
+Large in-memory inputs are scattered to the workers once and referred to by key,
+never embedded in task graphs: the model step's features, permuted targets and
+folds (:mod:`memxr.models.execution`), and the voxel x ROI weight tables of the
+ROI reductions (:func:`memxr.reduce.weight_blocks`). The correlation steps work
+on the magnitudes, which are small and already in memory (stimuli x ROIs [x time
+bins]), and run in the calling process: shipping them to workers would cost more
+than it saves.
 Results never depend on the cluster: seeds are fixed and chunks come from the
 stores, not from the number of workers.
 

@@ -104,7 +104,12 @@ class Step:
 
 @dataclass
 class Context:
-    """What every step sees: the spec, OUT, the client, the log, the keys and the state."""
+    """What every step sees: the spec, OUT, the client, the log, the keys and the state.
+
+    ``progress``: progress bars and, every ``progress_interval`` seconds, a line of the
+    running step's tasks to ``progress_log`` (default: ``log``), see
+    :mod:`memxr.pipeline.progress`.
+    """
 
     spec: Spec
     out: Path
@@ -114,6 +119,8 @@ class Context:
     keys: dict[str, str] = field(default_factory=dict)
     state: dict = field(default_factory=dict)
     stores: Path | str | None = None
+    progress_interval: float = 30.0
+    progress_log: Callable[[str], None] | None = None
 
     def path(self, rel: str) -> Path:
         return self.out / rel

@@ -247,7 +247,8 @@ def _execute(ctx: Context, step: Step, index: str) -> None:
     t0 = time.perf_counter()
     for attempt in range(RETRIES + 1):
         try:
-            step.action(ctx, step)
+            with _watched(ctx, f"{index} {step.name}"):
+                step.action(ctx, step)
             break
         except _lost_worker_errors() as e:
             if attempt == RETRIES:
@@ -265,6 +266,16 @@ def _execute(ctx: Context, step: Step, index: str) -> None:
     }
     save_state(ctx.out, ctx.state)
     ctx.log(f"{index} done {step.name} in {seconds:.2f} s")
+
+
+def _watched(ctx: Context, label: str) -> contextlib.AbstractContextManager:
+    """Progress lines of a step's tasks when progress is on (:mod:`memxr.pipeline.progress`)."""
+    from .progress import task_progress
+
+    if not ctx.progress:
+        return contextlib.nullcontext()
+    say = ctx.progress_log or ctx.log
+    return task_progress(ctx.client, label, say, ctx.progress_interval)
 
 
 def _clean_disabled(ctx: Context, steps: list[Step]) -> None:
@@ -291,6 +302,7 @@ def run(
     progress: bool | None = None,
     log: Callable[[str], None] | None = None,
     stores: str | os.PathLike | None = None,
+    progress_interval: float = 30.0,
 ) -> Path:
     """Run a pipeline spec: every step not already cached, on a Dask cluster.
 
@@ -311,13 +323,19 @@ def run(
     threads_per_worker : int
         Threads of each started worker.
     progress : bool, optional
-        Progress bars of the dask computations (default: when stderr is a terminal).
+        Progress of the steps (default: when stderr is a terminal): every
+        ``progress_interval`` seconds a line of the running step's tasks, done of those
+        submitted, elapsed time and a rough ETA (:mod:`memxr.pipeline.progress`), and
+        progress bars of the dask computations.
     log : callable, optional
-        Where the step lines go (default: print to stdout).
+        Where the step lines go (default: print to stdout); the progress lines go there too
+        when given, else to stderr.
     stores : str or path, optional
         Where the cube stores the run ingests go: a folder, or an ``s3://`` URL prefix
         (``memxr run --stores``); default ``out/stores``. OUT itself (tables, result
         stores, figures, report, provenance, the run's state) is a local folder.
+    progress_interval : float
+        Seconds between two progress lines of a step.
 
     Returns
     -------
@@ -347,6 +365,7 @@ def run(
     spec = load_spec(spec_path)
     out_dir = Path(out) if out is not None else Path("runs") / spec.name
     say = log or (lambda msg: print(msg, flush=True))
+    progress_log = log or (lambda msg: print(msg, file=sys.stderr, flush=True))
     steps = plan(spec, out_dir, stores)
     with output_lock(out_dir):  # one run per OUT: a second one is refused, OUT untouched
         _run_locked(
@@ -361,6 +380,8 @@ def run(
             workers=workers,
             threads_per_worker=threads_per_worker,
             progress=progress,
+            progress_interval=float(progress_interval),
+            progress_log=progress_log,
         )
     return out_dir
 
@@ -378,6 +399,8 @@ def _run_locked(
     threads_per_worker: int,
     progress: bool | None,
     stores: str | os.PathLike | None = None,
+    progress_interval: float = 30.0,
+    progress_log: Callable[[str], None] | None = None,
 ) -> None:
     """The body of :func:`run`, holding the writer lock of OUT."""
     from .cluster import cluster_client, dashboard_link
@@ -399,6 +422,8 @@ def _run_locked(
             progress=sys.stderr.isatty() if progress is None else bool(progress),
             state=load_state(out_dir),
             stores=stores if stores is None or "://" in str(stores) else Path(stores),
+            progress_interval=progress_interval,
+            progress_log=progress_log,
         )
         _clean_disabled(ctx, steps)
         with _as_default(c):

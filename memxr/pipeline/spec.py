@@ -53,8 +53,9 @@ Layout
       timecourse: {methods: [pearson], splits: [train, test], n_permutations: 1000,
                    n_bootstrap: 0, cluster_threshold: 1.96, groups: concept, seed: 0}
                                         # time-resolved cubes only
-      models: {models: [ridge, svc], feature_sets: [magnitude, pattern], cv: 5,
-               splits: [train, test], groups: concept, n_permutations: 100, pca: 50, seed: 0}
+      models: {models: [ridge, linear_svc], feature_sets: [magnitude, pattern], cv: 5,
+               splits: [train, test], groups: concept, n_permutations: 100, early_stop: 10,
+               pca: 50, seed: 0}
       bridge: {pairs: [[sub-01, monkeyN]], method: spearman, how: mean, n_bootstrap: 1000,
                rsa: {level: [image, concept], n_permutations: 1000},
                decoding: {enabled: true, n_permutations: 200, disjoint_concepts: true},
@@ -70,7 +71,12 @@ repeats, the high-SNR check) are analysed apart, never pooled; every table says
 which in its ``trials`` column. ``feature_sets``: ``magnitude`` is one feature per
 ROI (its mean response), ``pattern`` one feature set per ROI of its channels,
 reduced to ``pca`` principal components inside each training fold (``pca: null``
-keeps every channel). The time course is tested by a cluster-mass permutation test
+keeps every channel). ``models`` defaults to ``[ridge, linear_svc]``, which scale linearly
+with the images (``svc``, the RBF-kernel SVM, grows about quadratically: name it to fit it);
+``early_stop: h`` stops a row's permutations at its ``h``-th null score at or above the
+observed one, with the sequential p-value ``h / l`` after ``l`` permutations (Besag &
+Clifford 1991; ``0`` runs all ``n_permutations``; with ``h > 0.05 n_permutations`` no
+decision at 0.05 differs from the full test's). The time course is tested by a cluster-mass permutation test
 (cluster-forming threshold ``cluster_threshold`` on ``|r| / sd(r, r_perm)``),
 family-wise over the ROIs and time bins of a cube. ``rsa.n_permutations`` is also the number
 of permutations of the bridge's shared effects. A pair may be written
@@ -121,7 +127,7 @@ from typing import Any
 import yaml
 
 from ..errors import InputError
-from ..models import MODELS
+from ..models import DEFAULT_MODELS, EARLY_STOP, MODELS
 from ..readers import SOURCES
 from ..reliability import MEMORABILITY_RELIABILITY, SCALES
 from ..schema import AREA_WINDOWS
@@ -429,12 +435,13 @@ _TIMECOURSE = _section(
 )
 _MODELS = _section(
     {
-        "models": (_list(_choice(*MODELS), 1), lambda: ["ridge", "svc"]),
+        "models": (_list(_choice(*MODELS), 1), lambda: list(DEFAULT_MODELS)),
         "feature_sets": (_list(_choice("magnitude", "pattern"), 1), lambda: ["magnitude"]),
         "cv": (_int(2), 5),
         "splits": _SPLITS,
         "groups": _GROUPS,
         "n_permutations": (_int(0), 100),
+        "early_stop": (_int(0), EARLY_STOP),
         "pca": (_optional(_int(1)), 50),
         "seed": _SEED,
     }

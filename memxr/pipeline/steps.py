@@ -542,6 +542,7 @@ def models_step(ctx: Context, step: Step) -> None:
                 cv=cv,
                 groups=p["groups"],
                 n_permutations=p["n_permutations"],
+                early_stop=p.get("early_stop", 0),
                 seed=p["seed"],
                 client=ctx.client or False,
                 noise_ceiling=float(np.sqrt(mem_rel)),

@@ -114,6 +114,7 @@ _SECTIONS = {
             "n_stimuli",
             "n_folds",
             "n_permutations",
+            "stopped_early",
             "n_components",
             "p_family",
         ),
@@ -256,14 +257,24 @@ def methods_notes(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str
         n_folds = num_col(models, "n_folds").max() if not models.empty else np.nan
         perm = f"{n_perm:.0f} permutations" if np.isfinite(n_perm) else "permutations"
         folds = f"{n_folds:.0f}-fold " if np.isfinite(n_folds) else ""
+        h = num_col(models, "early_stop").max() if "early_stop" in models else np.nan
+        sequential = (
+            f" With early stopping (h = {h:.0f}) a row stops at the permutation l that brings "
+            f"its {h:.0f}th null score at or above the observed one, with chance_p = {h:.0f} / l"
+            " (the sequential p-value of Besag & Clifford 1991; column stopped_early), so "
+            "n_permutations is per row."
+            if np.isfinite(h) and h > 0
+            else ""
+        )
         notes.append(
             f"Models: {folds}cross-validation grouped by THINGS concept (all images of a "
             "concept fall in the same fold), so that a model cannot score by recognising "
             "concepts seen in training; random-split CV, where reported (cv = random), is "
             "optimistic for that reason. Chance levels: the whole cross-validated pipeline is "
-            f"refit on {perm} of memorability; chance_mean is the mean null score and "
-            "chance_p = (1 + #{null >= observed}) / (1 + P). Classifiers predict high vs low "
-            "memorability (threshold from the training folds) and are scored by ROC AUC."
+            f"refit on up to {perm} of memorability; chance_mean is the mean null score and "
+            "chance_p = (1 + #{null >= observed}) / (1 + P)." + sequential + " Classifiers "
+            "predict high vs low memorability (threshold from the training folds) and are "
+            "scored by ROC AUC."
         )
     if any(t.startswith("bridge") for t in tables):
         notes.append(
