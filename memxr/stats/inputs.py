@@ -1,8 +1,11 @@
 """Input checks of :mod:`memxr.stats`: the analysed stimuli and their small vectors.
 
-``y``, a shared covariate and the group labels are loaded (one value per stimulus), stimuli
-where ``y`` or the shared covariate is NaN are dropped, and ``y`` and the covariate are
-standardized (after ranking for Spearman), ready for the resampling tables.
+``y``, the shared covariates and the group labels are loaded (one value per stimulus),
+stimuli where ``y`` or a shared covariate is NaN are dropped, and ``y`` and every covariate
+are standardized (after ranking for Spearman), ready for the resampling tables.
+:func:`covariate_matrix` brings covariates given in any of the accepted forms (a
+per-stimulus DataArray, one with a ``covariate`` dim, a Dataset, a pandas DataFrame) to one
+(stimulus, covariate) array.
 """
 
 from __future__ import annotations
@@ -11,8 +14,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import scipy.stats
 import xarray as xr
+
+COVARIATE_DIM = "covariate"
+"""The dim that lists covariates in :func:`covariate_matrix`."""
 
 
 def _values_1d(v, dim: str, n: int, name: str) -> np.ndarray:
@@ -79,6 +86,129 @@ def _standardize(v: np.ndarray, name: str) -> np.ndarray:
     return (v - v.mean()) / sd
 
 
+def _numeric(values, name: str) -> np.ndarray:
+    arr = np.asarray(values)
+    if arr.dtype == bool:
+        return arr.astype(np.float64)
+    if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == object):
+        raise ValueError(
+            f"covariate {name!r} is not numeric (dtype {arr.dtype}); encode labels with "
+            "memxr.stats.one_hot"
+        )
+    try:
+        return arr.astype(np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"covariate {name!r} is not numeric; encode labels with memxr.stats.one_hot"
+        ) from None
+
+
+def _frame_rows(frame: pd.DataFrame, x: xr.DataArray | None, dim: str, n: int) -> pd.DataFrame:
+    """The rows of a covariate table in the order of ``x``'s stimuli."""
+    keyed = not isinstance(frame.index, pd.RangeIndex)
+    if keyed and x is not None and "stimulus_id" in x.coords and x["stimulus_id"].dims == (dim,):
+        index = frame.index.astype(str)
+        if index.has_duplicates:
+            raise ValueError("covariates: the table repeats a stimulus id")
+        ids = np.asarray(x["stimulus_id"].values).astype(str)
+        return frame.set_axis(index).reindex(ids)
+    if len(frame) != n:
+        raise ValueError(
+            f"covariates: a table of {len(frame)} rows for {n} stimuli (index it by "
+            "stimulus_id to join it on x's stimulus_id coordinate)"
+        )
+    return frame
+
+
+def covariate_matrix(
+    covariates, x: xr.DataArray | None = None, dim: str = "stimulus"
+) -> xr.DataArray:
+    """Covariates as one (``dim``, ``covariate``) float64 array, in ``x``'s stimulus order.
+
+    Parameters
+    ----------
+    covariates : xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
+        One value per stimulus (a single covariate); a DataArray with dims
+        (``dim``, ``covariate``); a Dataset whose variables along ``dim`` are the
+        covariates; a DataFrame with one numeric column per covariate, either in the
+        stimuli's order (a default ``RangeIndex``) or indexed by stimulus id (joined on
+        ``x``'s ``stimulus_id`` coordinate; stimuli missing from it get NaN); or a 2-D
+        array (stimuli x covariates). Booleans count as 0/1.
+    x : xarray.DataArray, optional
+        The neural measure the covariates go with (its size along ``dim`` and its
+        ``stimulus_id`` coordinate).
+    dim : str
+        The stimulus dim.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (``dim``, ``covariate``), the covariate names as the ``covariate`` coordinate.
+
+    Raises
+    ------
+    ValueError
+        For a non-numeric column (encode labels with :func:`memxr.stats.one_hot`), a
+        length that does not match ``x`` or a table repeating a stimulus id.
+
+    Examples
+    --------
+    >>> import pandas as pd, xarray as xr
+    >>> x = xr.DataArray(np.zeros((3, 2)), dims=("stimulus", "roi"),
+    ...                  coords={"stimulus_id": ("stimulus", ["a.jpg", "b.jpg", "c.jpg"])})
+    >>> table = pd.DataFrame({"size": [2.0, 1.0], "bright": [True, False]},
+    ...                      index=["b.jpg", "a.jpg"])
+    >>> c = covariate_matrix(table, x)
+    >>> c.dims, c.covariate.values.tolist(), c.values.tolist()
+    (('stimulus', 'covariate'), ['size', 'bright'], [[1.0, 0.0], [2.0, 1.0], [nan, nan]])
+    """
+    n = None if x is None else x.sizes[dim]
+    if isinstance(covariates, pd.Series):
+        covariates = covariates.to_frame()
+    if isinstance(covariates, pd.DataFrame):
+        frame = _frame_rows(covariates, x, dim, n if n is not None else len(covariates))
+        names = [str(c) for c in frame.columns]
+        cols = [_numeric(frame[c].to_numpy(), str(c)) for c in frame.columns]
+        data = np.stack(cols, axis=1) if cols else np.zeros((len(frame), 0))
+    elif isinstance(covariates, xr.Dataset):
+        names, cols = [], []
+        for name, v in covariates.data_vars.items():
+            if v.dims != (dim,):
+                raise ValueError(f"covariate {name!r} must have the single dim {dim!r}")
+            names.append(str(name))
+            cols.append(_numeric(v.values, str(name)))
+        data = np.stack(cols, axis=1) if cols else np.zeros((covariates.sizes.get(dim, 0), 0))
+    elif isinstance(covariates, xr.DataArray):
+        if covariates.dims == (dim,):
+            names = [str(covariates.name or "covariate")]
+            data = _numeric(covariates.values, names[0])[:, None]
+        elif set(covariates.dims) == {dim, COVARIATE_DIM}:
+            arr = covariates.transpose(dim, COVARIATE_DIM)
+            names = (
+                [str(v) for v in arr[COVARIATE_DIM].values]
+                if COVARIATE_DIM in arr.coords
+                else [f"covariate_{j}" for j in range(arr.sizes[COVARIATE_DIM])]
+            )
+            data = _numeric(arr.values, "covariates")
+        else:
+            raise ValueError(
+                f"covariates: a DataArray needs dims ({dim!r},) or ({dim!r}, "
+                f"{COVARIATE_DIM!r}), got {covariates.dims}"
+            )
+    else:
+        data = _numeric(covariates, "covariates")
+        if data.ndim == 1:
+            data = data[:, None]
+        if data.ndim != 2:
+            raise ValueError(f"covariates: expected stimuli x covariates, got {data.shape}")
+        names = [f"covariate_{j}" for j in range(data.shape[1])]
+    if n is not None and data.shape[0] != n:
+        raise ValueError(f"covariates must hold one row per {dim} ({n}), got {data.shape[0]}")
+    if len(set(names)) != len(names):
+        raise ValueError(f"covariates: repeated names {names}")
+    return xr.DataArray(data, dims=(dim, COVARIATE_DIM), coords={COVARIATE_DIM: names})
+
+
 @dataclass(frozen=True)
 class _Inputs:
     """The analysed stimuli and the small per-stimulus vectors, ready for the tables."""
@@ -86,9 +216,19 @@ class _Inputs:
     n: int
     keep: np.ndarray | None  # indices of the analysed stimuli (None: all)
     y: np.ndarray  # (n,) standardized y (of its ranks for Spearman)
-    c: np.ndarray | None  # (n,) standardized shared covariate
+    c: np.ndarray | None  # (n, k) standardized shared covariates
     codes: np.ndarray | None  # (n,) group codes
     feature_c: xr.DataArray | None  # covariate broadcast against x
+    covariate_names: tuple[str, ...] = ()
+
+
+def is_broadcast(covariate, x: xr.DataArray, dim: str) -> bool:
+    """A DataArray covariate over ``dim`` and some of ``x``'s other dims (one per feature)."""
+    return (
+        isinstance(covariate, xr.DataArray)
+        and covariate.dims != (dim,)
+        and COVARIATE_DIM not in covariate.dims
+    )
 
 
 def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str) -> _Inputs:
@@ -99,17 +239,21 @@ def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str
         raise ValueError(f"x has no dim {dim!r} (dims {x.dims})")
     n_all = x.sizes[dim]
     yv = _values_1d(y, dim, n_all, "y")
-    labels = _group_labels(groups, [x, y, covariate], dim, n_all)
-    shared, feature_c = None, None
-    if isinstance(covariate, xr.DataArray) and covariate.dims != (dim,):
+    sources = [x, y] + ([covariate] if isinstance(covariate, xr.DataArray) else [])
+    labels = _group_labels(groups, sources, dim, n_all)
+    shared, feature_c, names = None, None, ()
+    if is_broadcast(covariate, x, dim):
         if dim not in covariate.dims or not set(covariate.dims) <= set(x.dims):
             raise ValueError(f"covariate dims {covariate.dims} must include {dim!r} and lie in x's")
         if covariate.sizes[dim] != n_all:
             raise ValueError(f"covariate must hold one value per {dim} ({n_all})")
         feature_c = covariate
     elif covariate is not None:
-        shared = _values_1d(covariate, dim, n_all, "covariate")
-    valid = np.isfinite(yv) & (np.isfinite(shared) if shared is not None else True)
+        matrix = covariate_matrix(covariate, x, dim)
+        shared, names = matrix.values, tuple(matrix[COVARIATE_DIM].values.tolist())
+        if not names:
+            raise ValueError("covariates: none given")
+    valid = np.isfinite(yv) & (np.isfinite(shared).all(1) if shared is not None else True)
     n = int(valid.sum())
     if n < 3:
         raise ValueError(f"need at least 3 stimuli with finite y, got {n}")
@@ -119,11 +263,21 @@ def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str
         if codes.max() < 1:
             raise ValueError("groups: the analysed stimuli form a single group")
     rank = scipy.stats.rankdata if method == "spearman" else np.asarray
+    c = None
+    if shared is not None:
+        c = np.stack(
+            [
+                _standardize(rank(shared[valid, j]), f"covariate {name!r}")
+                for j, name in enumerate(names)
+            ],
+            axis=1,
+        )
     return _Inputs(
         n=n,
         keep=None if valid.all() else np.flatnonzero(valid),
         y=_standardize(rank(yv[valid]), "y"),
-        c=None if shared is None else _standardize(rank(shared[valid]), "covariate"),
+        c=c,
         codes=codes,
         feature_c=feature_c,
+        covariate_names=names,
     )
