@@ -12,7 +12,9 @@ stores, models, pipeline, report or the command line.
 """
 
 from .clusters import cluster_table, cluster_test
+from .confounds import one_hot, within_concept_correlate
 from .correlation import METHODS, correlate, correlation_map, fdr, partial_correlate
+from .inputs import covariate_matrix
 
 __all__ = [
     "METHODS",
@@ -20,6 +22,9 @@ __all__ = [
     "cluster_test",
     "correlate",
     "correlation_map",
+    "covariate_matrix",
     "fdr",
+    "one_hot",
     "partial_correlate",
+    "within_concept_correlate",
 ]

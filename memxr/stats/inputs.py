@@ -22,7 +22,7 @@ COVARIATE_DIM = "covariate"
 """The dim that lists covariates in :func:`covariate_matrix`."""
 
 
-def _values_1d(v, dim: str, n: int, name: str) -> np.ndarray:
+def stimulus_vector(v, dim: str, n: int, name: str) -> np.ndarray:
     """A per-stimulus vector as float64 numpy (loaded if lazy: it is small)."""
     if isinstance(v, xr.DataArray):
         if v.dims != (dim,):
@@ -34,7 +34,7 @@ def _values_1d(v, dim: str, n: int, name: str) -> np.ndarray:
     return arr
 
 
-def _group_labels(groups, sources: Sequence, dim: str, n: int) -> np.ndarray | None:
+def group_labels(groups, sources: Sequence, dim: str, n: int) -> np.ndarray | None:
     """Group labels per stimulus from a coordinate name (on x, y or the covariate) or an array."""
     if groups is None:
         return None
@@ -120,6 +120,24 @@ def _frame_rows(frame: pd.DataFrame, x: xr.DataArray | None, dim: str, n: int) -
     return frame
 
 
+def _ids(a, dim: str) -> np.ndarray | None:
+    if isinstance(a, xr.DataArray | xr.Dataset) and "stimulus_id" in a.coords:
+        if a["stimulus_id"].dims == (dim,):
+            return np.asarray(a["stimulus_id"].values).astype(str)
+    return None
+
+
+def _by_stimulus_id(covariates, x: xr.DataArray | None, dim: str):
+    """Covariates with other stimuli (by ``stimulus_id``) than ``x``: as a keyed table."""
+    mine, theirs = _ids(covariates, dim), _ids(x, dim)
+    if mine is None or theirs is None or np.array_equal(mine, theirs):
+        return covariates
+    matrix = covariate_matrix(covariates.drop_vars("stimulus_id"), None, dim)
+    return pd.DataFrame(
+        matrix.values, index=pd.Index(mine), columns=matrix[COVARIATE_DIM].values.tolist()
+    )
+
+
 def covariate_matrix(
     covariates, x: xr.DataArray | None = None, dim: str = "stimulus"
 ) -> xr.DataArray:
@@ -133,7 +151,8 @@ def covariate_matrix(
         covariates; a DataFrame with one numeric column per covariate, either in the
         stimuli's order (a default ``RangeIndex``) or indexed by stimulus id (joined on
         ``x``'s ``stimulus_id`` coordinate; stimuli missing from it get NaN); or a 2-D
-        array (stimuli x covariates). Booleans count as 0/1.
+        array (stimuli x covariates). Booleans count as 0/1. DataArrays and Datasets whose
+        ``stimulus_id`` differs from ``x``'s are joined on it too.
     x : xarray.DataArray, optional
         The neural measure the covariates go with (its size along ``dim`` and its
         ``stimulus_id`` coordinate).
@@ -163,6 +182,7 @@ def covariate_matrix(
     (('stimulus', 'covariate'), ['size', 'bright'], [[1.0, 0.0], [2.0, 1.0], [nan, nan]])
     """
     n = None if x is None else x.sizes[dim]
+    covariates = _by_stimulus_id(covariates, x, dim)
     if isinstance(covariates, pd.Series):
         covariates = covariates.to_frame()
     if isinstance(covariates, pd.DataFrame):
@@ -238,9 +258,9 @@ def stimulus_inputs(x: xr.DataArray, y, covariate, groups, method: str, dim: str
     if dim not in x.dims:
         raise ValueError(f"x has no dim {dim!r} (dims {x.dims})")
     n_all = x.sizes[dim]
-    yv = _values_1d(y, dim, n_all, "y")
+    yv = stimulus_vector(y, dim, n_all, "y")
     sources = [x, y] + ([covariate] if isinstance(covariate, xr.DataArray) else [])
-    labels = _group_labels(groups, sources, dim, n_all)
+    labels = group_labels(groups, sources, dim, n_all)
     shared, feature_c, names = None, None, ()
     if is_broadcast(covariate, x, dim):
         if dim not in covariate.dims or not set(covariate.dims) <= set(x.dims):
