@@ -243,6 +243,8 @@ def simulate_concepts(
     concept_part: float = 0.5,
     times: Any = None,
     smoothness: int = 1,
+    profile: Any = None,
+    shared_noise: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
     """A cube of images nested in concepts, correlated with memorability by a known amount.
@@ -277,6 +279,13 @@ def simulate_concepts(
         same at every bin.
     smoothness : int
         Width of the moving average of the time-course noise.
+    profile : array_like, optional
+        One factor per time bin multiplying ``rho`` (an effect that rises and falls over
+        time: the population correlation at bin ``t`` is ``rho * profile[t]``); default 1.
+    shared_noise : float
+        Correlation between channels of the parts of their variance unrelated to
+        memorability (at the concept and at the image level): 0 (default) independent
+        channels, e.g. 0.5 for two correlated ROIs.
     seed : int
         Seed of every draw.
 
@@ -285,7 +294,9 @@ def simulate_concepts(
     xarray.Dataset
         A valid cube (dims stimulus, channel[, time]; one ROI ``A`` of every channel; all
         images in the train split, one trial each) with ``attrs["population_r"]`` (one per
-        channel) and the concept shares.
+        channel, at ``profile`` 1), ``attrs["within_r"]`` (the population correlation of
+        the deviations of each channel and of memorability from their concept means, the
+        target of :func:`memxr.stats.within_concept_correlate`) and the concept shares.
 
     Examples
     --------
@@ -315,18 +326,33 @@ def simulate_concepts(
     e = rng.standard_normal(n)
     memo = np.sqrt(sm) * a + np.sqrt(1 - sm) * e
     n_t = 1 if times is None else len(times)
+    prof = np.ones(n_t) if profile is None else np.asarray(profile, dtype=float).reshape(-1)
+    if prof.size != n_t:
+        raise ValueError(f"profile must hold one factor per time bin ({n_t}), got {prof.size}")
+    rc_t, ri_t = rc[:, None] * prof[None, :], ri[:, None] * prof[None, :]  # (channel, time)
+    if np.any(np.abs(rc_t) > 1) or np.any(np.abs(ri_t) > 1):
+        raise ValueError("rho * profile cannot be reached with these concept shares")
     b_own = rng.standard_normal((sizes.size, n_channels, n_t + smoothness - 1))
     f_own = rng.standard_normal((n, n_channels, n_t + smoothness - 1))
+    if shared_noise:
+        k = float(shared_noise)
+        if not 0 <= k <= 1:
+            raise ValueError(f"shared_noise must lie in [0, 1], got {shared_noise}")
+        b_own = np.sqrt(k) * rng.standard_normal((sizes.size, 1, b_own.shape[2])) + np.sqrt(
+            1 - k
+        ) * b_own
+        f_own = np.sqrt(k) * rng.standard_normal((n, 1, f_own.shape[2])) + np.sqrt(1 - k) * f_own
     b_own = _smooth(b_own, smoothness)[..., :n_t][concept]
     f_own = _smooth(f_own, smoothness)[..., :n_t]
-    b = rc[None, :, None] * a[:, None, None] + np.sqrt(1 - rc**2)[None, :, None] * b_own
-    f = ri[None, :, None] * e[:, None, None] + np.sqrt(1 - ri**2)[None, :, None] * f_own
+    b = rc_t[None] * a[:, None, None] + np.sqrt(1 - rc_t**2)[None] * b_own
+    f = ri_t[None] * e[:, None, None] + np.sqrt(1 - ri_t**2)[None] * f_own
     x = np.sqrt(sx) * b + np.sqrt(1 - sx) * f
     response = x if times is not None else x[..., 0]
     out = _cube(response, concept, ids, 0.75 + 0.1 * memo, prefix="c", dataset="things-fmri",
                 subject="sim", times=None if times is None else np.asarray(times))  # fmt: skip
     out.attrs.update(
         population_r=[float(v) for v in rhos],
+        within_r=[float(v) for v in ri],
         memorability_concept_share=sm,
         neural_concept_share=sx,
         n_concepts=int(n_concepts),

@@ -12,19 +12,25 @@ stores, models, pipeline, report or the command line.
 """
 
 from .clusters import cluster_table, cluster_test
+from .compare import compare_correlations, comparison_table
 from .confounds import one_hot, within_concept_correlate
 from .correlation import METHODS, correlate, correlation_map, fdr, partial_correlate
 from .inputs import covariate_matrix
+from .latency import latency, onset_peak
 
 __all__ = [
     "METHODS",
     "cluster_table",
     "cluster_test",
+    "compare_correlations",
+    "comparison_table",
     "correlate",
     "correlation_map",
     "covariate_matrix",
     "fdr",
+    "latency",
     "one_hot",
+    "onset_peak",
     "partial_correlate",
     "within_concept_correlate",
 ]
