@@ -5,10 +5,13 @@ chance levels, on the active Dask client. The modules: :mod:`.estimators` (names
 the ridge alpha search), :mod:`.folds` (folds, training-fold labels, permutations),
 :mod:`.task` (one fit on one fold), :mod:`.inputs` (checked inputs), :mod:`.execution`
 (where the tasks run), :mod:`.scoring` (scores from the pooled out-of-fold outputs) and
-:mod:`.fit` (the public function).
+:mod:`.fit` (the public function). :func:`variance_partition` (:mod:`.partition`) splits
+the cross-validated ridge R^2 of memorability into what neural features and covariates
+predict uniquely and jointly.
 
-May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml and
-:mod:`memxr.schema`; never readers, stores, pipeline, report or the command line.
+May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml,
+:mod:`memxr.schema` and :mod:`memxr.stats`; never readers, stores, pipeline, report or the
+command line.
 """
 
 from .estimators import (
@@ -22,6 +25,7 @@ from .estimators import (
 )
 from .fit import ModelResults, fit_models
 from .folds import grouped_permutation, grouped_permutations, make_folds, split_labels
+from .partition import variance_partition
 
 __all__ = [
     "CLASSIFIERS",
@@ -37,4 +41,5 @@ __all__ = [
     "make_pca",
     "ridge_cv_alpha",
     "split_labels",
+    "variance_partition",
 ]

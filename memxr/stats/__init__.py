@@ -17,9 +17,11 @@ from .confounds import one_hot, within_concept_correlate
 from .correlation import METHODS, correlate, correlation_map, fdr, partial_correlate
 from .inputs import covariate_matrix
 from .latency import latency, onset_peak
+from .meta import META_METHODS, pool_effects, random_effects
 
 __all__ = [
     "METHODS",
+    "META_METHODS",
     "cluster_table",
     "cluster_test",
     "compare_correlations",
@@ -32,5 +34,7 @@ __all__ = [
     "one_hot",
     "onset_peak",
     "partial_correlate",
+    "pool_effects",
+    "random_effects",
     "within_concept_correlate",
 ]
