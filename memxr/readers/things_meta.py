@@ -771,6 +771,9 @@ def _build_image_table(path: Path, key: str | None = None) -> pd.DataFrame:
         if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
             columns[c] = col.to_numpy(dtype="float64", na_value=np.nan)
             continue
+        lower = as_text(col).str.lower()
+        if lower.isin(["true", "false"]).any():  # booleans written as text
+            col = lower.replace({"true": "1", "false": "0"})
         try:
             columns[c] = to_float(col, path, c).to_numpy()
         except InputError:
@@ -796,7 +799,8 @@ def read_image_table(path: PathLike, key: str | None = None) -> pd.DataFrame:
     -------
     pandas.DataFrame
         Index ``stimulus_id`` (the THINGS image file name, e.g. ``aardvark_01b.jpg``), one
-        float64 column per numeric column (empty and NA cells NaN; booleans 0/1). Columns
+        float64 column per numeric column (empty and NA cells NaN; booleans, also written
+        as ``True``/``False``, 0/1). Columns
         that are not numbers (labels) are left out and named in
         ``attrs["dropped_columns"]``; ``attrs["source"]`` is the file name.
 

@@ -233,6 +233,6 @@ def within_concept_correlate(
         method=method,
         groups=str(group_name),
         effect="within concepts (deviations from concept means)",
-        permutation_scheme="y shuffled among the images of each concept (concept means fixed)",
+        permutation_scheme="y shuffled within concepts (among the images of each; concept means fixed)",
     )
     return res
