@@ -170,6 +170,15 @@ def within_concept_correlate(
         within-concept relation, whatever the relation between concepts); ``ci_low``,
         ``ci_high`` the concept jackknife (or concept bootstrap percentile) interval.
 
+    Notes
+    -----
+    Coverage of the jackknife interval, measured by simulation (``within_concept_ci`` of
+    :mod:`memxr.testing`): 95 % with 400-800 concepts (THINGS-fMRI analyses hold 720,
+    TVSD 1854); with 150-300 concepts of a few images each it covers about 92-93 %, as
+    :func:`memxr.stats.correlate`'s jackknife does on such data with 3 images per concept
+    (each concept then contributes one or two heavy-tailed products of deviations, and
+    the jackknife variance is too noisy for Student's t on K - 1 df).
+
     Examples
     --------
     >>> import numpy as np, xarray as xr
