@@ -404,3 +404,23 @@ def test_within_errors():
         within_concept_correlate(x, np.arange(4.0), groups=None)
     with pytest.raises(ValueError, match="at least two"):
         within_concept_correlate(x, np.arange(4.0), groups=np.array(["a", "a", "b", "c"]))
+
+
+def test_coordinate_names_as_covariates():
+    """``partial_correlate(x, y, "category")``: labels one-hot, numeric coordinates as is."""
+    rng = np.random.default_rng(13)
+    n = 60
+    category = np.array(["a", "b", "c"] * 20, dtype=object)
+    lum = rng.standard_normal(n)
+    x = xr.DataArray(rng.standard_normal(n), dims="stimulus",
+                     coords={"category": ("stimulus", category), "lum": ("stimulus", lum)})  # fmt: skip
+    y = rng.standard_normal(n)
+    c = covariate_matrix(["category", "lum"], x)
+    assert c.covariate.values.tolist() == ["category=b", "category=c", "lum"]
+    by_name = partial_correlate(x, y, ["category", "lum"], **FAST)
+    by_matrix = partial_correlate(x, y, c, **FAST)
+    assert float(by_name.r) == pytest.approx(float(by_matrix.r))
+    want = partial_r(x.values, y, np.c_[category == "b", category == "c", lum].astype(float))
+    assert float(by_name.r) == pytest.approx(want, abs=1e-10)
+    with pytest.raises(ValueError, match="no coordinate 'size'"):
+        covariate_matrix("size", x)

@@ -13,9 +13,9 @@ stores, models, pipeline, report or the command line.
 
 from .clusters import cluster_table, cluster_test
 from .compare import compare_correlations, comparison_table
-from .confounds import one_hot, within_concept_correlate
+from .confounds import within_concept_correlate
 from .correlation import METHODS, correlate, correlation_map, fdr, partial_correlate
-from .inputs import covariate_matrix
+from .inputs import covariate_matrix, one_hot
 from .latency import latency, onset_peak
 from .meta import META_METHODS, pool_effects, random_effects
 

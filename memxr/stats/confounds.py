@@ -5,9 +5,10 @@ correlation across all images mixes two effects: concepts that are more memorabl
 other responses (between concepts), and, among the images of one concept, the more
 memorable images evoking other responses (within concepts). Two tools separate them:
 
-- :func:`one_hot` turns a label coordinate (the THINGS ``category``, say) into 0/1
-  covariates for :func:`memxr.stats.partial_correlate`, which then removes what the
-  categories explain from both the responses and memorability (any other per-image
+- :func:`memxr.stats.one_hot` turns a label coordinate (the THINGS ``category``, say)
+  into 0/1 covariates for :func:`memxr.stats.partial_correlate` (which also takes the
+  coordinate's name, ``partial_correlate(x, y, "category")``), which then removes what
+  the categories explain from both the responses and memorability (any other per-image
   covariates join the same matrix: :func:`memxr.stats.covariate_matrix`,
   :func:`memxr.align.join_covariates`);
 - :func:`within_concept_correlate` correlates the deviations of the responses and of
@@ -39,93 +40,14 @@ from __future__ import annotations
 from collections.abc import Hashable
 
 import numpy as np
-import pandas as pd
 import scipy.stats
 import xarray as xr
 
 from .correlation import METHODS, correlate
-from .inputs import COVARIATE_DIM, group_codes, group_labels, stimulus_vector
+from .inputs import group_codes, group_labels, stimulus_vector
 from .streaming import prepare_features
 
-__all__ = ["one_hot", "within_concept_correlate"]
-
-UNKNOWN_LEVEL = "(unknown)"
-"""Level of :func:`one_hot` for empty or missing labels."""
-
-
-def _label(v: object) -> str:
-    if v is None or (isinstance(v, float) and v != v) or str(v) == "":
-        return UNKNOWN_LEVEL
-    return str(v)
-
-
-def one_hot(
-    labels: xr.DataArray | np.ndarray | pd.Series | list,
-    *,
-    prefix: str | None = None,
-    reference: str | None = None,
-    dim: str = "stimulus",
-) -> xr.DataArray:
-    """0/1 covariates, one per level of a label (e.g. the category), but the reference.
-
-    Parameters
-    ----------
-    labels : xarray.DataArray or array_like
-        One label per stimulus, e.g. ``cube.category``. Empty or missing labels form a
-        level of their own, ``"(unknown)"``.
-    prefix : str, optional
-        Prefix of the covariate names (``"category=animal"``); default: the name of
-        ``labels`` (``"label"`` without one).
-    reference : str, optional
-        The level left out (the intercept stands for it): default the most frequent one
-        (ties: the first in sorted order).
-    dim : str
-        The stimulus dim.
-
-    Returns
-    -------
-    xarray.DataArray
-        Dims (``dim``, ``covariate``), float64 0/1, one column per level but the reference,
-        in sorted order; ``attrs["reference"]``. Coordinates of ``labels`` along ``dim``
-        (``stimulus_id``) are kept. Pass it (or a :func:`xarray.concat` of it with other
-        covariates along ``covariate``) to :func:`memxr.stats.partial_correlate`.
-
-    Examples
-    --------
-    >>> c = one_hot(xr.DataArray(["toy", "animal", "toy", ""], dims="stimulus",
-    ...                          name="category"))
-    >>> c.covariate.values.tolist(), c.attrs["reference"]
-    (['category=(unknown)', 'category=animal'], 'toy')
-    >>> c.values.tolist()
-    [[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
-    """
-    if isinstance(labels, xr.DataArray):
-        if labels.dims != (dim,):
-            raise ValueError(f"one_hot: labels must have the single dim {dim!r}, got {labels.dims}")
-        values = np.asarray(labels.values, dtype=object)
-        name = prefix or str(labels.name or "label")
-        coords = {k: v.variable for k, v in labels.coords.items() if v.dims == (dim,)}
-    else:
-        values = np.asarray(pd.Series(labels).to_numpy(), dtype=object)
-        name = prefix or str(getattr(labels, "name", None) or "label")
-        coords = {}
-    text = np.array([_label(v) for v in values], dtype=object)
-    levels, counts = np.unique(text.astype(str), return_counts=True)
-    if levels.size < 2:
-        raise ValueError(f"one_hot: a single level {levels.tolist()}; nothing to encode")
-    ref = str(levels[np.argmax(counts)]) if reference is None else str(reference)
-    if ref not in levels:
-        raise ValueError(f"one_hot: reference {ref!r} is not a level ({levels.tolist()})")
-    kept = [str(v) for v in levels if v != ref]
-    data = (text.astype(str)[:, None] == np.array(kept)[None, :]).astype(np.float64)
-    return xr.DataArray(
-        data,
-        dims=(dim, COVARIATE_DIM),
-        coords={**coords, COVARIATE_DIM: [f"{name}={v}" for v in kept]},
-        name="covariates",
-        attrs={"reference": ref, "encoded": name},
-    )
-
+__all__ = ["within_concept_correlate"]
 
 def within_concept_correlate(
     x: xr.DataArray,

@@ -309,7 +309,7 @@ def correlate(
 def partial_correlate(
     x: xr.DataArray,
     y: xr.DataArray | np.ndarray,
-    covariates: xr.DataArray | xr.Dataset | pd.DataFrame | np.ndarray,
+    covariates: str | list[str] | xr.DataArray | xr.Dataset | pd.DataFrame | np.ndarray,
     method: str = "pearson",
     dim: str = "stimulus",
     **kw,
@@ -328,13 +328,14 @@ def partial_correlate(
     ----------
     x, y, method, dim
         As in :func:`correlate`.
-    covariates : xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
-        Shared by all features: one value per stimulus; a DataArray with dims (``dim``,
-        ``covariate``); a Dataset of per-stimulus variables; a DataFrame of numeric columns
-        in the stimuli's order or indexed by stimulus id (joined on ``x``'s
-        ``stimulus_id``); a 2-D array (see :func:`memxr.stats.covariate_matrix`; encode
-        labels such as the category with :func:`memxr.stats.one_hot`). Stimuli where any
-        shared covariate is NaN are dropped. Or one covariate broadcast per feature: a
+    covariates : str, list of str, xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
+        Shared by all features: names of coordinates of ``x`` (numeric ones as they are,
+        labels such as ``"category"`` one-hot encoded by :func:`memxr.stats.one_hot`); one
+        value per stimulus; a DataArray with dims (``dim``, ``covariate``); a Dataset of
+        per-stimulus variables; a DataFrame of numeric columns in the stimuli's order or
+        indexed by stimulus id (joined on ``x``'s ``stimulus_id``); a 2-D array (see
+        :func:`memxr.stats.covariate_matrix`). Stimuli where any shared covariate is NaN
+        are dropped. Or one covariate broadcast per feature: a
         DataArray with ``dim`` and some of ``x``'s other dims (e.g. a time-resolved V1
         response); NaN in it propagates.
     **kw

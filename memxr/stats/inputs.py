@@ -5,7 +5,8 @@ stimuli where ``y`` or a shared covariate is NaN are dropped, and ``y`` and ever
 are standardized (after ranking for Spearman), ready for the resampling tables.
 :func:`covariate_matrix` brings covariates given in any of the accepted forms (a
 per-stimulus DataArray, one with a ``covariate`` dim, a Dataset, a pandas DataFrame) to one
-(stimulus, covariate) array.
+(stimulus, covariate) array; :func:`one_hot` encodes a label (the category) as 0/1
+covariates.
 """
 
 from __future__ import annotations
@@ -138,6 +139,22 @@ def _by_stimulus_id(covariates, x: xr.DataArray | None, dim: str):
     )
 
 
+def _from_coords(names: list[str], x: xr.DataArray | None, dim: str) -> xr.DataArray:
+    """Coordinates of ``x`` as covariates: numeric ones as they are, labels one-hot."""
+    parts = []
+    for name in names:
+        if x is None or name not in x.coords or x[name].dims != (dim,):
+            raise ValueError(f"covariates: no coordinate {name!r} along {dim!r} on x")
+        coord = x[name]
+        if np.issubdtype(coord.dtype, np.number) or coord.dtype == bool:
+            col = coord.astype(np.float64).drop_vars(list(coord.coords))
+            parts.append(col.expand_dims({COVARIATE_DIM: [name]}, axis=1))
+        else:
+            parts.append(one_hot(coord, dim=dim).drop_vars(
+                [c for c in coord.coords if c != COVARIATE_DIM], errors="ignore"))  # fmt: skip
+    return xr.concat(parts, COVARIATE_DIM) if len(parts) > 1 else parts[0]
+
+
 def covariate_matrix(
     covariates, x: xr.DataArray | None = None, dim: str = "stimulus"
 ) -> xr.DataArray:
@@ -145,8 +162,10 @@ def covariate_matrix(
 
     Parameters
     ----------
-    covariates : xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
-        One value per stimulus (a single covariate); a DataArray with dims
+    covariates : str, list of str, xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
+        Names of coordinates of ``x`` along ``dim`` (numeric ones taken as they are,
+        labels such as ``"category"`` encoded by :func:`one_hot`); one value per
+        stimulus (a single covariate); a DataArray with dims
         (``dim``, ``covariate``); a Dataset whose variables along ``dim`` are the
         covariates; a DataFrame with one numeric column per covariate, either in the
         stimuli's order (a default ``RangeIndex``) or indexed by stimulus id (joined on
@@ -182,6 +201,10 @@ def covariate_matrix(
     (('stimulus', 'covariate'), ['size', 'bright'], [[1.0, 0.0], [2.0, 1.0], [nan, nan]])
     """
     n = None if x is None else x.sizes[dim]
+    if isinstance(covariates, str) or (
+        isinstance(covariates, list | tuple) and covariates and all(isinstance(c, str) for c in covariates)
+    ):
+        return _from_coords([covariates] if isinstance(covariates, str) else list(covariates), x, dim)
     covariates = _by_stimulus_id(covariates, x, dim)
     if isinstance(covariates, pd.Series):
         covariates = covariates.to_frame()
@@ -227,6 +250,84 @@ def covariate_matrix(
     if len(set(names)) != len(names):
         raise ValueError(f"covariates: repeated names {names}")
     return xr.DataArray(data, dims=(dim, COVARIATE_DIM), coords={COVARIATE_DIM: names})
+
+
+UNKNOWN_LEVEL = "(unknown)"
+"""Level of :func:`one_hot` for empty or missing labels."""
+
+
+def _label(v: object) -> str:
+    if v is None or (isinstance(v, float) and v != v) or str(v) == "":
+        return UNKNOWN_LEVEL
+    return str(v)
+
+
+def one_hot(
+    labels: xr.DataArray | np.ndarray | pd.Series | list,
+    *,
+    prefix: str | None = None,
+    reference: str | None = None,
+    dim: str = "stimulus",
+) -> xr.DataArray:
+    """0/1 covariates, one per level of a label (e.g. the category), but the reference.
+
+    Parameters
+    ----------
+    labels : xarray.DataArray or array_like
+        One label per stimulus, e.g. ``cube.category``. Empty or missing labels form a
+        level of their own, ``"(unknown)"``.
+    prefix : str, optional
+        Prefix of the covariate names (``"category=animal"``); default: the name of
+        ``labels`` (``"label"`` without one).
+    reference : str, optional
+        The level left out (the intercept stands for it): default the most frequent one
+        (ties: the first in sorted order).
+    dim : str
+        The stimulus dim.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (``dim``, ``covariate``), float64 0/1, one column per level but the reference,
+        in sorted order; ``attrs["reference"]``. Coordinates of ``labels`` along ``dim``
+        (``stimulus_id``) are kept. Pass it (or a :func:`xarray.concat` of it with other
+        covariates along ``covariate``) to :func:`memxr.stats.partial_correlate`.
+
+    Examples
+    --------
+    >>> c = one_hot(xr.DataArray(["toy", "animal", "toy", ""], dims="stimulus",
+    ...                          name="category"))
+    >>> c.covariate.values.tolist(), c.attrs["reference"]
+    (['category=(unknown)', 'category=animal'], 'toy')
+    >>> c.values.tolist()
+    [[0.0, 0.0], [0.0, 1.0], [0.0, 0.0], [1.0, 0.0]]
+    """
+    if isinstance(labels, xr.DataArray):
+        if labels.dims != (dim,):
+            raise ValueError(f"one_hot: labels must have the single dim {dim!r}, got {labels.dims}")
+        values = np.asarray(labels.values, dtype=object)
+        name = prefix or str(labels.name or "label")
+        coords = {k: v.variable for k, v in labels.coords.items() if v.dims == (dim,)}
+    else:
+        values = np.asarray(pd.Series(labels).to_numpy(), dtype=object)
+        name = prefix or str(getattr(labels, "name", None) or "label")
+        coords = {}
+    text = np.array([_label(v) for v in values], dtype=object)
+    levels, counts = np.unique(text.astype(str), return_counts=True)
+    if levels.size < 2:
+        raise ValueError(f"one_hot: a single level {levels.tolist()}; nothing to encode")
+    ref = str(levels[np.argmax(counts)]) if reference is None else str(reference)
+    if ref not in levels:
+        raise ValueError(f"one_hot: reference {ref!r} is not a level ({levels.tolist()})")
+    kept = [str(v) for v in levels if v != ref]
+    data = (text.astype(str)[:, None] == np.array(kept)[None, :]).astype(np.float64)
+    return xr.DataArray(
+        data,
+        dims=(dim, COVARIATE_DIM),
+        coords={**coords, COVARIATE_DIM: [f"{name}={v}" for v in kept]},
+        name="covariates",
+        attrs={"reference": ref, "encoded": name},
+    )
 
 
 @dataclass(frozen=True)
