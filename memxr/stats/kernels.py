@@ -225,12 +225,16 @@ def unit_sums(t: Tables) -> list[np.ndarray]:
     out = [np.bincount(t.unit, minlength=k).astype(float)]
     out += [np.bincount(t.unit, weights=v, minlength=k) for v in (t.y, t.y * t.y)]
     if t.c is not None:
-        by_unit = np.zeros((t.y.size, k))
-        by_unit[np.arange(t.y.size), t.unit] = 1.0
+        kc = t.n_cov
+        per = lambda v: np.bincount(t.unit, weights=v, minlength=k)  # noqa: E731
+        ucc = np.empty((kc, kc, k))
+        for j in range(kc):
+            for m in range(j, kc):
+                ucc[j, m] = ucc[m, j] = per(t.c[:, j] * t.c[:, m])
         out += [
-            t.c.T @ by_unit,
-            np.einsum("ij,il,iu->jlu", t.c, t.c, by_unit),
-            (t.c * t.y[:, None]).T @ by_unit,
+            np.stack([per(t.c[:, j]) for j in range(kc)]),
+            ucc,
+            np.stack([per(t.c[:, j] * t.y) for j in range(kc)]),
         ]
     return out
 
@@ -243,7 +247,7 @@ def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarr
     n, k = t.y.size, t.n_cov
     out = {"sw": np.zeros(nw), "sc": np.zeros((k, nw)), "scc": np.zeros((k, k, nw))}
     out |= {"sy": np.zeros(nz), "syy": np.zeros(nz), "scy": np.zeros((k, nz))}
-    step = max(1, block_bytes // (8 * (nz + nw * (1 + k * k) + nc + nk + t.n_units)))
+    step = max(1, block_bytes // (8 * (nz + nw + nc + nk + t.n_units + k * k)))
     for start in range(0, n, step):  # blocks of stimuli, bounded memory
         stop = min(n, start + step)
         m, omega = design_rows(t, start, stop)
@@ -259,7 +263,8 @@ def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarr
         if t.c is not None:
             c = t.c[start:stop]
             out["sc"] += c.T @ omega
-            out["scc"] += np.einsum("ij,il,iw->jlw", c, c, omega)
+            cc = (c[:, :, None] * c[:, None, :]).reshape(stop - start, k * k)
+            out["scc"] += (cc.T @ omega).reshape(k, k, nw)
             out["scy"] += c.T @ zcols
     return out
 
@@ -288,7 +293,15 @@ def _pinv(m: np.ndarray) -> np.ndarray:
     return np.linalg.pinv(m, rcond=1e-10, hermitian=True)
 
 
-def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None) -> np.ndarray:
+def covariate_inverse(sw, sc, scc) -> np.ndarray:
+    """Pseudo-inverse (..., L, k, k) of the covariates' centred cross-products (times
+    ``sw**2``) from the sums of :func:`partial_from_sums` (columns last)."""
+    sw, sc, scc = (np.asarray(a, dtype=np.float64) for a in (sw, sc, scc))
+    ccc = sw[..., None, None, :] * scc - sc[..., :, None, :] * sc[..., None, :, :]
+    return _pinv(np.moveaxis(ccc, -1, -3))
+
+
+def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None, inv=None) -> np.ndarray:
     """Weighted (partial) Pearson correlations from weighted sums, columns on the last axis.
 
     ``sw, sx, sxx, sy, syy, sxy`` are the sums of the weights, ``w x``, ``w x**2``, ``w y``,
@@ -296,7 +309,8 @@ def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None) -> np.ndarray:
     sums ``sc`` (..., k, L) of ``w c_j``, ``scc`` (..., k, k, L) of ``w c_j c_l``, ``sxc``
     (..., k, L) of ``w x c_j`` and ``scy`` (..., k, L) of ``w c_j y``; the result is then the
     correlation of the weighted least-squares residuals of ``x`` and ``y`` on ``[1, c]``
-    (collinear covariates count once).
+    (collinear covariates count once). ``inv`` may hold :func:`covariate_inverse` of the
+    same sums, computed once for columns that share their weights.
 
     Examples
     --------
@@ -319,9 +333,9 @@ def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None) -> np.ndarray:
     cxy, cxx, cyy = sw * sxy - sx * sy, sw * sxx - sx * sx, sw * syy - sy * sy
     cxc = sw[..., None, :] * sxc - sx[..., None, :] * sc
     ccy = sw[..., None, :] * scy - sc * sy[..., None, :]
-    ccc = sw[..., None, None, :] * scc - sc[..., :, None, :] * sc[..., None, :, :]
     cxc, ccy = np.moveaxis(cxc, -1, -2), np.moveaxis(ccy, -1, -2)  # (..., L, k)
-    inv = _pinv(np.moveaxis(ccc, -1, -3))  # (..., L, k, k)
+    if inv is None:
+        inv = covariate_inverse(sw, sc, scc)  # (..., L, k, k)
     ax = np.einsum("...k,...kl->...l", cxc, inv)
     num = cxy - (ax * ccy).sum(-1)
     vx = cxx - (ax * cxc).sum(-1)
@@ -333,6 +347,10 @@ def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None) -> np.ndarray:
 def resampled_correlations(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int) -> np.ndarray:
     """The observed, ``P`` permutation and ``B`` bootstrap correlations (last axis, in that
     order) from the one-pass sums of :func:`finalize_kernel` (``cov``: its covariate sums)."""
+    inv = None
+    if cov:  # the inverse once per weight column [1, w], then expanded like the sums
+        inv = covariate_inverse(sw, cov[0], cov[1])
+        inv = np.moveaxis(_expand(np.moveaxis(inv, -3, -1), n_perm), -1, -3)
     sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
     sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
     c = None
@@ -340,7 +358,7 @@ def resampled_correlations(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int) -> np.n
         sc, scc, sxc, scy = cov
         sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
         c = (sc, scc, sxc, np.asarray(scy, dtype=np.float64))
-    return np.clip(partial_from_sums(sw, sx, sxx, sy, syy, sxy, c), -1.0, 1.0)
+    return np.clip(partial_from_sums(sw, sx, sxx, sy, syy, sxy, c, inv), -1.0, 1.0)
 
 
 def jackknife_correlations(totals: list, jack: list, n_cov: bool) -> np.ndarray:
