@@ -2,9 +2,9 @@
 
 Runs each check of :data:`memxr.testing.CHECKS` on ``--n-sims`` simulated datasets
 (concept-structured nulls with varied structures: 1-12 images per concept, unequal
-concept sizes, concept-level variance in responses and memorability; r = 0.10 for the
-coverage checks) with the full settings (more permutations and bootstrap samples than
-the test suite), and prints one row per check: n simulations, the false-positive rate
+concept sizes, concept-level variance in responses and memorability; r = 0.10 for most
+coverage checks, each check's description names its truth) with the full settings (more
+permutations and bootstrap samples than the test suite), and prints one row per check: n simulations, the false-positive rate
 (``p <= .05``) or the coverage, its 95 % Clopper-Pearson interval and the verdict (pass
 when the interval reaches the nominal value: FPR <= .05, coverage >= .95). The exit
 code is 1 when a check fails.

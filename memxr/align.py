@@ -5,7 +5,9 @@ Three jobs that sit between the readers and the analyses:
 - :func:`attach_labels` joins a cube with the THINGS stimulus table (concept,
   category, memorability) on ``stimulus_id``; stimuli without a score stay in
   the cube with a NaN memorability, and :func:`labelled` selects the scored
-  ones for one analysis.
+  ones for one analysis. :func:`join_covariates` joins any other per-image
+  table (image statistics, ratings: numeric columns keyed by image file name)
+  the same way, as covariates for :func:`memxr.stats.partial_correlate`.
 - :func:`shared_stimuli` and :func:`align_pair` restrict two recordings (an fMRI
   subject and a monkey, say) to the images both saw, in the same order, or
   average each cube per concept and keep the concepts both saw.
@@ -41,6 +43,8 @@ import pandas as pd
 import xarray as xr
 
 from .errors import InputError
+from .readers.formats.text import PathLike
+from .readers.things_meta import read_image_table
 from .reliability import noise_ceiling, select_channels, split_half_reliability
 from .schema import coord_values, text_coord, validate
 
@@ -48,6 +52,7 @@ __all__ = [
     "align_pair",
     "attach_labels",
     "dropna_memorability",
+    "join_covariates",
     "labelled",
     "noise_ceiling",
     "select_channels",
@@ -159,6 +164,97 @@ def attach_labels(cube: xr.Dataset, table: pd.DataFrame) -> xr.Dataset:
         "n_unknown": int((~found).sum()),
     }
     return validate(out)
+
+
+def join_covariates(
+    cube: xr.Dataset,
+    table: pd.DataFrame | PathLike,
+    columns: Sequence[str] | None = None,
+    *,
+    key: str | None = None,
+) -> xr.DataArray:
+    """Per-image covariates in the cube's stimulus order, joined on ``stimulus_id``.
+
+    Parameters
+    ----------
+    cube : xarray.Dataset
+        A cube (see :mod:`memxr.schema`); only its ``stimulus_id`` is read.
+    table : pandas.DataFrame or str or path
+        Numeric columns indexed by the THINGS image file name (or with a
+        ``stimulus_id`` column), or the path of such a CSV, TSV or Parquet
+        table (:func:`memxr.readers.things_meta.read_image_table`, which finds
+        the key column; ``key`` names it).
+    columns : sequence of str, optional
+        The covariates to keep (default: every numeric column).
+    key : str, optional
+        The image key column of a table read from ``table``'s path.
+
+    Returns
+    -------
+    xarray.DataArray
+        Dims (``stimulus``, ``covariate``), float64, the cube's ``stimulus_id``
+        along ``stimulus``: stimuli absent from the table, and cells empty in it,
+        are NaN (:func:`memxr.stats.partial_correlate` drops those stimuli).
+        Attributes: ``n_matched`` (in the table with every covariate finite),
+        ``n_missing_value`` (in the table, some covariate NaN) and ``n_unknown``
+        (not in the table), adding up to the stimuli; ``source``.
+
+    Raises
+    ------
+    memxr.errors.InputError
+        When the table repeats an id, a named column is missing, or a column
+        is not numeric.
+
+    Examples
+    --------
+    >>> import numpy as np, pandas as pd
+    >>> from memxr.schema import example_cube
+    >>> table = pd.DataFrame({"luminance": [0.4, np.nan], "clutter": [12, 9]},
+    ...                      index=["thing_00s.jpg", "thing_02s.jpg"])
+    >>> cov = join_covariates(example_cube(n_stimulus=4), table)
+    >>> cov.covariate.values.tolist(), cov.sel(covariate="clutter").values.tolist()
+    (['luminance', 'clutter'], [12.0, nan, 9.0, nan])
+    >>> [cov.attrs[k] for k in ("n_matched", "n_missing_value", "n_unknown")]
+    [1, 1, 2]
+    """
+    if not isinstance(table, pd.DataFrame):
+        table = read_image_table(table, key=key)
+    src = _table_source(table)
+    if "stimulus_id" in table.columns:
+        table = table.set_index("stimulus_id")
+    index = table.index.astype(str)
+    if index.has_duplicates:
+        dup = index[index.duplicated()].unique()[:3].tolist()
+        raise InputError(src, "stimulus_id", f"duplicated ids in the covariate table, e.g. {dup}")
+    names = [str(c) for c in table.columns] if columns is None else [str(c) for c in columns]
+    missing = [c for c in names if c not in table.columns]
+    if missing:
+        raise InputError(src, missing[0], "column missing from the covariate table")
+    values = []
+    for c in names:
+        col = table[c]
+        if not (pd.api.types.is_numeric_dtype(col) or pd.api.types.is_bool_dtype(col)):
+            raise InputError(src, c, "is not numeric (encode labels with memxr.stats.one_hot)")
+        values.append(col.to_numpy(dtype=np.float64, na_value=np.nan))
+    data = np.stack(values, axis=1) if values else np.zeros((len(table), 0))
+    ids = coord_values(cube, "stimulus_id").astype(str)
+    pos = index.get_indexer(pd.Index(ids))
+    found = pos >= 0
+    out = np.full((ids.size, len(names)), np.nan)
+    out[found] = data[pos[found]]
+    complete = np.isfinite(out).all(1)
+    return xr.DataArray(
+        out,
+        dims=("stimulus", "covariate"),
+        coords={"stimulus_id": ("stimulus", text_coord(ids.tolist())), "covariate": names},
+        name="covariates",
+        attrs={
+            "n_matched": int(complete.sum()),
+            "n_missing_value": int((found & ~complete).sum()),
+            "n_unknown": int((~found).sum()),
+            "source": src,
+        },
+    )
 
 
 def _subset(cube: xr.Dataset, positions: np.ndarray) -> xr.Dataset:

@@ -10,7 +10,9 @@ Cubes
 Simulations with known truth
     :func:`concept_sizes` (unequal concept sizes), :func:`simulate_concepts` (a cube of
     images nested in concepts whose responses correlate with memorability by a known
-    population value, zero under the null), :func:`simulate_species` (a human and a
+    population value, zero under the null, optionally a time profile and correlated
+    channels), :func:`simulate_confounds` (the same with covariates driving both
+    responses and memorability), :func:`simulate_species` (a human and a
     monkey cube on shared and own images, with or without a shared representation and
     memorability codes): the concept-structured nulls and alternatives of the
     calibration checks.
@@ -79,6 +81,7 @@ __all__ = [
     "run_check",
     "signal_noise",
     "simulate_concepts",
+    "simulate_confounds",
     "simulate_species",
     "spec_dict",
     "write_spec",
@@ -243,6 +246,8 @@ def simulate_concepts(
     concept_part: float = 0.5,
     times: Any = None,
     smoothness: int = 1,
+    profile: Any = None,
+    shared_noise: float = 0.0,
     seed: int = 0,
 ) -> xr.Dataset:
     """A cube of images nested in concepts, correlated with memorability by a known amount.
@@ -277,6 +282,13 @@ def simulate_concepts(
         same at every bin.
     smoothness : int
         Width of the moving average of the time-course noise.
+    profile : array_like, optional
+        One factor per time bin multiplying ``rho`` (an effect that rises and falls over
+        time: the population correlation at bin ``t`` is ``rho * profile[t]``); default 1.
+    shared_noise : float
+        Correlation between channels of the parts of their variance unrelated to
+        memorability (at the concept and at the image level): 0 (default) independent
+        channels, e.g. 0.5 for two correlated ROIs.
     seed : int
         Seed of every draw.
 
@@ -285,7 +297,9 @@ def simulate_concepts(
     xarray.Dataset
         A valid cube (dims stimulus, channel[, time]; one ROI ``A`` of every channel; all
         images in the train split, one trial each) with ``attrs["population_r"]`` (one per
-        channel) and the concept shares.
+        channel, at ``profile`` 1), ``attrs["within_r"]`` (the population correlation of
+        the deviations of each channel and of memorability from their concept means, the
+        target of :func:`memxr.stats.within_concept_correlate`) and the concept shares.
 
     Examples
     --------
@@ -315,24 +329,119 @@ def simulate_concepts(
     e = rng.standard_normal(n)
     memo = np.sqrt(sm) * a + np.sqrt(1 - sm) * e
     n_t = 1 if times is None else len(times)
+    prof = np.ones(n_t) if profile is None else np.asarray(profile, dtype=float).reshape(-1)
+    if prof.size != n_t:
+        raise ValueError(f"profile must hold one factor per time bin ({n_t}), got {prof.size}")
+    rc_t, ri_t = rc[:, None] * prof[None, :], ri[:, None] * prof[None, :]  # (channel, time)
+    if np.any(np.abs(rc_t) > 1) or np.any(np.abs(ri_t) > 1):
+        raise ValueError("rho * profile cannot be reached with these concept shares")
     b_own = rng.standard_normal((sizes.size, n_channels, n_t + smoothness - 1))
     f_own = rng.standard_normal((n, n_channels, n_t + smoothness - 1))
+    if shared_noise:
+        k = float(shared_noise)
+        if not 0 <= k <= 1:
+            raise ValueError(f"shared_noise must lie in [0, 1], got {shared_noise}")
+        b_own = np.sqrt(k) * rng.standard_normal((sizes.size, 1, b_own.shape[2])) + np.sqrt(
+            1 - k
+        ) * b_own
+        f_own = np.sqrt(k) * rng.standard_normal((n, 1, f_own.shape[2])) + np.sqrt(1 - k) * f_own
     b_own = _smooth(b_own, smoothness)[..., :n_t][concept]
     f_own = _smooth(f_own, smoothness)[..., :n_t]
-    b = rc[None, :, None] * a[:, None, None] + np.sqrt(1 - rc**2)[None, :, None] * b_own
-    f = ri[None, :, None] * e[:, None, None] + np.sqrt(1 - ri**2)[None, :, None] * f_own
+    b = rc_t[None] * a[:, None, None] + np.sqrt(1 - rc_t**2)[None] * b_own
+    f = ri_t[None] * e[:, None, None] + np.sqrt(1 - ri_t**2)[None] * f_own
     x = np.sqrt(sx) * b + np.sqrt(1 - sx) * f
     response = x if times is not None else x[..., 0]
     out = _cube(response, concept, ids, 0.75 + 0.1 * memo, prefix="c", dataset="things-fmri",
                 subject="sim", times=None if times is None else np.asarray(times))  # fmt: skip
     out.attrs.update(
         population_r=[float(v) for v in rhos],
+        within_r=[float(v) for v in ri],
         memorability_concept_share=sm,
         neural_concept_share=sx,
         n_concepts=int(n_concepts),
         seed=int(seed),
     )
     return out
+
+
+def simulate_confounds(
+    n_concepts: int = 60,
+    images_per_concept: int | tuple[int, int] = (1, 12),
+    *,
+    partial_r: float | Any = 0.0,
+    n_covariates: int = 2,
+    confound: float = 0.5,
+    covariate_concept_share: float = 0.5,
+    n_channels: int = 1,
+    memorability_concept_share: float = 0.5,
+    neural_concept_share: float = 0.5,
+    seed: int = 0,
+) -> tuple[xr.Dataset, xr.DataArray]:
+    """A cube whose channels and memorability share covariates: a confounded correlation.
+
+    The channels ``x0`` and the standardized memorability ``m0`` of
+    :func:`simulate_concepts` (``rho = partial_r``) get the same covariates added:
+    ``x = x0 + C g`` and ``m = m0 + C b`` with ``k = n_covariates`` concept-structured
+    covariates ``C`` (independent, unit variance, ``covariate_concept_share`` at the
+    concept level) and ``g = b = confound / sqrt(k)`` per covariate. The partial
+    correlation of each channel with memorability given ``C`` is ``partial_r`` (the null
+    of :func:`memxr.stats.partial_correlate` when 0), while their plain correlation is
+    ``(partial_r + confound**2) / (1 + confound**2)``; the neural features add nothing to
+    ``C`` in predicting memorability when ``partial_r`` is 0 (the null of
+    :func:`memxr.models.variance_partition`).
+
+    Returns
+    -------
+    (xarray.Dataset, xarray.DataArray)
+        The cube (``attrs["partial_r"]``, ``attrs["population_r"]``: the plain
+        correlations) and the covariates, dims (stimulus, covariate), names ``c0``,
+        ``c1`` ..., with the cube's ``stimulus_id``.
+
+    Examples
+    --------
+    >>> cube, cov = simulate_confounds(300, 4, confound=1.0, seed=0)
+    >>> cov.dims, cube.attrs["population_r"]
+    (('stimulus', 'covariate'), [0.5])
+    >>> r = np.corrcoef(cube.response.values[:, 0], cube.memorability.values)[0, 1]
+    >>> bool(0.4 < r < 0.6)
+    True
+    """
+    cube = simulate_concepts(
+        n_concepts,
+        images_per_concept,
+        rho=partial_r,
+        n_channels=n_channels,
+        memorability_concept_share=memorability_concept_share,
+        neural_concept_share=neural_concept_share,
+        seed=seed,
+    )
+    rng = np.random.default_rng([seed, 104729])
+    codes = np.unique(np.asarray(cube.concept.values).astype(str), return_inverse=True)[1]
+    n, k, sc = codes.size, int(n_covariates), float(covariate_concept_share)
+    c = np.sqrt(sc) * rng.standard_normal((int(codes.max()) + 1, k))[codes] + np.sqrt(
+        1 - sc
+    ) * rng.standard_normal((n, k))
+    weight = float(confound) / np.sqrt(k) if k else 0.0
+    shared = c.sum(1) * weight
+    m = (cube.memorability.values - 0.75) / 0.1 + shared
+    scale = np.sqrt(1 + float(confound) ** 2)
+    out = cube.copy()
+    out["response"] = cube.response + xr.DataArray(shared, dims="stimulus")
+    out = out.assign_coords(memorability=("stimulus", 0.75 + 0.1 * m / scale))
+    rhos = np.broadcast_to(np.asarray(partial_r, dtype=float), (int(n_channels),))
+    out.attrs.update(
+        partial_r=[float(v) for v in rhos],
+        population_r=[float((v + confound**2) / (1 + confound**2)) for v in rhos],
+        confound=float(confound),
+        n_covariates=k,
+    )
+    covariates = xr.DataArray(
+        c,
+        dims=("stimulus", "covariate"),
+        coords={"stimulus_id": cube.stimulus_id.variable, "covariate": [f"c{j}" for j in range(k)]},
+        name="covariates",
+    )
+    return validate(out), covariates
 
 
 def simulate_species(
@@ -780,6 +889,173 @@ def _shared_effects_p(seed: int, fast: bool) -> bool:
     return bool(float(out.loc[out.species == "macaque", "p"].iloc[0]) <= ALPHA)
 
 
+def _confounded(seed: int, partial_r: float = 0.0, n_channels: int = 1, **over: Any):
+    s = _structure(seed) | over
+    return simulate_confounds(
+        s["n_concepts"],
+        s["images_per_concept"],
+        partial_r=partial_r,
+        n_covariates=1 + seed % 3,
+        confound=(0.3, 0.6, 1.0)[seed % 3],
+        covariate_concept_share=float(np.random.default_rng([seed, 3]).uniform(0.2, 0.8)),
+        n_channels=n_channels,
+        memorability_concept_share=s["memorability_concept_share"],
+        neural_concept_share=s["neural_concept_share"],
+        seed=seed,
+    )
+
+
+def _partial_p(seed: int, fast: bool) -> bool:
+    from .stats import partial_correlate
+
+    cube, cov = _confounded(seed)
+    res = partial_correlate(cube.response[:, 0], cube.memorability, cov, groups="concept",
+                            n_permutations=_perms(fast), n_bootstrap=0, seed=seed)  # fmt: skip
+    return bool(float(res.p) <= ALPHA)
+
+
+def _partial_ci(seed: int, fast: bool) -> bool:
+    from .stats import partial_correlate
+
+    cube, cov = _confounded(seed, REAL_EFFECT, n_concepts=150 + seed % 151)
+    res = partial_correlate(cube.response[:, 0], cube.memorability, cov, groups="concept",
+                            n_permutations=0, n_bootstrap=1, seed=seed)  # fmt: skip
+    return bool(float(res.ci_low) <= REAL_EFFECT <= float(res.ci_high))
+
+
+def _within_structure(seed: int) -> dict:
+    s = _structure(seed)
+    if s["images_per_concept"] == 1:  # no concept with two images: nothing within
+        s["images_per_concept"] = 3
+    return s
+
+
+def _within_p(seed: int, fast: bool) -> bool:
+    from .stats import within_concept_correlate
+
+    s = _within_structure(seed)
+    # a strong effect between concepts only (concept_part=1): none within concepts
+    rho = 0.6 * np.sqrt(s["memorability_concept_share"] * s["neural_concept_share"])
+    cube = simulate_concepts(seed=seed, rho=rho, concept_part=1.0, **s)
+    res = within_concept_correlate(cube.response[:, 0], cube.memorability,
+                                   method=("pearson", "spearman")[seed % 2],
+                                   n_permutations=_perms(fast), n_bootstrap=0, seed=seed)  # fmt: skip
+    return bool(float(res.p) <= ALPHA)
+
+
+def _within_ci(seed: int, fast: bool) -> bool:
+    from .stats import within_concept_correlate
+
+    # as many concepts as THINGS-fMRI (720) and TVSD (1854) analyses hold, at least: with
+    # 150-300 concepts of few images the interval covers about 92-93 % (as correlate's
+    # jackknife does with 3 images per concept); see within_concept_correlate's notes
+    s = _within_structure(seed) | {"n_concepts": 400 + seed % 401}
+    cube = simulate_concepts(seed=seed, rho=REAL_EFFECT, **s)
+    truth = float(cube.attrs["within_r"][0])
+    res = within_concept_correlate(cube.response[:, 0], cube.memorability, n_permutations=0,
+                                   n_bootstrap=1, seed=seed)  # fmt: skip
+    return bool(float(res.ci_low) <= truth <= float(res.ci_high))
+
+
+def _two_rois(seed: int, rho: list[float], **over: Any) -> xr.Dataset:
+    s = _structure(seed) | over
+    return simulate_concepts(seed=seed, rho=rho, n_channels=2,
+                             shared_noise=(0.0, 0.4, 0.8)[seed % 3], **s)  # fmt: skip
+
+
+def _compare_p(seed: int, fast: bool) -> bool:
+    from .stats import compare_correlations
+
+    cube = _two_rois(seed, [0.15, 0.15])
+    x = cube.response.rename(channel="roi").assign_coords(roi=["IT", "V4"])
+    res = compare_correlations(x, cube.memorability, [("IT", "V4")], groups="concept",
+                               method=("pearson", "spearman")[seed % 2], seed=seed)  # fmt: skip
+    return bool(float(res.p[0]) <= ALPHA)
+
+
+def _compare_ci(seed: int, fast: bool) -> bool:
+    from .stats import compare_correlations
+
+    cube = _two_rois(seed, [0.25, 0.10], n_concepts=100 + seed % 101)
+    x = cube.response.rename(channel="roi").assign_coords(roi=["IT", "V1"])
+    res = compare_correlations(x, cube.memorability, [("IT", "V1")], groups="concept",
+                               seed=seed)  # fmt: skip
+    return bool(float(res.ci_low[0]) <= 0.15 <= float(res.ci_high[0]))
+
+
+LATENCY_TIMES = np.arange(-50.0, 300.0, 10.0)
+"""Time bins (ms) of the latency checks; the planted effect peaks at 150 ms."""
+
+LATENCY_PROFILE = np.exp(-0.5 * ((LATENCY_TIMES - 150.0) / 40.0) ** 2)
+"""The planted time course of the latency checks (half its peak at about 103 ms)."""
+
+
+def _latency(seed: int, fast: bool) -> tuple[xr.Dataset, float, float]:
+    from .stats import latency, onset_peak
+
+    s = _structure(seed) | {"n_concepts": 100 + seed % 101}
+    cube = simulate_concepts(seed=seed, rho=0.3, times=LATENCY_TIMES, profile=LATENCY_PROFILE,
+                             smoothness=4, **s)  # fmt: skip
+    res = latency(cube.response.rename(channel="area"), cube.memorability, groups="concept",
+                  n_permutations=19, n_bootstrap=199 if fast else 999, seed=seed)  # fmt: skip
+    onset, peak = onset_peak(0.3 * LATENCY_PROFILE, LATENCY_TIMES)
+    return res.isel(area=0), float(onset), float(peak)
+
+
+def _latency_onset_ci(seed: int, fast: bool) -> bool:
+    res, onset, _ = _latency(seed, fast)
+    return bool(float(res.onset_low) <= onset <= float(res.onset_high))
+
+
+def _latency_peak_ci(seed: int, fast: bool) -> bool:
+    res, _, peak = _latency(seed, fast)
+    return bool(float(res.peak_low) <= peak <= float(res.peak_high))
+
+
+def _meta_effects(seed: int, mu_r: float) -> Any:
+    """Per-individual effects (r, CI, n) of 3-8 individuals around ``tanh(mu_z)``."""
+    import pandas as pd
+
+    from .stats import correlate
+
+    rng = np.random.default_rng([seed, 271])
+    k = int(rng.integers(3, 9))
+    tau = (0.0, 0.05, 0.1)[seed % 3]
+    rows = []
+    for i in range(k):
+        rho = float(np.tanh(np.arctanh(mu_r) + tau * rng.standard_normal()))
+        cube = simulate_concepts(seed=seed * 10 + i, rho=rho, **_structure(seed * 10 + i))
+        res = correlate(cube.response[:, 0], cube.memorability, groups="concept",
+                        n_permutations=0, n_bootstrap=1, seed=seed)  # fmt: skip
+        rows.append({"subject": f"s{i}", "r": float(res.r), "ci_low": float(res.ci_low),
+                     "ci_high": float(res.ci_high), "n": int(res.n)})  # fmt: skip
+    return pd.DataFrame(rows)
+
+
+def _meta_p(seed: int, fast: bool) -> bool:
+    from .stats import pool_effects
+
+    pooled = pool_effects(_meta_effects(seed, 0.0))
+    return bool(float(pooled.p.iloc[0]) <= ALPHA)
+
+
+def _meta_ci(seed: int, fast: bool) -> bool:
+    from .stats import pool_effects
+
+    pooled = pool_effects(_meta_effects(seed, REAL_EFFECT))
+    return bool(float(pooled.ci_low.iloc[0]) <= REAL_EFFECT <= float(pooled.ci_high.iloc[0]))
+
+
+def _partition_p(seed: int, fast: bool) -> bool:
+    from .models import variance_partition
+
+    cube, cov = _confounded(seed, 0.0, n_channels=4)
+    out = variance_partition(_features(cube), "memorability", cov, groups="concept",
+                             cv=3 if fast else 5, n_permutations=19 if fast else 39,
+                             seed=seed)  # fmt: skip
+    return bool(float(out.p_unique_neural.iloc[0]) <= ALPHA)
+
+
 CHECKS: dict[str, Check] = {
     c.name: c
     for c in (
@@ -804,6 +1080,28 @@ CHECKS: dict[str, Check] = {
         Check("rsa_mantel_p", "fpr", "rsa: Mantel p, species share only concept structure",
               _rsa_p),
         Check("shared_effects_p", "fpr", "shared_effects: p of the macaque area", _shared_effects_p),
+        Check("partial_correlate_p", "fpr",
+              "partial_correlate: p, 1-3 confounding covariates, partial r = 0", _partial_p),
+        Check("partial_correlate_ci", "coverage",
+              "partial_correlate: jackknife 95% CI, partial r = 0.10", _partial_ci),
+        Check("within_concept_p", "fpr",
+              "within_concept_correlate: p, effect between concepts only", _within_p),
+        Check("within_concept_ci", "coverage",
+              "within_concept_correlate: jackknife 95% CI, within r, 400-800 concepts",
+              _within_ci),
+        Check("compare_p", "fpr",
+              "compare_correlations: p of r_a = r_b = 0.15, correlated ROIs", _compare_p),
+        Check("compare_ci", "coverage",
+              "compare_correlations: 95% CI of 0.25 - 0.10", _compare_ci),
+        Check("latency_onset_ci", "coverage",
+              "latency: bootstrap 95% CI of the half-peak onset", _latency_onset_ci),
+        Check("latency_peak_ci", "coverage",
+              "latency: bootstrap 95% CI of the peak time", _latency_peak_ci),
+        Check("meta_p", "fpr", "pool_effects: HKSJ p, 3-8 individuals, mean r = 0", _meta_p),
+        Check("meta_ci", "coverage",
+              "pool_effects: HKSJ 95% CI, 3-8 individuals, mean r = 0.10", _meta_ci),
+        Check("variance_partition_p", "fpr",
+              "variance_partition: p of unique neural R2, covariates explain all", _partition_p),
     )
 }  # fmt: skip
 """Every calibration check, by name."""

@@ -23,7 +23,7 @@ from memxr.testing import (
     simulate_species,
 )
 
-# simulations per check: about 45 s of CPU in all (one BLAS thread)
+# simulations per check: about two minutes of CPU in all (one BLAS thread)
 N_SIMS = {
     "correlate_p": 200,
     "correlate_ci": 120,
@@ -35,6 +35,17 @@ N_SIMS = {
     "cross_decode_p_target_null": 50,
     "rsa_mantel_p": 60,
     "shared_effects_p": 60,
+    "partial_correlate_p": 200,
+    "partial_correlate_ci": 100,
+    "within_concept_p": 200,
+    "within_concept_ci": 80,
+    "compare_p": 150,
+    "compare_ci": 100,
+    "latency_onset_ci": 80,
+    "latency_peak_ci": 60,
+    "meta_p": 40,
+    "meta_ci": 30,
+    "variance_partition_p": 100,
 }
 
 

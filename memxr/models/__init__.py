@@ -6,10 +6,13 @@ Dask client. The modules: :mod:`.estimators` (names, pipelines,
 the ridge alpha search), :mod:`.folds` (folds, training-fold labels, permutations),
 :mod:`.task` (one fit on one fold), :mod:`.inputs` (checked inputs), :mod:`.execution`
 (where the tasks run), :mod:`.scoring` (scores from the pooled out-of-fold outputs) and
-:mod:`.fit` (the public function).
+:mod:`.fit` (the public function). :func:`variance_partition` (:mod:`.partition`) splits
+the cross-validated ridge R^2 of memorability into what neural features and covariates
+predict uniquely and jointly.
 
-May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml and
-:mod:`memxr.schema`; never readers, stores, pipeline, report or the command line.
+May import: numpy, pandas, xarray, dask, distributed, scikit-learn, dask-ml,
+:mod:`memxr.schema` and :mod:`memxr.stats`; never readers, stores, pipeline, report or the
+command line.
 """
 
 from .estimators import (
@@ -24,6 +27,7 @@ from .estimators import (
 )
 from .fit import EARLY_STOP, ModelResults, fit_models, sequential_p
 from .folds import grouped_permutation, grouped_permutations, make_folds, split_labels
+from .partition import variance_partition
 
 __all__ = [
     "CLASSIFIERS",
@@ -42,4 +46,5 @@ __all__ = [
     "ridge_cv_alpha",
     "sequential_p",
     "split_labels",
+    "variance_partition",
 ]

@@ -43,6 +43,7 @@ from .things_meta import (
     label_stimuli,
     read_categories_final,
     read_concept_categories,
+    read_image_table,
     read_memorability,
     read_things_concepts,
 )
@@ -56,6 +57,7 @@ __all__ = [
     "label_stimuli",
     "read_categories_final",
     "read_concept_categories",
+    "read_image_table",
     "read_mapping",
     "read_memorability",
     "read_normmua",

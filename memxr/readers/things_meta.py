@@ -9,7 +9,9 @@ e.g. ``aardvark``, ``bat1``, ``air_conditioner``) and on the image file name (``
 - ``Categories_final_20200131.tsv``: :func:`read_categories_final`, index ``concept``.
 
 :func:`stimulus_table` joins them into one row per image; :func:`label_stimuli` labels the stimuli
-of a recording (concept, category, memorability), in the recording's order.
+of a recording (concept, category, memorability), in the recording's order. Any other per-image
+table keyed by image file name (CSV, TSV or Parquet: image statistics, ratings, other
+covariates) is read by :func:`read_image_table`.
 
 Quirks of the real files handled by the readers: a UTF-8 byte-order mark, CRLF line ends, trailing unnamed
 columns, the category label ``"NA"`` (a label, kept as text, not a missing value), a missing score
@@ -500,10 +502,12 @@ def read_categories_final(
 
 
 __all__ = [
+    "IMAGE_KEYS",
     "N_CATEGORIES",
     "label_stimuli",
     "read_categories_final",
     "read_concept_categories",
+    "read_image_table",
     "read_memorability",
     "read_things_concepts",
     "stimulus_table",
@@ -721,4 +725,109 @@ def label_stimuli(
         unknown=int(np.sum(~found)),
         concept_mismatch=mismatch,
     )
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-image tables (covariates): CSV, TSV or Parquet keyed by the THINGS image file name
+# ---------------------------------------------------------------------------------------------
+
+IMAGE_KEYS = ("stimulus_id", "image_name", "image", "file_name", "filename", "file_path", "path")
+"""Column names recognised as the image key of a per-image table, in order of preference."""
+
+
+def _image_key(columns: Sequence[str], path: Path, key: str | None) -> str:
+    if key is not None:
+        if key not in columns:
+            raise InputError(path, key, "missing key column")
+        return key
+    lower = {str(c).lower(): str(c) for c in columns}
+    for name in IMAGE_KEYS:
+        if name in lower:
+            return lower[name]
+    raise InputError(path, "stimulus_id", f"no image key column (one of {', '.join(IMAGE_KEYS)})")
+
+
+def _build_image_table(path: Path, key: str | None = None) -> pd.DataFrame:
+    if path.suffix.lower() in (".parquet", ".pq"):
+        try:
+            raw = pd.read_parquet(path)
+        except Exception as e:  # pyarrow raises its own error types
+            raise InputError(path, "file", f"cannot be read as Parquet: {e}") from None
+        if not isinstance(raw.index, pd.RangeIndex) and raw.index.name in (*IMAGE_KEYS, key):
+            raw = raw.reset_index()
+        raw.columns = [str(c) for c in raw.columns]
+        text = raw.astype({c: str for c in raw.columns if not pd.api.types.is_numeric_dtype(raw[c])})
+    else:
+        raw = text = read_text(path, "\t" if path.suffix.lower() in (".tsv", ".tab") else ",")
+    kcol = _image_key(list(raw.columns), path, key)
+    names = as_text(text[kcol]).str.replace("\\", "/", regex=False).str.rsplit("/", n=1).str[-1]
+    unique_key(names, path, kcol, "image names")
+    columns, dropped = {}, []
+    for c in raw.columns:
+        if c == kcol or c.startswith("Unnamed:"):
+            continue
+        col = raw[c]
+        if pd.api.types.is_bool_dtype(col) or pd.api.types.is_numeric_dtype(col):
+            columns[c] = col.to_numpy(dtype="float64", na_value=np.nan)
+            continue
+        lower = as_text(col).str.lower()
+        if lower.isin(["true", "false"]).any():  # booleans written as text
+            col = lower.replace({"true": "1", "false": "0"})
+        try:
+            columns[c] = to_float(col, path, c).to_numpy()
+        except InputError:
+            dropped.append(c)
+    out = pd.DataFrame(columns, index=pd.Index(str_array(names), name="stimulus_id", dtype=object))
+    out.attrs = {"source": path.name, "key": kcol, "dropped_columns": dropped}
+    return out
+
+
+def read_image_table(path: PathLike, key: str | None = None) -> pd.DataFrame:
+    """Read a per-image table (e.g. image statistics or other covariates) keyed by image name.
+
+    Parameters
+    ----------
+    path : str or path
+        A CSV (``.tsv``/``.tab``: tab-separated) or Parquet (``.parquet``/``.pq``) file with
+        one row per image: a key column naming the image and any numeric columns.
+    key : str, optional
+        The key column; by default the first of :data:`IMAGE_KEYS` present (any case). A
+        path such as ``images/aardvark/aardvark_01b.jpg`` keys the image by its file name.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Index ``stimulus_id`` (the THINGS image file name, e.g. ``aardvark_01b.jpg``), one
+        float64 column per numeric column (empty and NA cells NaN; booleans, also written
+        as ``True``/``False``, 0/1). Columns
+        that are not numbers (labels) are left out and named in
+        ``attrs["dropped_columns"]``; ``attrs["source"]`` is the file name.
+
+    Raises
+    ------
+    InputError
+        Missing file or key column, an empty or duplicated image name, a file that cannot
+        be parsed.
+
+    Examples
+    --------
+    >>> import pathlib, tempfile
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "stats.csv"
+    >>> _ = p.write_text("image_name,concept,luminance,clutter\\n"
+    ...                  "aardvark_01b.jpg,aardvark,0.4,12\\n"
+    ...                  "aardvark_02s.jpg,aardvark,NA,9\\n")
+    >>> t = read_image_table(p)
+    >>> t
+                      luminance  clutter
+    stimulus_id
+    aardvark_01b.jpg        0.4     12.0
+    aardvark_02s.jpg        NaN      9.0
+    >>> t.attrs["dropped_columns"]
+    ['concept']
+    """
+    p = Path(path)
+    table = cached_table(f"image_table:{key}", p, lambda q: _build_image_table(q, key))
+    out = table.copy()
+    out.attrs = dict(table.attrs, dropped_columns=list(table.attrs["dropped_columns"]))
     return out

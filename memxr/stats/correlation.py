@@ -75,11 +75,12 @@ from __future__ import annotations
 from collections.abc import Hashable, Sequence
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
-from .inputs import stimulus_inputs
+from .inputs import covariate_matrix, is_broadcast, stimulus_inputs
 from .kernels import BLOCK_BYTES, fdr_kernel, finalize_kernel, resampling_tables
-from .streaming import plan_blocks, prepare_features, stream_sums
+from .streaming import core_dims, plan_blocks, prepare_features, stream_sums
 
 __all__ = ["METHODS", "correlate", "correlation_map", "fdr", "partial_correlate"]
 
@@ -135,8 +136,10 @@ def _run(
     if ci_method == "jackknife" and inp.feature_c is not None:
         ci_method = "percentile"  # a covariate per feature: its unit sums are not streamed
     jack = ci_method == "jackknife" and int(n_bootstrap) > 0
-    # Freedman-Lane: with a shared covariate, permute the residual of y on [1, c].
-    fitted = (inp.y @ inp.c / inp.n) * inp.c if inp.c is not None else np.zeros(inp.n)
+    # Freedman-Lane: with shared covariates, permute the residual of y on [1, c].
+    fitted = np.zeros(inp.n)
+    if inp.c is not None:
+        fitted = inp.c @ np.linalg.lstsq(inp.c, inp.y, rcond=None)[0]
     t = resampling_tables(
         inp.y,
         fitted,
@@ -162,7 +165,7 @@ def _run(
     outs = xr.apply_ufunc(
         finalize_kernel,
         *args,
-        input_core_dims=[[a.dims[-1]] for a in args],
+        input_core_dims=[core_dims(a) for a in args],
         output_core_dims=[[], [], [], []] + ([["permutation"]] if keep_null else []),
         dask="parallelized",
         output_dtypes=[np.float64] * (5 if keep_null else 4),
@@ -306,59 +309,81 @@ def correlate(
 def partial_correlate(
     x: xr.DataArray,
     y: xr.DataArray | np.ndarray,
-    covariate: xr.DataArray | np.ndarray,
+    covariates: str | list[str] | xr.DataArray | xr.Dataset | pd.DataFrame | np.ndarray,
     method: str = "pearson",
     dim: str = "stimulus",
     **kw,
 ) -> xr.Dataset:
-    """Correlation of ``x`` and ``y`` controlling for a covariate (e.g. the mean V1 response).
+    """Correlation of ``x`` and ``y`` controlling for covariates (e.g. the mean V1 response,
+    image statistics, category).
 
     The result is the correlation of the least-squares residuals of ``x`` and ``y`` on
-    ``[1, covariate]`` along ``dim`` (of their ranks for Spearman), computed from the same
-    one-pass sums as :func:`correlate` (no residual array is formed), with weighted residuals
-    for each bootstrap resample.
+    ``[1, covariates]`` along ``dim`` (of their ranks for Spearman, every covariate ranked
+    too), computed from the same one-pass sums as :func:`correlate` (no residual array is
+    formed: the sums of ``x`` times each covariate are columns of the same design), with
+    weighted residuals for each bootstrap resample and each jackknife deletion (the
+    covariate fit is redone without each unit).
 
     Parameters
     ----------
     x, y, method, dim
         As in :func:`correlate`.
-    covariate : xarray.DataArray or array_like
-        One value per stimulus, or a DataArray with ``dim`` and some of ``x``'s other dims
-        (broadcast against ``x``, e.g. a time-resolved V1 response). Stimuli where a
-        one-dimensional covariate is NaN are dropped; NaN in a broadcast covariate propagates.
+    covariates : str, list of str, xarray.DataArray, xarray.Dataset, pandas.DataFrame or array_like
+        Shared by all features: names of coordinates of ``x`` (numeric ones as they are,
+        labels such as ``"category"`` one-hot encoded by :func:`memxr.stats.one_hot`); one
+        value per stimulus; a DataArray with dims (``dim``, ``covariate``); a Dataset of
+        per-stimulus variables; a DataFrame of numeric columns in the stimuli's order or
+        indexed by stimulus id (joined on ``x``'s ``stimulus_id``); a 2-D array (see
+        :func:`memxr.stats.covariate_matrix`). Stimuli where any shared covariate is NaN
+        are dropped. Or one covariate broadcast per feature: a
+        DataArray with ``dim`` and some of ``x``'s other dims (e.g. a time-resolved V1
+        response); NaN in it propagates.
     **kw
         ``n_permutations``, ``n_bootstrap``, ``groups``, ``seed``, ``ci``, ``compute``,
-        ``return_null``, ``ci_method`` (the jackknife needs a covariate shared by all
+        ``return_null``, ``ci_method`` (the jackknife needs covariates shared by all
         features; a broadcast covariate gets the percentile interval).
 
     Returns
     -------
     xarray.Dataset
-        As :func:`correlate`. Permutations (Freedman-Lane) permute the residual of ``y`` on
-        ``[1, covariate]`` and add it back to the fitted part; with a broadcast covariate
-        (whose residual of ``y`` differs per feature) ``y`` itself is permuted. The partial
-        correlation is then recomputed in each permutation.
+        As :func:`correlate`; ``attrs["covariates"]`` names the covariates. Permutations
+        (Freedman-Lane) permute the residual of ``y`` on ``[1, covariates]`` with the
+        scheme of :func:`correlate` (with ``groups``: the concept means of the residual
+        exchanged among concepts, the deviations within concepts; unknown concepts groups
+        of their own) and add it back to the fitted part; the partial correlation is then
+        recomputed in each permutation. With a broadcast covariate (whose residual of ``y``
+        differs per feature) ``y`` itself is permuted.
 
     Examples
     --------
-    >>> import numpy as np, xarray as xr
+    >>> import numpy as np, pandas as pd, xarray as xr
     >>> rng = np.random.default_rng(2)
-    >>> v1 = rng.standard_normal(60)
-    >>> memo = v1 + 0.5 * rng.standard_normal(60)
-    >>> it = xr.DataArray(v1 + 0.5 * rng.standard_normal(60), dims="stimulus")
+    >>> v1, size = rng.standard_normal((2, 60))
+    >>> memo = v1 + size + 0.5 * rng.standard_normal(60)
+    >>> it = xr.DataArray(v1 + size + 0.5 * rng.standard_normal(60), dims="stimulus")
     >>> float(correlate(it, memo, n_permutations=0, n_bootstrap=0).r) > 0.6
     True
     >>> res = partial_correlate(it, memo, v1, n_permutations=99, n_bootstrap=0)
-    >>> abs(float(res.r)) < 0.2, float(res.p) > 0.05
-    (True, True)
+    >>> float(res.r) > 0.4
+    True
+    >>> both = pd.DataFrame({"v1": v1, "size": size})
+    >>> res = partial_correlate(it, memo, both, n_permutations=99, n_bootstrap=0)
+    >>> abs(float(res.r)) < 0.2, float(res.p) > 0.05, res.attrs["covariates"]
+    (True, True, 'v1, size')
     """
-    if covariate is None:
-        raise ValueError("covariate must not be None; use correlate")
-    ds = _run(x, y, covariate, method=method, dim=dim, **_run_kwargs(kw))
-    ds.attrs["covariate"] = str(getattr(covariate, "name", None) or "array")
+    if covariates is None:
+        raise ValueError("covariates must not be None; use correlate")
+    ds = _run(x, y, covariates, method=method, dim=dim, **_run_kwargs(kw))
+    broadcast = is_broadcast(covariates, x, dim)
+    if broadcast:
+        names = str(getattr(covariates, "name", None) or "array")
+    else:
+        names = ", ".join(covariate_matrix(covariates, x, dim)["covariate"].values.tolist())
+    ds.attrs["covariates"] = names
+    ds.attrs["covariate"] = names  # the former attribute name
     ds.attrs["permutation_scheme"] += (
-        "; Freedman-Lane (residual of y on the covariate)"
-        if not (isinstance(covariate, xr.DataArray) and covariate.dims != (dim,))
+        "; Freedman-Lane (residual of y on the covariates)"
+        if not broadcast
         else "; y permuted, covariate broadcast per feature"
     )
     ds["r"].attrs["long_name"] = f"partial {method} correlation"

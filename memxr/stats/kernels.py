@@ -6,7 +6,10 @@
 - :func:`common_sums` sums the design's ``y`` side, :func:`finalize_kernel` turns the
   one-pass sums into the observed, permutation and bootstrap correlations, ``p`` and the CI
   (from the bootstrap, or from the delete-one-unit jackknife: the per-unit sums are columns
-  of the same design, :func:`jackknife_units`);
+  of the same design, :func:`jackknife_units`); :func:`partial_from_sums` is the (partial)
+  correlation of those sums on any number of shared covariates,
+  :func:`resampled_correlations` and :func:`jackknife_correlations` give every resampled
+  correlation for statistics built on them (differences of correlations, latencies);
 - :func:`rank_kernel` ranks for Spearman, :func:`fdr_kernel` adjusts p-values
   (Benjamini-Hochberg, NaN left out of the family).
 """
@@ -41,7 +44,7 @@ class Tables:
     group_perm: np.ndarray  # (P, G) group g receives the mean of group group_perm[p, g]
     within: np.ndarray | None  # (P, n) within-group permutation; None if all groups singletons
     counts: np.ndarray  # (B, G) bootstrap draw count of each group
-    c: np.ndarray | None  # (n,) standardized covariate shared by all features
+    c: np.ndarray | None  # (n, k) standardized covariates shared by all features
     unit: np.ndarray | None = None  # (n,) jackknife unit of each stimulus, 0..K-1
 
     @property
@@ -57,12 +60,18 @@ class Tables:
         return 0 if self.unit is None else int(self.unit.max()) + 1
 
     @property
+    def n_cov(self) -> int:
+        """Shared covariates (columns of ``c``)."""
+        return 0 if self.c is None else int(self.c.shape[1])
+
+    @property
     def widths(self) -> tuple[int, int, int, int]:
-        """Column counts of the [y, permutations, w*y], [1, w], [c, w*c] and the jackknife
-        [U, U*y(, U*c)] blocks of the design (U: unit indicators)."""
+        """Column counts of the [y, permutations, w*y], [1, w], [c_j, w*c_j for each
+        covariate j] and the jackknife [U, U*y, U*c_j ...] blocks of the design (U: unit
+        indicators)."""
         nw = 1 + self.n_boot
-        nc = nw if self.c is not None else 0
-        nk = self.n_units * (3 if self.c is not None else 2)
+        nc = nw * self.n_cov
+        nk = self.n_units * (2 + self.n_cov)
         return 1 + self.n_perm + self.n_boot, nw, nc, nk
 
 
@@ -135,9 +144,12 @@ def resampling_tables(
     """Draw the permutation and bootstrap tables from ``seed`` (independent streams).
 
     ``block_bytes`` bounds the memory of the within-group shuffles; the tables do not depend
-    on it. ``jackknife`` adds the jackknife units (:func:`jackknife_units`).
+    on it. ``jackknife`` adds the jackknife units (:func:`jackknife_units`). ``c`` holds the
+    standardized shared covariates, one column each (a 1-D ``c`` is one covariate).
     """
     n = y.size
+    if c is not None:
+        c = np.asarray(c, dtype=np.float64).reshape(n, -1)
     rng_perm, rng_boot = (np.random.default_rng(s) for s in np.random.SeedSequence(seed).spawn(2))
     group = np.arange(n) if group is None else np.asarray(group)
     n_groups = int(group.max()) + 1
@@ -173,8 +185,9 @@ def resampling_tables(
 
 
 def design_rows(t: Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, c, w*c, U, U*y, U*c]``
-    and ``[1, w, U]`` (``U``: jackknife unit indicators, when the tables have units).
+    """Rows ``start:stop`` of the design: ``[y, z_1..z_P, w*y, 1, w, (c_j, w*c_j)_j, U, U*y,
+    (U*c_j)_j]`` and ``[1, w, U]`` (``c_j``: covariate j; ``U``: jackknife unit indicators,
+    when the tables have units).
 
     Examples
     --------
@@ -191,34 +204,50 @@ def design_rows(t: Tables, start: int, stop: int) -> tuple[np.ndarray, np.ndarra
     w = t.counts[:, g].T.astype(np.float64)
     omega = np.concatenate([np.ones_like(y), w], axis=1)
     parts = [y, z, w * y, omega]
-    if t.c is not None:
-        parts.append(omega * t.c[start:stop, None])
+    c = None if t.c is None else t.c[start:stop]
+    if c is not None:
+        parts += [omega * c[:, j, None] for j in range(t.n_cov)]
     if t.unit is not None:
         u = np.zeros((stop - start, t.n_units))
         u[np.arange(stop - start), t.unit[start:stop]] = 1.0
-        parts += [u, u * y] + ([u * t.c[start:stop, None]] if t.c is not None else [])
+        parts += [u, u * y]
+        if c is not None:
+            parts += [u * c[:, j, None] for j in range(t.n_cov)]
         omega = np.concatenate([omega, u], axis=1)
     return np.concatenate(parts, axis=1), omega
 
 
 def unit_sums(t: Tables) -> list[np.ndarray]:
-    """Per jackknife unit: stimuli, sums of ``y`` and ``y**2`` (and of ``c``, ``c**2``,
-    ``c*y``): the ``y`` side of the delete-one-unit correlations."""
+    """Per jackknife unit: stimuli, sums of ``y`` and ``y**2`` (and, with covariates, the
+    sums of ``c_j`` (k, K), ``c_j c_l`` (k, k, K) and ``c_j y`` (k, K)): the ``y`` side of the
+    delete-one-unit correlations."""
     k = t.n_units
     out = [np.bincount(t.unit, minlength=k).astype(float)]
     out += [np.bincount(t.unit, weights=v, minlength=k) for v in (t.y, t.y * t.y)]
     if t.c is not None:
-        out += [np.bincount(t.unit, weights=v, minlength=k) for v in (t.c, t.c * t.c, t.c * t.y)]
+        kc = t.n_cov
+        per = lambda v: np.bincount(t.unit, weights=v, minlength=k)  # noqa: E731
+        ucc = np.empty((kc, kc, k))
+        for j in range(kc):
+            for m in range(j, kc):
+                ucc[j, m] = ucc[m, j] = per(t.c[:, j] * t.c[:, m])
+        out += [
+            np.stack([per(t.c[:, j]) for j in range(kc)]),
+            ucc,
+            np.stack([per(t.c[:, j] * t.y) for j in range(kc)]),
+        ]
     return out
 
 
 def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarray]:
-    """Sums of the design that do not involve ``x`` (y side and shared covariate side)."""
+    """Sums of the design that do not involve ``x`` (y side and shared covariate side):
+    ``sw``, ``sy``, ``syy`` (columns) and, with ``k`` covariates, ``sc`` (k, [1, w]), ``scc``
+    (k, k, [1, w]) and ``scy`` (k, [y, z, w*y])."""
     nz, nw, nc, nk = t.widths
-    n = t.y.size
-    out = {k: np.zeros(nw) for k in ("sw", "sc", "scc")}
-    out |= {k: np.zeros(nz) for k in ("sy", "syy", "scy")}
-    step = max(1, block_bytes // (8 * (nz + nw + nc + nk + t.n_units)))
+    n, k = t.y.size, t.n_cov
+    out = {"sw": np.zeros(nw), "sc": np.zeros((k, nw)), "scc": np.zeros((k, k, nw))}
+    out |= {"sy": np.zeros(nz), "syy": np.zeros(nz), "scy": np.zeros((k, nz))}
+    step = max(1, block_bytes // (8 * (nz + nw + nc + nk + t.n_units + k * k)))
     for start in range(0, n, step):  # blocks of stimuli, bounded memory
         stop = min(n, start + step)
         m, omega = design_rows(t, start, stop)
@@ -232,11 +261,11 @@ def common_sums(t: Tables, block_bytes: int = BLOCK_BYTES) -> dict[str, np.ndarr
         out["sy"] += zcols.sum(0)
         out["syy"] += (zcols * zeta).sum(0)
         if t.c is not None:
-            c = t.c[start:stop, None]
-            wc = m[:, nz + nw : nz + nw + nc]
-            out["sc"] += wc.sum(0)
-            out["scc"] += (wc * c).sum(0)
-            out["scy"] += (zcols * c).sum(0)
+            c = t.c[start:stop]
+            out["sc"] += c.T @ omega
+            cc = (c[:, :, None] * c[:, None, :]).reshape(stop - start, k * k)
+            out["scc"] += (cc.T @ omega).reshape(k, k, nw)
+            out["scy"] += c.T @ zcols
     return out
 
 
@@ -254,35 +283,120 @@ def _corr(sw, sa, sb, saa, sbb, sab) -> np.ndarray:
         return cov / np.sqrt(var)
 
 
-def _partial(r, rxc, ryc):
+def _pinv(m: np.ndarray) -> np.ndarray:
+    """Pseudo-inverse of symmetric (..., k, k) matrices (a covariate constant in a
+    resample, or collinear covariates, then contribute nothing)."""
+    if m.shape[-1] == 1:
+        scale = np.abs(m).max() if m.size else 0.0
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return np.where(np.abs(m) > 1e-12 * scale, 1.0 / m, 0.0)
+    return np.linalg.pinv(m, rcond=1e-10, hermitian=True)
+
+
+def covariate_inverse(sw, sc, scc) -> np.ndarray:
+    """Pseudo-inverse (..., L, k, k) of the covariates' centred cross-products (times
+    ``sw**2``) from the sums of :func:`partial_from_sums` (columns last)."""
+    sw, sc, scc = (np.asarray(a, dtype=np.float64) for a in (sw, sc, scc))
+    ccc = sw[..., None, None, :] * scc - sc[..., :, None, :] * sc[..., None, :, :]
+    return _pinv(np.moveaxis(ccc, -1, -3))
+
+
+def partial_from_sums(sw, sx, sxx, sy, syy, sxy, cov=None, inv=None) -> np.ndarray:
+    """Weighted (partial) Pearson correlations from weighted sums, columns on the last axis.
+
+    ``sw, sx, sxx, sy, syy, sxy`` are the sums of the weights, ``w x``, ``w x**2``, ``w y``,
+    ``w y**2`` and ``w x y`` (broadcast together). ``cov`` holds, for ``k`` covariates, the
+    sums ``sc`` (..., k, L) of ``w c_j``, ``scc`` (..., k, k, L) of ``w c_j c_l``, ``sxc``
+    (..., k, L) of ``w x c_j`` and ``scy`` (..., k, L) of ``w c_j y``; the result is then the
+    correlation of the weighted least-squares residuals of ``x`` and ``y`` on ``[1, c]``
+    (collinear covariates count once). ``inv`` may hold :func:`covariate_inverse` of the
+    same sums, computed once for columns that share their weights.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> x, y, c = rng.standard_normal((3, 50))
+    >>> sums = [np.array([v]) for v in (50.0, x.sum(), x @ x, y.sum(), y @ y, x @ y)]
+    >>> bool(np.isclose(partial_from_sums(*sums)[0], np.corrcoef(x, y)[0, 1]))
+    True
+    >>> cov = [np.array([[c.sum()]]), np.array([[[c @ c]]]), np.array([[x @ c]]),
+    ...        np.array([[c @ y]])]
+    >>> res = lambda v: v - np.polyval(np.polyfit(c, v, 1), c)
+    >>> bool(np.isclose(partial_from_sums(*sums, cov)[0], np.corrcoef(res(x), res(y))[0, 1]))
+    True
+    """
+    if cov is None:
+        return _corr(sw, sx, sy, sxx, syy, sxy)
+    sc, scc, sxc, scy = (np.asarray(a, dtype=np.float64) for a in cov)
+    sw, sx, sxx, sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sw, sx, sxx, sy, syy, sxy))
+    # centred cross-products, times sw (the factor cancels in the correlation)
+    cxy, cxx, cyy = sw * sxy - sx * sy, sw * sxx - sx * sx, sw * syy - sy * sy
+    cxc = sw[..., None, :] * sxc - sx[..., None, :] * sc
+    ccy = sw[..., None, :] * scy - sc * sy[..., None, :]
+    cxc, ccy = np.moveaxis(cxc, -1, -2), np.moveaxis(ccy, -1, -2)  # (..., L, k)
+    if inv is None:
+        inv = covariate_inverse(sw, sc, scc)  # (..., L, k, k)
+    ax = np.einsum("...k,...kl->...l", cxc, inv)
+    num = cxy - (ax * ccy).sum(-1)
+    vx = cxx - (ax * cxc).sum(-1)
+    vy = cyy - (np.einsum("...k,...kl->...l", ccy, inv) * ccy).sum(-1)
     with np.errstate(invalid="ignore", divide="ignore"):
-        return (r - rxc * ryc) / np.sqrt((1 - rxc**2) * (1 - ryc**2))
+        return num / np.sqrt(np.clip(vx, 0, None) * np.clip(vy, 0, None))
 
 
-def _jackknife_ci(obs, jack, n_cov: bool, totals, ci: float):
-    """Delete-one-unit jackknife interval of Fisher's z, with Student's t on K - 1 df.
+def resampled_correlations(sw, sx, sxx, sy, syy, sxy, *cov, n_perm: int) -> np.ndarray:
+    """The observed, ``P`` permutation and ``B`` bootstrap correlations (last axis, in that
+    order) from the one-pass sums of :func:`finalize_kernel` (``cov``: its covariate sums)."""
+    inv = None
+    if cov:  # the inverse once per weight column [1, w], then expanded like the sums
+        inv = covariate_inverse(sw, cov[0], cov[1])
+        inv = np.moveaxis(_expand(np.moveaxis(inv, -3, -1), n_perm), -1, -3)
+    sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
+    sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
+    c = None
+    if cov:
+        sc, scc, sxc, scy = cov
+        sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
+        c = (sc, scc, sxc, np.asarray(scy, dtype=np.float64))
+    return np.clip(partial_from_sums(sw, sx, sxx, sy, syy, sxy, c, inv), -1.0, 1.0)
 
-    ``jack`` holds the x-side unit sums ``ux, uxx, uxy[, uxc]`` (last axis: units) and the
-    y-side ``un, uy, uyy[, uc, ucc, ucy]``; ``totals`` the full-sample sums. Each unit's
-    correlation without it gives a pseudo-value; the interval is
-    ``tanh(atanh(r) +- t_{K-1} se)`` with ``se**2 = (K - 1) / K sum (z_k - mean z)**2``.
+
+def jackknife_correlations(totals: list, jack: list, n_cov: bool) -> np.ndarray:
+    """The correlation without each jackknife unit (last axis: units).
+
+    ``totals`` are the full-sample sums ``sw, sx, sxx, sy, syy, sxy`` (and, with covariates,
+    ``sc, scc, sxc, scy`` with their covariate axes); ``jack`` the x-side unit sums ``ux, uxx,
+    uxy[, uxc]`` then the y-side ``un, uy, uyy[, uc, ucc, ucy]`` (last axis: units).
     """
     nx = 4 if n_cov else 3
     xs, ys = jack[:nx], jack[nx:]
-    n, sx, sxx, sy, syy, sxy = (t[..., None] for t in totals[:6])
+    n, sx, sxx, sy, syy, sxy = (np.asarray(t, dtype=np.float64)[..., None] for t in totals[:6])
     un, uy, uyy = ys[:3]
     ux, uxx, uxy = xs[:3]
-    r = _corr(n - un, sx - ux, sy - uy, sxx - uxx, syy - uyy, sxy - uxy)
+    cov = None
     if n_cov:
-        sc, scc, sxc, scy = (t[..., None] for t in totals[6:])
-        uc, ucc, ucy = ys[3:]
-        uxc = xs[3]
-        rxc = _corr(n - un, sx - ux, sc - uc, sxx - uxx, scc - ucc, sxc - uxc)
-        ryc = _corr(n - un, sy - uy, sc - uc, syy - uyy, scc - ucc, scy - ucy)
-        r = _partial(r, rxc, ryc)
-    k = r.shape[-1]
+        sc, scc, sxc, scy = (np.asarray(t, dtype=np.float64)[..., None] for t in totals[6:10])
+        uc, ucc, ucy = ys[3:6]
+        cov = (sc - uc, scc - ucc, sxc - xs[3], scy - ucy)
+    r = partial_from_sums(n - un, sx - ux, sxx - uxx, sy - uy, syy - uyy, sxy - uxy, cov)
+    return np.clip(r, -1.0, 1.0)
+
+
+def jackknife_interval(obs, deleted, ci: float) -> tuple[np.ndarray, np.ndarray]:
+    """``tanh(atanh(r) +- t_{K-1} se)`` from the ``K`` delete-one-unit correlations.
+
+    ``se**2 = (K - 1) / K sum (z_k - mean z)**2`` with ``z_k = atanh(r_k)`` (last axis of
+    ``deleted``: units).
+
+    Examples
+    --------
+    >>> lo, hi = jackknife_interval(np.array(0.3), np.array([0.25, 0.3, 0.35, 0.3]), 0.95)
+    >>> bool(lo < 0.3 < hi)
+    True
+    """
+    k = deleted.shape[-1]
     with np.errstate(invalid="ignore", divide="ignore"):
-        z = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+        z = np.arctanh(np.clip(deleted, -1 + 1e-12, 1 - 1e-12))
         se = np.sqrt((k - 1) / k * ((z - z.mean(-1, keepdims=True)) ** 2).sum(-1))
         centre = np.arctanh(np.clip(obs, -1 + 1e-12, 1 - 1e-12))
         half = scipy.stats.t.ppf((1 + ci) / 2, k - 1) * se
@@ -305,11 +419,12 @@ def finalize_kernel(
     """Observed, permutation and bootstrap correlations -> ``r, p, ci_low, ci_high``.
 
     Inputs end with the design-columns axis: ``[1, w]`` for ``sw, sx, sxx`` (and the
-    covariate's ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``).
-    ``rest`` holds the covariate's four sums when ``n_cov`` is 4 (``-1``: all of ``rest``,
-    the former call form), then, for the jackknife interval, the unit sums of
-    :func:`_jackknife_ci` (their last axis: units); without them the interval is the
-    bootstrap's percentile interval. ``keep_null`` adds a fifth output, the ``P``
+    covariates' ``sc, scc, sxc``), ``[y, z_1..z_P, w*y]`` for ``sy, syy, sxy`` (and ``scy``);
+    the covariate sums carry their covariate axes before it (see
+    :func:`partial_from_sums`). ``rest`` holds the covariates' four sums when ``n_cov`` is 4
+    (``-1``: all of ``rest``), then, for the jackknife interval, the unit sums of
+    :func:`jackknife_correlations` (their last axis: units); without them the interval is
+    the bootstrap's percentile interval. ``keep_null`` adds a fifth output, the ``P``
     permutation correlations (last axis), for statistics built on the same permutations
     (cluster tests over time).
 
@@ -323,17 +438,7 @@ def finalize_kernel(
     """
     n_cov = len(rest) if n_cov < 0 else n_cov
     cov, jack = rest[:n_cov], rest[n_cov:]
-    sw, sx, sxx = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sw, sx, sxx))
-    sy, syy, sxy = (np.asarray(a, dtype=np.float64) for a in (sy, syy, sxy))
-    r = _corr(sw, sx, sy, sxx, syy, sxy)
-    if cov:
-        sc, scc, sxc, scy = cov
-        sc, scc, sxc = (_expand(np.asarray(a, dtype=np.float64), n_perm) for a in (sc, scc, sxc))
-        scy = np.asarray(scy, dtype=np.float64)
-        rxc = _corr(sw, sx, sc, sxx, scc, sxc)
-        ryc = _corr(sw, sy, sc, syy, scc, scy)
-        r = _partial(r, rxc, ryc)
-    r = np.clip(r, -1.0, 1.0)
+    r = resampled_correlations(sw, sx, sxx, sy, syy, sxy, *cov, n_perm=n_perm)
     obs = r[..., 0]
     missing = np.isnan(obs)
     perm = r[..., 1 : n_perm + 1]
@@ -344,11 +449,11 @@ def finalize_kernel(
     else:
         p = np.full(obs.shape, np.nan)
     if jack:
-        totals = [a[..., 0] for a in (sw, sx, sxx, sy, syy, sxy)]
-        if cov:
-            totals += [np.asarray(a, dtype=np.float64)[..., 0] for a in (sc, scc, sxc, scy)]
-        jack = [np.asarray(a, dtype=np.float64) for a in jack]
-        lo, hi = _jackknife_ci(obs, jack, bool(cov), totals, ci)
+        totals = [np.asarray(a, dtype=np.float64)[..., 0] for a in (sw, sx, sxx, sy, syy, sxy)]
+        totals += [np.asarray(a, dtype=np.float64)[..., 0] for a in cov]
+        deleted = jackknife_correlations(totals, [np.asarray(a, dtype=np.float64) for a in jack],
+                                         bool(cov))  # fmt: skip
+        lo, hi = jackknife_interval(obs, deleted, ci)
         lo, hi = np.where(missing, np.nan, lo), np.where(missing, np.nan, hi)
     elif boot.shape[-1]:
         with warnings.catch_warnings():

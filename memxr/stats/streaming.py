@@ -33,6 +33,10 @@ _COL = "_memxr_col"
 _W = "_memxr_w"  # columns [1, w_1 .. w_B]: unit weight, then the bootstrap weights
 _Z = "_memxr_z"  # columns [y, z_1 .. z_P, w_1 y .. w_B y]
 _U = "_memxr_u"  # jackknife units
+_C = "_memxr_c"  # covariates
+_C2 = "_memxr_c2"  # covariates again (their cross-products)
+CORE_DIMS = (_W, _Z, _U, _C, _C2)
+"""Dims of the design's columns in :func:`stream_sums`' arguments."""
 
 
 def _feature_chunks(a: xr.DataArray, dim: str, limit: int) -> dict[Hashable, int]:
@@ -146,17 +150,34 @@ def _cols(s: xr.DataArray, start: int, stop: int, name: str) -> xr.DataArray:
     return s.isel({_COL: slice(start, stop)}).rename({_COL: name})
 
 
+def _split(s: xr.DataArray, start: int, k: int, width: int, names: Sequence[str]) -> xr.DataArray:
+    """Columns ``start .. start + k * width`` as ``k`` blocks of ``width``: dims (names)."""
+    block = s.isel({_COL: slice(start, start + k * width)})
+    lead = [d for d in block.dims if d != _COL]
+    data = block.data.reshape(block.shape[:-1] + (k, width))
+    return xr.DataArray(data, dims=[*lead, *names])
+
+
 def stream_sums(
     xs: xr.DataArray, cs: xr.DataArray | None, t: Tables, dim: str, block_bytes: int
 ) -> tuple[list[xr.DataArray], int]:
     """Arguments of :func:`finalize_kernel`: lazy x-side sums and the small y-side sums, and
-    how many of them are the covariate's (the jackknife's unit sums follow)."""
+    how many of them are the covariates' (the jackknife's unit sums follow).
+
+    Column dims are named ``_memxr_*`` (:data:`CORE_DIMS`): every other dim of an argument
+    is a feature dim of ``x``. Covariate sums carry a covariate dim (``_memxr_c``, and
+    ``_memxr_c2`` for their cross-products) of length ``k`` (1 for a broadcast covariate
+    ``cs``).
+    """
     nz, nw, nc, nk = t.widths
     k = t.n_units
+    kc = t.n_cov
     full, omega = _design_dask(t, xs.chunksizes[dim])
     s1, s2 = _contract_pair(xs, full, omega, dim)  # one pass over x for both
-    col = {"sw": _W, "sc": _W, "scc": _W, "sy": _Z, "syy": _Z, "scy": _Z}
-    common = {k_: xr.DataArray(v, dims=col[k_]) for k_, v in common_sums(t, block_bytes).items()}
+    common = common_sums(t, block_bytes)
+    y_dims = {"sw": [_W], "sy": [_Z], "syy": [_Z], "sc": [_C, _W], "scc": [_C, _C2, _W],
+              "scy": [_C, _Z]}  # fmt: skip
+    common = {k_: xr.DataArray(v, dims=y_dims[k_]) for k_, v in common.items()}
     args = [
         common["sw"],
         _cols(s1, nz, nz + nw, _W),
@@ -167,15 +188,18 @@ def stream_sums(
     ]
     n_cov = 0
     if t.c is not None:
-        args += [common["sc"], common["scc"], _cols(s1, nz + nw, nz + nw + nc, _W), common["scy"]]
+        args += [common["sc"], common["scc"], _split(s1, nz + nw, kc, nw, (_C, _W)),
+                 common["scy"]]  # fmt: skip
         n_cov = 4
     elif cs is not None:
         s3 = _contract(cs, full, dim, _COL)
         args += [
-            _cols(s3, nz, nz + nw, _W),
-            _contract(cs * cs, omega, dim, _W).isel({_W: slice(0, nw)}),
-            _contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}),
-            _cols(s3, 0, nz, _Z),
+            _cols(s3, nz, nz + nw, _W).expand_dims(_C, -2),
+            _contract(cs * cs, omega, dim, _W)
+            .isel({_W: slice(0, nw)})
+            .expand_dims([_C, _C2], [-3, -2]),
+            _contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}).expand_dims(_C, -2),
+            _cols(s3, 0, nz, _Z).expand_dims(_C, -2),
         ]
         n_cov = 4
     if k:  # the jackknife: x side per unit, then the y (and covariate) side per unit
@@ -186,6 +210,12 @@ def stream_sums(
             _cols(s1, base + k, base + 2 * k, _U),
         ]
         if t.c is not None:
-            args.append(_cols(s1, base + 2 * k, base + 3 * k, _U))
-        args += [xr.DataArray(v, dims=_U) for v in unit_sums(t)]
+            args.append(_split(s1, base + 2 * k, kc, k, (_C, _U)))
+        unit_dims = [[_U], [_U], [_U], [_C, _U], [_C, _C2, _U], [_C, _U]]
+        args += [xr.DataArray(v, dims=d) for v, d in zip(unit_sums(t), unit_dims, strict=False)]
     return args, n_cov
+
+
+def core_dims(a: xr.DataArray) -> list[str]:
+    """The column dims of a :func:`stream_sums` argument (its ``apply_ufunc`` core dims)."""
+    return [str(d) for d in a.dims if str(d) in CORE_DIMS]
