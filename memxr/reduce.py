@@ -34,8 +34,8 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Mapping, Sequence
+from typing import Any
 
-import dask
 import dask.array as dask_array
 import numpy as np
 import xarray as xr
@@ -499,6 +499,60 @@ def _one_hot(days: np.ndarray, values: np.ndarray) -> np.ndarray:
     return (np.asarray(days)[..., None] == values).astype(np.float64)
 
 
+def _day_index(day: np.ndarray, days: np.ndarray) -> np.ndarray:
+    """Position of each recording day in ``days`` (-1: no day or a day without constants)."""
+    day = np.asarray(day)
+    pos = np.searchsorted(days, day)
+    pos = np.clip(pos, 0, max(len(days) - 1, 0))
+    ok = (day > 0) & (len(days) > 0) & (days[pos] == day if len(days) else False)
+    return np.where(ok, pos, -1)
+
+
+def _z_block(x: np.ndarray, day: np.ndarray, mean: np.ndarray, sd: np.ndarray) -> np.ndarray:
+    """One block z-scored: ``day`` (the block's leading axes) indexes the rows of the
+    (days, channels) constants (-1: NaN); the channel axis follows the day axes; the
+    result in float64 (two gathers of the constants, the rest in place)."""
+    nan = np.full((1, mean.shape[1]), np.nan)
+    mean = np.concatenate([mean, nan])
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(sd > 0, 1.0 / sd, np.nan)
+    inv = np.concatenate([inv, nan])
+    idx = np.where(day >= 0, day, len(mean) - 1)
+    extra = (1,) * (x.ndim - idx.ndim - 1)
+    out = x.astype(np.float64)
+    out -= mean[idx].reshape(*idx.shape, -1, *extra)
+    out *= inv[idx].reshape(*idx.shape, -1, *extra)
+    return out
+
+
+def _take_rows(rows: np.ndarray, where: np.ndarray) -> np.ndarray:
+    return rows[where]
+
+
+def _z_scored(
+    a: xr.DataArray, day: np.ndarray, mean: Any, sd: Any, lead: tuple[str, ...]
+) -> xr.DataArray:
+    """``a`` (dims ``lead``, channel, others) z-scored per (day, channel), block by block."""
+    rest = [d for d in a.dims if d not in (*lead, "channel")]
+    a = a.transpose(*lead, "channel", *rest)
+    if not isinstance(a.data, dask_array.Array):
+        out = _z_block(np.asarray(a.data), day, np.asarray(mean), np.asarray(sd))
+        return a.copy(data=out)
+    x = a.data
+    nl = len(lead)
+    idx = tuple(range(x.ndim))
+    d = dask_array.from_array(day, chunks=x.chunks[:nl])
+    n_days = mean.shape[0]
+    mean = dask_array.asarray(mean).rechunk((n_days, x.chunks[nl]))
+    sd = dask_array.asarray(sd).rechunk((n_days, x.chunks[nl]))
+    k = x.ndim  # the days' index: contracted (one chunk, concatenated)
+    out = dask_array.blockwise(
+        _z_block, idx, x, idx, d, idx[:nl], mean, (k, nl), sd, (k, nl),
+        dtype=np.float64, concatenate=True,
+    )  # fmt: skip
+    return a.copy(data=out)
+
+
 def day_constants(
     cube: xr.Dataset, windows: Mapping[str, tuple[float, float]] | None = None
 ) -> xr.Dataset:
@@ -620,57 +674,48 @@ def normalize_days(
     stim_day = np.asarray(cube["day"].values) if "day" in cube.coords else None
     if stim_day is None:
         raise ValueError("normalising per day needs the stimulus coordinate 'day'")
-    chunks = resp.chunks
-    hot = _one_hot(stim_day, days)
-    hot_s = xr.DataArray(
-        dask_array.from_array(hot, chunks=(chunks[0], -1)) if chunks else hot,
-        dims=("stimulus", "recording_day"),
-    )
-    mean, sd = const["mean"], const["sd"]
-    if chunks:
-        mean, sd = (v.chunk({"channel": chunks[1]}) for v in (mean, sd))
-    with warnings.catch_warnings():  # the per-(stimulus, channel) constants meet each time chunk
-        warnings.simplefilter("ignore", dask_array.PerformanceWarning)
-        mu_s = xr.dot(hot_s, mean, dim="recording_day")
-        sd_s = xr.dot(hot_s, sd.fillna(0), dim="recording_day")
-        train = (resp.astype(np.float64) - mu_s) / sd_s.where(sd_s > 0)
+    # The constants are small (days x channels): each block of the cube is normalised on
+    # its own with them (one task per block, whatever the chunking).
+    mean = const["mean"].transpose("recording_day", "channel").data
+    sd = const["sd"].transpose("recording_day", "channel").data
+    train = _z_scored(resp, _day_index(stim_day, days), mean, sd, ("stimulus",))
     rep = cube["response_repeats"]
-    hot_r = xr.DataArray(
-        _one_hot(np.asarray(cube["repeat_day"].values), days),
-        dims=("repeat_stimulus", "repeat", "recording_day"),
-    )
-    mu_r = xr.dot(hot_r, const["mean"], dim="recording_day")
-    sd_r = xr.dot(hot_r, const["sd"].fillna(0), dim="recording_day")
-    reps = (rep.astype(np.float64) - mu_r) / sd_r.where(sd_r > 0)
+    rep_day = _day_index(np.asarray(cube["repeat_day"].values), days)
+    reps = _z_scored(rep, rep_day, mean, sd, ("repeat_stimulus", "repeat"))
     test_mean = reps.mean("repeat", skipna=True)
     ids = [str(s) for s in np.asarray(cube["stimulus_id"].values)]
     rep_ids = [str(s) for s in np.asarray(cube["repeat_stimulus_id"].values)]
     position = {s: i for i, s in enumerate(rep_ids)}
-    n = len(ids)
-    index = np.array(
-        [i if stim_day[i] > 0 or s not in position else n + position[s] for i, s in enumerate(ids)]
-    )
+    is_test = np.array([stim_day[i] <= 0 and s in position for i, s in enumerate(ids)])
+    known = (stim_day > 0) | is_test
     order = resp.dims
-    parts = [
-        train.transpose(*order).data,
-        test_mean.rename(repeat_stimulus="stimulus").transpose(*order).data,
-    ]
-    known = ((stim_day > 0) | np.isin(ids, rep_ids)).reshape(-1, *([1] * (len(order) - 1)))
-    if any(isinstance(p, dask_array.Array) for p in parts):
-        with dask.config.set({"array.slicing.split_large_chunks": False}):
-            data = dask_array.concatenate([dask_array.asarray(p) for p in parts], axis=0)[index]
-        data = dask_array.where(known, data, np.nan)
-        if chunks:  # the chunks of the input (a store's), whatever the steps above made
-            data = data.rechunk(resp.data.chunks)
+    train = train.transpose(*order)
+    shape = (-1, *([1] * (len(order) - 1)))
+    test = test_mean.rename(repeat_stimulus="stimulus").transpose(*order)
+    where = np.array([position.get(s, 0) for s in ids])
+    if isinstance(test.data, dask_array.Array):
+        # the test rows (a hundred) in the blocks of the train data, placed by one gather
+        # per block: no block of the whole cube is built and cut again
+        x = train.data
+        idx = tuple(range(x.ndim))
+        test_rows = test.data.astype(x.dtype).rechunk((-1, *x.chunks[1:]))
+        rows_at = dask_array.from_array(where, chunks=(x.chunks[0],))
+        test_full = dask_array.blockwise(
+            _take_rows, idx, test_rows, (x.ndim, *idx[1:]), rows_at, (0,),
+            dtype=x.dtype, concatenate=True,
+        )  # fmt: skip
+        data = dask_array.where(
+            dask_array.from_array(is_test.reshape(shape), chunks=(resp.chunks[0], *[1] * (len(order) - 1))),
+            test_full, x,
+        )  # fmt: skip
+        data = dask_array.where(known.reshape(shape), data, np.nan)
     else:
-        data = np.where(known, np.concatenate(parts, axis=0)[index], np.nan)
+        data = np.where(is_test.reshape(shape), np.asarray(test.data)[where], np.asarray(train.data))
+        data = np.where(known.reshape(shape), data, np.nan)
     response = resp.copy(data=data.astype(resp.dtype))
     units = {"units": "z", "normalisation": NORMALISATION}
     response.attrs = {**resp.attrs, **units}
-    reps = reps.transpose(*rep.dims).astype(rep.dtype).data
-    if rep.chunks:
-        reps = reps.rechunk(rep.data.chunks)
-    repeats = rep.copy(data=reps)
+    repeats = rep.copy(data=reps.transpose(*rep.dims).data.astype(rep.dtype))
     repeats.attrs = {**rep.attrs, **units}
     out = cube.assign(response=response, response_repeats=repeats)
     out.attrs = {**cube.attrs, **units}
