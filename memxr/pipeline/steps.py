@@ -672,6 +672,9 @@ def provenance_step(ctx: Context, step: Step) -> None:
         path = ctx.spec.resolve(ctx.spec.data["inputs"][key])
         if path is not None:
             inputs[key] = file_records([path])
+    covariates = ctx.spec.data["inputs"].get("covariates")
+    if covariates is not None:
+        inputs["covariates"] = file_records([ctx.spec.resolve(covariates["path"])])
     record = {
         "spec_file": ctx.spec.path.name,
         "spec_hash": ctx.spec.spec_hash,
