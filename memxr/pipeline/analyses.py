@@ -173,6 +173,11 @@ def _control_rows(ctx: Context, step: Step) -> list[pd.DataFrame]:
             if int(np.isfinite(part["memorability"].values).sum()) < 3:
                 continue
             cov, counts = covariates_of(ctx, part, table, p.get("control_category", False))
+            if cov is not None and counts["covariates_matched"] < 4:
+                ctx.log(f"    correlations: {cube['name']} {split}: "
+                        f"{counts['covariates_matched']} images with every covariate: no "
+                        "partial correlation")  # fmt: skip
+                cov = None
             concepts = "concept" in part.coords and p.get("within_concept", True)
             for method in p["methods"]:
                 for how in p["how"]:
