@@ -193,7 +193,8 @@ def _control_rows(ctx: Context, step: Step) -> list[pd.DataFrame]:
                                     part[how], part["memorability"], "concept", method, **kw
                                 )
                         except ValueError as e:
-                            ctx.log(f"    correlations: {cube['name']} {split}: {e}")
+                            ctx.log(f"    correlations: {cube['name']} {split}: no "
+                                    f"within-concept correlation ({e})")  # fmt: skip
                             concepts = False
                             continue
                         t = correlation_rows(res, part, method, how, split, mem_rel)

@@ -318,8 +318,8 @@ def _findings_confounds(df: pd.DataFrame) -> list[str]:
                 pv = f", p_fdr = {_fmt_p(p1)}" if np.isfinite(p1) else ""
                 parts.append(f"{row['roi']} {r0:.2f} -> {r1:.2f}{pv}")
             what = ""
-            if control == "covariates" and "covariates_covariates" in rows:
-                what = f" ({rows['covariates_covariates'].iloc[0]})"
+            if control == "covariates" and "covariates" in rows:
+                what = f" ({rows['covariates'].iloc[0]})"
             out.append(f"{_lead(label)}r {name}{what}: {_listing(parts)}.")
     return out
 

@@ -54,7 +54,7 @@ _SECTIONS = {
         "Confounds: covariates and concepts",
         "Per ROI, the plain correlation (r) beside the partial correlation controlling for "
         "the per-image covariates (r_covariates; the covariates named in column "
-        "covariates_covariates, with the category one-hot when control_category is set) and "
+        "covariates, with the category one-hot when control_category is set) and "
         "the within-concept correlation (r_within_concept: deviations of response and "
         "memorability from their concept means). Partial correlations remove what the "
         "covariates explain from both the response and memorability; their p comes from "

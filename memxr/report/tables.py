@@ -151,7 +151,8 @@ def derived_tables(tables: dict[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
             more = [c for c in ("covariates", "covariates_matched", "covariates_missing",
                                 "n_concepts", "n") if c in part and part[c].notna().any()]  # fmt: skip
             part = part[keys + [c for c in cols if c in part] + more]
-            part = part.rename(columns={c: f"{c}_{name}" for c in cols + more})
+            part = part.rename(columns={c: f"{c}_{name}" for c in cols + more
+                                        if not c.startswith("covariates")})  # fmt: skip
             wide = wide.merge(part, on=keys, how="right")
         families = extra.drop_duplicates("control")[["control", "p_family"]] if "p_family" in extra else None
         wide.attrs["families"] = (
