@@ -73,7 +73,8 @@ def _findings_correlations(df: pd.DataFrame) -> list[str]:
         other = rows.loc[(rows["_p"] < ALPHA) & ~rows.index.isin(prim.index)]
         dataset = str(rows["dataset"].iloc[0]) if "dataset" in rows else ""
         names = [_roi_label(r, several_how) for _, r in sig.iterrows()]
-        per_dataset.setdefault(dataset, []).append(set(names))
+        trials = str(rows["trials"].iloc[0]) if "trials" in rows else ""
+        per_dataset.setdefault((dataset, trials), []).append(set(names))
         method = f"{str(prim['method'].iloc[0]).capitalize()} r" if "method" in prim else "r"
         if names:
             parts = [
@@ -95,10 +96,11 @@ def _findings_correlations(df: pd.DataFrame) -> list[str]:
                 else "no FDR-adjusted p-values in the table"
             )
             out.append(f"{_lead(label)}{verdict} (strongest: {strongest}).")
-    for dataset, sets in per_dataset.items():
+    for (dataset, trials), sets in per_dataset.items():
         if len(sets) > 1:
             common = sorted(set.intersection(*sets))
-            where = f"{dataset}: " if dataset else ""
+            where = " ".join(t for t in (dataset, trials) if t)
+            where = f"{where}: " if where else ""
             out.append(
                 f"{where}significant in all {len(sets)} subjects: {_listing(common)}."
                 if common
@@ -318,8 +320,9 @@ def _findings_confounds(df: pd.DataFrame) -> list[str]:
                 pv = f", p_fdr = {_fmt_p(p1)}" if np.isfinite(p1) else ""
                 parts.append(f"{row['roi']} {r0:.2f} -> {r1:.2f}{pv}")
             what = ""
-            if control == "covariates" and "covariates" in rows:
-                what = f" ({rows['covariates'].iloc[0]})"
+            named = rows["covariates"].dropna() if "covariates" in rows else pd.Series()
+            if control == "covariates" and len(named):
+                what = f" ({named.iloc[0]})"
             out.append(f"{_lead(label)}r {name}{what}: {_listing(parts)}.")
     return out
 
