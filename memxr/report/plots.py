@@ -1027,6 +1027,7 @@ def forest_plot(df: pd.DataFrame) -> Figure:
     if data.empty:
         return no_data_figure(title, "no rows")
     panels = _panels(data, ("dataset", "trials"))
+    panels.sort(key=lambda panel: "(test)" in panel[0])  # the train images' panels first
     height = max(len(p[1]) for p in panels) * 0.28 + 1.2
     fig, axes = _grid(len(panels), (4.8, height), ncols_max=2)
     for ax, (name, rows) in zip(axes, panels, strict=True):
