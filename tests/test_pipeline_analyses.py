@@ -206,3 +206,35 @@ def test_spec_errors(work):
     ok = load_spec(_write(work, _spec()))
     assert ok.data["inputs"]["covariates"]["columns"] == ["low_level"]
     assert ok.data["analyses"]["correlation"]["control_category"] is False
+
+
+def test_step_keys_follow_the_covariates(work):
+    """The correlations and variance partition keys change with the covariate table and its
+    columns; the other steps' do not."""
+    import shutil
+
+    from memxr.pipeline import plan
+    from memxr.pipeline.core import step_key
+
+    def keys(spec: dict) -> dict[str, str]:
+        steps = plan(load_spec(_write(work, spec, "keys.yaml")), work / "keys-out")
+        done: dict[str, str] = {}
+        for step in steps:
+            done[step.name] = step_key(step, done)
+        return done
+
+    shutil.copy(work / "raw" / "covariates.csv", work / "raw" / "covariates_copy.csv")
+    base = _spec()
+    base["inputs"]["covariates"]["path"] = "raw/covariates_copy.csv"
+    first = keys(base)
+    more = _spec()
+    more["inputs"]["covariates"] = {"path": "raw/covariates_copy.csv",
+                                    "columns": ["low_level", "half_a"]}  # fmt: skip
+    second = keys(more)
+    changed = {k for k in first if first[k] != second[k]}
+    assert changed == {"correlations", "variance_partition", "provenance", "report"}
+    with open(work / "raw" / "covariates_copy.csv", "a") as f:
+        f.write("\n")
+    third = keys(base)
+    assert third["correlations"] != first["correlations"]
+    assert third["comparisons"] == first["comparisons"] and third["latency"] == first["latency"]
