@@ -107,3 +107,12 @@ def test_pooled_interval_covers_the_population_value():
     pooled = pool_effects(pd.DataFrame(rows)).iloc[0]
     assert pooled.ci_low <= 0.15 <= pooled.ci_high
     assert pooled.ci_low > 0 and pooled.p < 0.05 and pooled.n_same_sign == 6
+
+
+def test_pool_effects_keeps_a_group_column_named_method():
+    effects = pd.DataFrame({"subject": ["s1", "s2", "s3"] * 2, "roi": "IT",
+                            "method": ["pearson"] * 3 + ["spearman"] * 3,
+                            "r": [0.1, 0.12, 0.09, 0.11, 0.1, 0.08], "n": 900})  # fmt: skip
+    pooled = pool_effects(effects, by=["roi", "method"], se_from="n")
+    assert pooled.method.tolist() == ["pearson", "spearman"]
+    assert pooled.meta_method.str.contains("REML").all()

@@ -120,6 +120,8 @@ def test_first_run_writes_every_output(first):
 def test_planted_effects(first):
     out, _ = first
     table = pd.read_csv(out / "tables" / "correlations.csv")
+    assert set(table.control) == {"none", "within_concept"}  # no covariates in this spec
+    table = table[table.control == "none"]  # the plain correlations
     assert set(table.trials) == {"single (train)", "mean of 3 (test)"}
     corr = table[table.trials == "single (train)"]
     r = corr[(corr.method == "pearson") & (corr.how == "mean")].set_index(["subject", "roi"]).r
@@ -164,6 +166,7 @@ def test_ceilings_on_the_scale_of_the_trials_analysed(first, work):
     repeats, both with the memorability reliability: sqrt(rel_k x rel_m)."""
     out, _ = first
     corr = pd.read_csv(out / "tables" / "correlations.csv")
+    corr = corr[corr.control == "none"]
     assert set(corr.memorability_reliability) == {0.45}
     expected = (corr.neural_reliability.clip(lower=0) * 0.45) ** 0.5
     pd.testing.assert_series_equal(corr.noise_ceiling, expected, check_names=False, atol=1e-9)
@@ -388,7 +391,7 @@ def test_store_input_unions_and_reliability_filter(first, work, client):
     result = run(path, out=work / "out-stores", client=client, log=lines.append)
     assert _ran(lines) == ["magnitudes:s1", "correlations", "provenance", "report", "catalog"]
     corr = pd.read_csv(result / "tables" / "correlations.csv")
-    corr = corr[corr.trials == "single (train)"].set_index("roi")
+    corr = corr[(corr.trials == "single (train)") & (corr.control == "none")].set_index("roi")
     cube = xr.open_zarr(store)
     nc = cube["nc_testset"].values >= 40.0
     names = [str(r) for r in cube["roi"].values]

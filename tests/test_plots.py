@@ -447,3 +447,49 @@ def test_timecourse_dots_from_the_cluster_test():
     assert dots == int((df.r > 0.25).sum()) < int((df.p_fdr < 0.05).sum())
     labels = [t.get_text() for t in ax.figure.legends[0].get_texts()]
     assert "p_cluster < 0.05" in labels
+
+
+# ---------------------------------------------------------------------------------------------
+# latency marks and the forest plot
+# ---------------------------------------------------------------------------------------------
+
+
+def test_timecourses_mark_onset_and_peak_with_intervals():
+    df = tc_table()
+    lat = pd.DataFrame({"dataset": "tvsd", "subject": "monkeyN", "method": "pearson",
+                        "roi": ["V1", "IT"], "onset": [60.0, 110.0], "onset_low": [50.0, 95.0],
+                        "onset_high": [70.0, 130.0], "peak": [80.0, 170.0],
+                        "peak_low": [70.0, 150.0], "peak_high": [100.0, 190.0],
+                        "peak_r": [0.1, 0.3]})  # fmt: skip
+    fig = plots.timecourses(df, lat)
+    marked = {ax.get_title(): ax for ax in fig.axes}
+    n_ax = marked["tvsd · monkeyN"]
+    assert sorted(ln.get_xdata()[0] for ln in by_gid(n_ax, "onset")) == [60.0, 110.0]
+    assert sorted(ln.get_xdata()[0] for ln in by_gid(n_ax, "peak")) == [80.0, 170.0]
+    assert sorted(tuple(ln.get_xdata()) for ln in by_gid(n_ax, "onset_ci")) == [
+        (50.0, 70.0), (95.0, 130.0)]  # fmt: skip
+    assert not by_gid(marked["tvsd · monkeyF"], "onset")  # another monkey's latencies
+    legend = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert legend[-2:] == ["onset", "peak"]
+
+
+def test_forest_plot_individuals_and_pooled_diamond():
+    rows = []
+    for roi, r0 in (("IT", 0.2), ("V1", 0.0)):
+        for k, subject in enumerate(("sub-01", "sub-02", "sub-03", "pooled")):
+            r = r0 + 0.01 * k
+            rows.append({"dataset": "things-fmri", "subject": subject, "roi": roi,
+                         "method": "pearson", "how": "mean", "trials": "single (train)",
+                         "control": "none", "r": r, "ci_low": r - 0.05, "ci_high": r + 0.05,
+                         "k": 3 if subject == "pooled" else np.nan,
+                         "I2": 0.1 if subject == "pooled" else np.nan})  # fmt: skip
+    df = pd.DataFrame(rows)
+    other = df.assign(method="spearman", r=df.r + 0.5)  # another method: not drawn
+    fig = plots.forest_plot(pd.concat([df, other], ignore_index=True))
+    (ax,) = fig.axes
+    assert len(by_gid(ax, "individual")) == 6
+    assert len([p for p in ax.patches if p.get_gid() == "pooled"]) == 2
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert "IT pooled (k=3, I²=10%)" in labels and "V1 sub-02" in labels
+    assert max(ln.get_xdata()[0] for ln in by_gid(ax, "individual")) < 0.3
+    assert is_no_data(plots.forest_plot(pd.DataFrame()))

@@ -413,3 +413,51 @@ def test_time_courses_reported_by_their_clusters(tmp_path):
     findings = plain(page[: page.index('<section id="timecourse"')])
     assert "significant cluster 100-180 ms (p_cluster = 0.004)" in findings
     assert "family-wise" in plain(page)
+
+
+def test_follow_up_sections_from_the_pipeline_tables(tmp_path):
+    """Confounds, comparisons, latency, group rows: sections stating trials and families."""
+    from memxr.pipeline.analyses import pooled_rows
+
+    corr = correlations().assign(trials="single (train)", control="none",
+                                 p_family="p_fdr: Benjamini-Hochberg over the ROIs")  # fmt: skip
+    covs = corr.assign(control="covariates", covariates="low_level", covariates_matched=240,
+                       covariates_missing=0,
+                       r=np.where(corr.roi == "V1", 0.0, corr.r - 0.02))  # fmt: skip
+    table = pd.concat([corr, covs], ignore_index=True)
+    table = pd.concat([table, pooled_rows(table)], ignore_index=True)
+    comp = pd.DataFrame({"dataset": "tvsd", "subject": "monkeyN", "trials": "single (train)",
+                         "method": "pearson", "how": "mean", "pair": ["IT-V4", "V4-V1"],
+                         "roi_a": ["IT", "V4"], "roi_b": ["V4", "V1"], "r_a": [0.1, 0.07],
+                         "r_b": [0.07, 0.01], "diff": [0.03, 0.06], "ci_low": [0.01, 0.03],
+                         "ci_high": [0.05, 0.09], "p": [0.004, 0.001], "p_fdr": [0.004, 0.002],
+                         "n": 4800, "p_family": "p_fdr: Benjamini-Hochberg over the 2 pairs"})  # fmt: skip
+    lat = pd.DataFrame({"dataset": "tvsd", "subject": "monkeyN", "roi": ["V1", "V4", "IT"],
+                        "method": "pearson", "trials": "single (train)",
+                        "onset": [70.0, 90.0, 120.0], "onset_low": [60.0, 80.0, 100.0],
+                        "onset_high": [80.0, 100.0, 140.0], "peak": [90.0, 140.0, 180.0],
+                        "peak_low": 0.0, "peak_high": 300.0, "peak_r": 0.1,
+                        "p_cluster": [0.3, 0.01, 0.001], "criterion": "fraction"})  # fmt: skip
+    (tmp_path / "tables").mkdir()
+    for name, df in (("correlations", table), ("comparisons", comp), ("latency", lat),
+                     ("timecourse", timecourse())):  # fmt: skip
+        df.to_csv(tmp_path / "tables" / f"{name}.csv", index=False)
+    page = report.write_report(tmp_path, dpi=DPI).read_text()
+    assert {"correlations", "individuals", "timecourse"} <= {
+        p.stem for p in (tmp_path / "figures").glob("*.png")
+    }
+    for name in ("confounds", "comparisons", "individuals", "latency"):
+        text = plain(section(page, name))
+        assert "Trials" in text and ("Famil" in text or "family" in text), name
+    confounds = plain(section(page, "confounds"))
+    assert "tables/correlations.csv (rows with control covariates" in confounds
+    assert "r_covariates" in confounds
+    comparisons = plain(section(page, "comparisons"))
+    assert "IT > V4 > V1 supported: both steps significant." in comparisons
+    findings = plain(section(page, "findings"))
+    assert "V1 0.02 -> 0.00" in findings and "IT > V4 > V1 supported" in findings
+    assert "pooled over individuals (random effects): V1 r = 0.02" in findings
+    assert "V1 onset 70 ms [60, 80], peak 90 ms [0, 300] (no significant cluster)" in findings
+    # the plain correlations section and figure show the individuals' plain rows only
+    rows = plain(section(page, "correlations"))
+    assert "pooled" not in rows and "covariates" not in rows.split("Table:")[1]

@@ -90,8 +90,13 @@ def test_valid_spec_is_normalized_with_defaults(tree):
         "n_bootstrap": 1000,
         "groups": "concept",
         "seed": 0,
+        "control_category": False,
+        "within_concept": True,
+        "pool": True,
     }
-    assert spec.analyses["timecourse"] is None
+    assert spec.data["inputs"]["covariates"] is None
+    for section in ("timecourse", "comparisons", "latency", "variance_partition"):
+        assert spec.analyses[section] is None
     assert spec.analyses["models"]["cv"] == 3
     # the defaults that scale: linear models and sequential permutation p-values
     assert spec.analyses["models"]["models"] == ["ridge", "linear_svc"]

@@ -18,7 +18,17 @@ printing each with its timing. OUT defaults to ``runs/<spec name>``:
     :func:`memxr.stats.correlate` per cube, method, reduction and split (train images:
     single trials; test images: means of their repeats; column ``trials``), with the
     ceiling on r(ROI, memorability) for those trials: ``results/correlations.zarr``,
-    ``tables/correlations.csv``
+    ``tables/correlations.csv``; the table adds (column ``control``) partial correlations
+    controlling for ``inputs.covariates`` (and the category), within-concept correlations
+    and random-effects group rows over the individuals (``subject`` ``pooled``)
+``comparisons``
+    :func:`memxr.stats.compare_correlations` of ROI pairs per cube and split:
+    ``tables/comparisons.csv``
+``latency``
+    :func:`memxr.stats.latency` per area of the trials cubes: ``tables/latency.csv``
+``variance_partition``
+    :func:`memxr.models.variance_partition` of ROI magnitudes and covariates:
+    ``tables/variance_partition.csv``
 ``timecourse``
     the same at every time bin of the trials cubes, with cluster-mass permutation tests
     over time (:func:`memxr.stats.cluster_test`): ``results/timecourse.zarr``,
@@ -43,7 +53,8 @@ or ``xarray.open_zarr(path, group="sub-01")``).
 Modules: :mod:`.spec` (the YAML spec and its checks), :mod:`.cluster` (a Dask client:
 local, a scheduler address or SLURM), :mod:`.core` (steps, keys, the run context, result
 writers, state), :mod:`.steps` (what each step does; :func:`ingest` is also the command
-line's ``memxr ingest``), :mod:`.progress` (a line of the running step's tasks every so
+line's ``memxr ingest``), :mod:`.analyses` (the steps of the follow-up analyses on ROI
+magnitudes: covariates, comparisons, latency, group level), :mod:`.progress` (a line of the running step's tasks every so
 often: done of those submitted, elapsed, rough ETA; on with ``--progress`` or when stderr is
 a terminal) and :mod:`.runner` (planning and running). The pipeline is the
 only room that knows about files, clusters and configuration.

@@ -63,6 +63,9 @@ ANALYSIS_OUTPUTS = {
         "tables/bridge_rsa.csv",
         "tables/bridge_decoding.csv",
     ],
+    "comparisons": ["tables/comparisons.csv"],
+    "latency": ["tables/latency.csv"],
+    "variance_partition": ["tables/variance_partition.csv"],
 }
 
 

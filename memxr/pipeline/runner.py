@@ -20,6 +20,12 @@ from ..errors import InputError
 from ..provenance import now_utc
 from ..readers import SOURCES
 from ..store.atomic import output_lock, published, remove_path
+from .analyses import (
+    comparisons_step,
+    correlations_step,
+    latency_step,
+    variance_partition_step,
+)
 from .core import (
     ANALYSIS_OUTPUTS,
     Context,
@@ -33,7 +39,6 @@ from .spec import Spec, load_spec
 from .steps import (
     bridge_step,
     catalog_step,
-    correlations_step,
     ingest_step,
     magnitudes_step,
     models_step,
@@ -150,9 +155,19 @@ def _analysis_steps(
 
     steps = []
     mem = {"memorability_reliability": spec.data["inputs"]["memorability_reliability"]}
+    cov = spec.data["inputs"]["covariates"]
+    covariates = {"covariates": None if cov is None else {k: cov[k] for k in ("columns", "key")}}
+    cov_files = [] if cov is None else [spec.resolve(cov["path"])]
     if a["correlation"] is not None:
-        steps.append(Step("correlations", {**a["correlation"], **mem}, correlations_step,
-                          after=mags))  # fmt: skip
+        steps.append(Step("correlations", {**a["correlation"], **mem, **covariates},
+                          correlations_step, after=mags, files=cov_files))  # fmt: skip
+    if a["comparisons"] is not None:
+        steps.append(Step("comparisons", a["comparisons"], comparisons_step, after=mags))
+    if a["latency"] is not None and timed:
+        steps.append(Step("latency", a["latency"], latency_step, after=timed))
+    if a["variance_partition"] is not None:
+        steps.append(Step("variance_partition", {**a["variance_partition"], **covariates},
+                          variance_partition_step, after=mags, files=cov_files))  # fmt: skip
     if a["timecourse"] is not None and timed:
         steps.append(Step("timecourse", a["timecourse"], timecourse_step, after=timed))
     if a["models"] is not None:

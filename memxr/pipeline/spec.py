@@ -26,6 +26,10 @@ Layout
       memorability_reliability: 0.45    # reliability of the scores (default: Kramer et al.
                                         # 2023, see memxr.reliability.MEMORABILITY_RELIABILITY)
       concepts: things/Concept_to_category_linking.csv      # optional
+      covariates: {path: things/image_stats.csv, columns: [contrast]}   # optional: per-image
+                                        # covariates (CSV/TSV/Parquet keyed by the THINGS
+                                        # image file name; columns default: every numeric
+                                        # one); a bare path also works
       cubes:                            # at least one
         - {name: sub-01, kind: things-fmri, input: betas_csv, subject: sub-01}
         - {name: monkeyN, kind: tvsd, input: tvsd/monkeyN, monkey: N}
@@ -49,7 +53,23 @@ Layout
                                         # as normMUA (default); false: raw MUA
     analyses:                           # each section optional: absent or null = not run
       correlation: {methods: [pearson, spearman], how: [mean, l2], splits: [train, test],
-                    n_permutations: 1000, n_bootstrap: 1000, groups: concept, seed: 0}
+                    n_permutations: 1000, n_bootstrap: 1000, groups: concept, seed: 0,
+                    control_category: false, within_concept: true, pool: true}
+                                        # + partial correlations controlling for
+                                        # inputs.covariates (and the category one-hot with
+                                        # control_category), within-concept correlations
+                                        # (column control) and random-effects group rows
+                                        # over subjects / monkeys (pool, subject "pooled")
+      comparisons: {pairs: [[IT, V4], [V4, V1]], method: pearson, how: mean, splits: [train],
+                    ci_method: jackknife, n_bootstrap: 1000, groups: concept, seed: 0}
+                                        # pairs default: IT-V4, V4-V1, IT-V1 (TVSD) and
+                                        # IT-V1, FFA-V1, FFA-PPA (fMRI), where both exist
+      latency: {method: pearson, splits: [train], criterion: fraction, fraction: 0.5,
+                threshold: 1.96, window: null, n_permutations: 1000, n_bootstrap: 1000,
+                groups: concept, seed: 0}   # time-resolved cubes only
+      variance_partition: {how: mean, splits: [train], cv: 5, n_permutations: 100,
+                           control_category: false, groups: concept, seed: 0}
+                                        # needs inputs.covariates
       timecourse: {methods: [pearson], splits: [train, test], n_permutations: 1000,
                    n_bootstrap: 0, cluster_threshold: 1.96, groups: concept, seed: 0}
                                         # time-resolved cubes only
@@ -80,7 +100,11 @@ decision at 0.05 differs from the full test's). The time course is tested by a c
 (cluster-forming threshold ``cluster_threshold`` on ``|r| / sd(r, r_perm)``),
 family-wise over the ROIs and time bins of a cube. ``rsa.n_permutations`` is also the number
 of permutations of the bridge's shared effects. A pair may be written
-``sub-01~monkeyN``.
+``sub-01~monkeyN``. ``comparisons`` test ``r_a = r_b`` of two ROIs of one cube on the
+same images (:func:`memxr.stats.compare_correlations`); ``latency`` finds onset and peak of
+each area's effect (:func:`memxr.stats.latency`); ``variance_partition`` splits what the ROI
+magnitudes and the covariates predict of memorability
+(:func:`memxr.models.variance_partition`).
 
 Examples
 --------
@@ -338,11 +362,26 @@ def _reliability_value(v, ctx, path):
     return value
 
 
+_COVARIATE_KEYS = _section(
+    {
+        "path": (_str(what="a path"), _REQUIRED),
+        "columns": (_optional(_list(_str(), min_len=1)), None),
+        "key": (_optional(_str()), None),
+    }
+)
+
+
+def _covariates(v, ctx, path):
+    """A per-image covariate table: a path, or ``{path, columns, key}``."""
+    return _COVARIATE_KEYS({"path": v} if isinstance(v, str) else v, ctx, path)
+
+
 _INPUTS = _section(
     {
         "memorability": (_optional(_str(what="a path")), None),
         "memorability_reliability": (_reliability_value, MEMORABILITY_RELIABILITY),
         "concepts": (_optional(_str(what="a path")), None),
+        "covariates": (_optional(_covariates), None),
         "cubes": (_list(_CUBE, min_len=1, unique=False), _REQUIRED),
     }
 )
@@ -411,6 +450,9 @@ _CORRELATION = _section(
         "n_bootstrap": (_int(0), 1000),
         "groups": _GROUPS,
         "seed": _SEED,
+        "control_category": (_bool, False),
+        "within_concept": (_bool, True),
+        "pool": (_bool, True),
     }
 )
 
@@ -489,12 +531,64 @@ _BRIDGE = _section(
         "seed": _SEED,
     }
 )
+def _roi_pair(v, ctx, path):
+    """A ``[roi_a, roi_b]`` pair of ROI names (or ``"IT~V1"``): ``diff = r_a - r_b``."""
+    if isinstance(v, str) and "~" in v:
+        v = v.split("~")
+    if not isinstance(v, list) or len(v) != 2:
+        raise _type_error(ctx, path, "a [roi_a, roi_b] pair of ROI names", v)
+    out = [_str()(x, ctx, f"{path}[{i}]") for i, x in enumerate(v)]
+    if out[0] == out[1]:
+        raise ctx.fail(path, f"a pair of two different ROIs, got {out[0]!r} twice")
+    return out
+
+
+_COMPARISONS = _section(
+    {
+        "pairs": (_optional(_list(_roi_pair, 1)), None),
+        "method": (_choice("pearson", "spearman"), "pearson"),
+        "how": (_choice("mean", "l2"), "mean"),
+        "splits": (_list(_choice("train", "test"), min_len=1), lambda: ["train"]),
+        "ci_method": (_choice("jackknife", "percentile"), "jackknife"),
+        "n_bootstrap": (_int(0), 1000),
+        "groups": _GROUPS,
+        "seed": _SEED,
+    }
+)
+_LATENCY = _section(
+    {
+        "method": (_choice("pearson", "spearman"), "pearson"),
+        "splits": (_list(_choice("train", "test"), min_len=1), lambda: ["train"]),
+        "criterion": (_choice("fraction", "threshold"), "fraction"),
+        "fraction": (_positive, 0.5),
+        "threshold": (_positive, 1.96),
+        "window": (_optional(_window), None),
+        "n_permutations": (_int(1), 1000),
+        "n_bootstrap": (_int(1), 1000),
+        "groups": _GROUPS,
+        "seed": _SEED,
+    }
+)
+_VARIANCE_PARTITION = _section(
+    {
+        "how": (_choice("mean", "l2"), "mean"),
+        "splits": (_list(_choice("train", "test"), min_len=1), lambda: ["train"]),
+        "cv": (_int(2), 5),
+        "n_permutations": (_int(0), 100),
+        "control_category": (_bool, False),
+        "groups": _GROUPS,
+        "seed": _SEED,
+    }
+)
 _ANALYSES = _section(
     {
         "correlation": (_optional(_CORRELATION), None),
         "timecourse": (_optional(_TIMECOURSE), None),
         "models": (_optional(_MODELS), None),
         "bridge": (_optional(_BRIDGE), None),
+        "comparisons": (_optional(_COMPARISONS), None),
+        "latency": (_optional(_LATENCY), None),
+        "variance_partition": (_optional(_VARIANCE_PARTITION), None),
     }
 )
 _REPORT = _section({"title": (_optional(_str()), None)})
@@ -603,11 +697,49 @@ def _check_pairs(data: dict, ctx: _Ctx) -> None:
                 )
 
 
+def _check_analyses(data: dict, ctx: _Ctx) -> None:
+    """Analyses that need an input: variance partitioning needs covariates."""
+    vp = data["analyses"]["variance_partition"]
+    if vp is not None and data["inputs"]["covariates"] is None and not vp["control_category"]:
+        raise ctx.fail(
+            "analyses.variance_partition",
+            "needs covariates: give inputs.covariates (or control_category: true)",
+        )
+
+
+def _check_covariates(data: dict, ctx: _Ctx, root: Path) -> None:
+    """The covariate table exists, is readable and has the named numeric columns."""
+    from ..readers.things_meta import read_image_table
+
+    cov = data["inputs"]["covariates"]
+    if cov is None:
+        return
+    rel = cov["path"]
+    if not (root / rel).is_file():
+        raise ctx.fail("inputs.covariates.path", f"no such file: {rel}")
+    try:
+        table = read_image_table(root / rel, key=cov["key"])
+    except InputError as e:
+        raise ctx.fail("inputs.covariates", f"{rel}: {e.message}") from None
+    numeric = [str(c) for c in table.columns]
+    if cov["columns"] is None:
+        if not numeric:
+            raise ctx.fail("inputs.covariates", f"{rel} has no numeric column")
+        return
+    dropped = [str(c) for c in table.attrs.get("dropped_columns", [])]
+    for i, name in enumerate(cov["columns"]):
+        if name in numeric:
+            continue
+        why = "is not numeric" if name in dropped else f"no such column{_suggest(name, numeric)}"
+        raise ctx.fail(f"inputs.covariates.columns[{i}]", f"{name!r} in {rel}: {why}")
+
+
 def _check_files(data: dict, ctx: _Ctx, root: Path) -> None:
     for key in ("memorability", "concepts"):
         rel = data["inputs"][key]
         if rel is not None and not (root / rel).is_file():
             raise ctx.fail(f"inputs.{key}", f"no such file: {rel}")
+    _check_covariates(data, ctx, root)
     for i, cube in enumerate(data["inputs"]["cubes"]):
         path = f"inputs.cubes[{i}].input"
         if "://" in str(cube["input"]):  # a store by URL: opened (and checked) when planned
@@ -675,6 +807,7 @@ def validate_spec(
     _check_cubes(data, ctx)
     _check_windows(data, ctx)
     _check_pairs(data, ctx)
+    _check_analyses(data, ctx)
     if check_files:
         if root is None:
             raise ValueError("check_files needs the root folder of the spec's paths")

@@ -15,7 +15,7 @@ Examples
 ...                         "n_channels": ("roi", [4, 2])},
 ...                 attrs={"dataset": "things-fmri", "subject": "sub-01"})
 >>> res = correlate(ds["mean"], ds.memorability, n_permutations=0, n_bootstrap=0)
->>> rows = _correlation_rows(res, ds, "pearson", "mean", "train", 0.45)
+>>> rows = correlation_rows(res, ds, "pearson", "mean", "train", 0.45)
 >>> rows[["roi", "r", "n_channels", "noise_ceiling", "trials"]].round(3).values.tolist()
 [['IT', 1.0, 4, 0.3, 'single (train)'], ['V1', -0.189, 2, 0.15, 'single (train)']]
 """
@@ -277,7 +277,7 @@ def load_magnitudes(ctx: Context, cube: dict) -> xr.Dataset:
 _STATS = ["r", "p", "ci_low", "ci_high", "p_fdr"]
 
 
-def _correlation_rows(
+def correlation_rows(
     res: xr.Dataset,
     ds: xr.Dataset,
     method: str,
@@ -321,7 +321,7 @@ def _correlation_rows(
     return frame[[*lead, *_STATS, "n", "n_channels", "noise_ceiling", *rest]]
 
 
-def _split_rows(ds: xr.Dataset, split: str) -> np.ndarray:
+def split_rows(ds: xr.Dataset, split: str) -> np.ndarray:
     """Indices of the stimuli of one split (train or test)."""
     from ..schema import coord_values
 
@@ -329,7 +329,7 @@ def _split_rows(ds: xr.Dataset, split: str) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _in_process() -> Iterator[None]:
+def in_process() -> Iterator[None]:
     """Compute in this process: for small in-memory data shipping tasks costs more than it saves."""
     import dask
 
@@ -338,7 +338,7 @@ def _in_process() -> Iterator[None]:
         yield
 
 
-def _correlate_all(
+def correlate_all(
     ctx: Context, step: Step, var_of: Callable[[str], str], hows: list[str], timed: bool
 ) -> tuple[pd.DataFrame, dict[str, xr.Dataset], pd.DataFrame]:
     """Correlations of every cube's magnitudes with memorability, per method, reduction and
@@ -349,11 +349,11 @@ def _correlate_all(
     p = step.params
     mem_rel = p.get("memorability_reliability", MEMORABILITY_RELIABILITY)
     rows, groups, clusters = [], {}, []
-    for cube in _analysis_cubes(step, ctx):
+    for cube in analysis_cubes(step, ctx):
         ds = load_magnitudes(ctx, cube)
         per_split, splits = [], []
         for split in p["splits"]:
-            part = ds.isel(stimulus=_split_rows(ds, split))
+            part = ds.isel(stimulus=split_rows(ds, split))
             if int(np.isfinite(part["memorability"].values).sum()) < 3:
                 ctx.log(f"    {step.name}: {cube['name']} has fewer than 3 labelled {split} images")
                 continue
@@ -361,7 +361,7 @@ def _correlate_all(
             for method in p["methods"]:
                 per_how = []
                 for how in hows:
-                    with _in_process():
+                    with in_process():
                         res = correlate(
                             part[var_of(how)],
                             part["memorability"],
@@ -373,7 +373,7 @@ def _correlate_all(
                             compute=True,
                             return_null=timed,
                         )
-                    table = _correlation_rows(
+                    table = correlation_rows(
                         res, part, method, None if timed else how, split, mem_rel
                     )
                     if timed and p["n_permutations"]:
@@ -417,16 +417,9 @@ def _correlate_all(
     return table, groups, found
 
 
-def _analysis_cubes(step: Step, ctx: Context) -> list[dict]:
+def analysis_cubes(step: Step, ctx: Context) -> list[dict]:
     """The cube entries whose magnitudes a step reads."""
     return [c for c in ctx.spec.cubes if f"magnitudes:{c['name']}" in step.after]
-
-
-def correlations_step(ctx: Context, step: Step) -> None:
-    """Correlation of every ROI magnitude with memorability, per method, reduction and split."""
-    table, groups, _ = _correlate_all(ctx, step, lambda how: how, step.params["how"], False)
-    write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, _analysis_cubes(step, ctx)))
-    write_csv(table, ctx.path(step.outputs[1]))
 
 
 def timecourse_step(ctx: Context, step: Step) -> None:
@@ -436,9 +429,9 @@ def timecourse_step(ctx: Context, step: Step) -> None:
     same permutations, family-wise over the ROIs and bins of a cube, method and split;
     every cluster with its onset and offset in ``tables/timecourse_clusters.csv``.
     """
-    table, groups, clusters = _correlate_all(ctx, step, lambda how: f"{how}_time", ["mean"], True)
+    table, groups, clusters = correlate_all(ctx, step, lambda how: f"{how}_time", ["mean"], True)
     groups = {k: v.squeeze("how", drop=True) for k, v in groups.items()}
-    write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, _analysis_cubes(step, ctx)))
+    write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, analysis_cubes(step, ctx)))
     write_csv(table, ctx.path(step.outputs[1]))
     if clusters.empty:
         clusters = pd.DataFrame(columns=CLUSTER_COLUMNS)
@@ -495,7 +488,7 @@ def _model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any
     from ..stats.inputs import group_codes
 
     ref = next(iter(sets.values()))
-    keep = _split_rows(ref, split)
+    keep = split_rows(ref, split)
     part = {k: v.isel(stimulus=keep) for k, v in sets.items()}
     labelled = np.isfinite(np.asarray(ref["memorability"].values, dtype=float)[keep])
     k = cv[1] if isinstance(cv, tuple) else cv
@@ -679,6 +672,9 @@ def provenance_step(ctx: Context, step: Step) -> None:
         path = ctx.spec.resolve(ctx.spec.data["inputs"][key])
         if path is not None:
             inputs[key] = file_records([path])
+    covariates = ctx.spec.data["inputs"].get("covariates")
+    if covariates is not None:
+        inputs["covariates"] = file_records([ctx.spec.resolve(covariates["path"])])
     record = {
         "spec_file": ctx.spec.path.name,
         "spec_hash": ctx.spec.spec_hash,

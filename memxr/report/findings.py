@@ -14,7 +14,7 @@ import pandas as pd
 
 from .tables import ALPHA, num_col, text_col
 
-__all__ = ["key_findings"]
+__all__ = ["comparison_statements", "key_findings"]
 
 _MAX_LIST = 8
 
@@ -73,7 +73,8 @@ def _findings_correlations(df: pd.DataFrame) -> list[str]:
         other = rows.loc[(rows["_p"] < ALPHA) & ~rows.index.isin(prim.index)]
         dataset = str(rows["dataset"].iloc[0]) if "dataset" in rows else ""
         names = [_roi_label(r, several_how) for _, r in sig.iterrows()]
-        per_dataset.setdefault(dataset, []).append(set(names))
+        trials = str(rows["trials"].iloc[0]) if "trials" in rows else ""
+        per_dataset.setdefault((dataset, trials), []).append(set(names))
         method = f"{str(prim['method'].iloc[0]).capitalize()} r" if "method" in prim else "r"
         if names:
             parts = [
@@ -95,10 +96,11 @@ def _findings_correlations(df: pd.DataFrame) -> list[str]:
                 else "no FDR-adjusted p-values in the table"
             )
             out.append(f"{_lead(label)}{verdict} (strongest: {strongest}).")
-    for dataset, sets in per_dataset.items():
+    for (dataset, trials), sets in per_dataset.items():
         if len(sets) > 1:
             common = sorted(set.intersection(*sets))
-            where = f"{dataset}: " if dataset else ""
+            where = " ".join(t for t in (dataset, trials) if t)
+            where = f"{where}: " if where else ""
             out.append(
                 f"{where}significant in all {len(sets)} subjects: {_listing(common)}."
                 if common
@@ -293,6 +295,139 @@ def _findings_bridge(effects: pd.DataFrame, rsa: pd.DataFrame, dec: pd.DataFrame
     return out
 
 
+def _ci(row: pd.Series, lo: str = "ci_low", hi: str = "ci_high", fmt: str = ".2f") -> str:
+    a, b = float(row.get(lo, np.nan)), float(row.get(hi, np.nan))
+    return f" [{a:{fmt}}, {b:{fmt}}]" if np.isfinite(a) and np.isfinite(b) else ""
+
+
+def _findings_confounds(df: pd.DataFrame) -> list[str]:
+    """Per recording: how the partial and within-concept correlations differ from r."""
+    if df.empty or not {"roi", "r"} <= set(df):
+        return []
+    out = []
+    for label, rows in _unit(_primary_method(df)):
+        if "how" in rows and len(rows):
+            rows = rows.loc[text_col(rows, "how") == text_col(rows, "how").iloc[0]]
+        for control, name in (("covariates", "controlling for the covariates"),
+                              ("within_concept", "within concepts")):  # fmt: skip
+            col = f"r_{control}"
+            if col not in rows or not np.isfinite(num_col(rows, col)).any():
+                continue
+            parts = []
+            for _, row in rows.iterrows():
+                r0, r1 = float(row["r"]), float(row[col])
+                p1 = float(row.get(f"p_fdr_{control}", np.nan))
+                pv = f", p_fdr = {_fmt_p(p1)}" if np.isfinite(p1) else ""
+                parts.append(f"{row['roi']} {r0:.2f} -> {r1:.2f}{pv}")
+            what = ""
+            named = rows["covariates"].dropna() if "covariates" in rows else pd.Series()
+            if control == "covariates" and len(named):
+                what = f" ({named.iloc[0]})"
+            out.append(f"{_lead(label)}r {name}{what}: {_listing(parts)}.")
+    return out
+
+
+def comparison_statements(df: pd.DataFrame) -> list[str]:
+    """Tested statements of the ROI comparisons: every pair, and chains such as IT > V4 > V1.
+
+    A pair is "a > b" when ``diff > 0`` and ``p_fdr < ALPHA``; a chain of pairs ``a-b``,
+    ``b-c`` is supported only when each step is.
+
+    Examples
+    --------
+    >>> df = pd.DataFrame({"subject": "monkeyN", "trials": "single (train)",
+    ...     "pair": ["IT-V4", "V4-V1"], "roi_a": ["IT", "V4"], "roi_b": ["V4", "V1"],
+    ...     "diff": [0.05, 0.02], "ci_low": [0.01, -0.03], "ci_high": [0.09, 0.07],
+    ...     "p_fdr": [0.01, 0.4]})
+    >>> comparison_statements(df)[-1]
+    'monkeyN single (train): IT > V4 > V1 not supported: V4 > V1 fails (diff = 0.02 [-0.03, 0.07], p_fdr = 0.400).'
+    """
+    if df.empty or not {"roi_a", "roi_b", "diff"} <= set(df):
+        return []
+    out = []
+    for label, rows in _unit(df):
+        steps: dict[tuple[str, str], tuple[bool, str]] = {}
+        for _, row in rows.iterrows():
+            a, b, d = str(row["roi_a"]), str(row["roi_b"]), float(row["diff"])
+            p = float(row.get("p_fdr", np.nan))
+            detail = f"diff = {d:.2f}{_ci(row)}, p_fdr = {_fmt_p(p)}"
+            holds = bool(d > 0 and p < ALPHA)
+            if holds:
+                verdict = f"{a} > {b}"
+            elif d < 0 and p < ALPHA:
+                verdict = f"{a} < {b}"
+            else:
+                verdict = f"{a} and {b} not distinguishable"
+            steps[(a, b)] = (holds, detail)
+            out.append(f"{_lead(label)}{verdict} ({detail}).")
+        for (a, b), _ in list(steps.items()):
+            for (b2, c), _ in list(steps.items()):
+                if b2 != b:
+                    continue
+                chain = f"{a} > {b} > {c}"
+                failed = [(x, y) for x, y in ((a, b), (b, c)) if not steps[(x, y)][0]]
+                if not failed:
+                    out.append(f"{_lead(label)}{chain} supported: both steps significant.")
+                else:
+                    x, y = failed[0]
+                    out.append(f"{_lead(label)}{chain} not supported: {x} > {y} fails "
+                               f"({steps[(x, y)][1]}).")  # fmt: skip
+    return out
+
+
+def _findings_latency(df: pd.DataFrame) -> list[str]:
+    if df.empty or not {"roi", "onset", "peak"} <= set(df):
+        return []
+    out = []
+    for label, rows in _unit(df):
+        parts = []
+        for _, row in rows.sort_values("onset").iterrows():
+            p = float(row.get("p_cluster", np.nan))
+            flag = "" if p < ALPHA else " (no significant cluster)"
+            parts.append(
+                f"{row['roi']} onset {float(row['onset']):.0f} ms"
+                f"{_ci(row, 'onset_low', 'onset_high', '.0f')}, peak "
+                f"{float(row['peak']):.0f} ms{_ci(row, 'peak_low', 'peak_high', '.0f')}{flag}"
+            )
+        out.append(f"{_lead(label)}{_listing(parts)}.")
+    return out
+
+
+def _findings_individuals(df: pd.DataFrame) -> list[str]:
+    if df.empty or "subject" not in df:
+        return []
+    pooled = _primary_method(df.loc[text_col(df, "subject") == "pooled"])
+    if "how" in pooled and len(pooled):
+        pooled = pooled.loc[text_col(pooled, "how") == text_col(pooled, "how").iloc[0]]
+    out = []
+    for label, rows in _unit(pooled, ("dataset", "trials")):
+        parts = []
+        for _, row in rows.iterrows():
+            k, same = float(row.get("k", np.nan)), float(row.get("n_same_sign", np.nan))
+            i2 = float(row.get("I2", np.nan))
+            signs = f", same sign in {same:.0f}/{k:.0f}" if np.isfinite(same) else ""
+            het = f", I2 = {i2:.0%}" if np.isfinite(i2) else ""
+            parts.append(f"{row['roi']} r = {float(row['r']):.2f}{_ci(row)}, p = "
+                         f"{_fmt_p(float(row.get('p', np.nan)))}{signs}{het}")  # fmt: skip
+        out.append(f"{_lead(label)}pooled over individuals (random effects): {_listing(parts)}.")
+    return out
+
+
+def _findings_variance(df: pd.DataFrame) -> list[str]:
+    if df.empty or "unique_neural" not in df:
+        return []
+    out = []
+    for label, rows in _unit(df):
+        for _, row in rows.iterrows():
+            out.append(
+                f"{_lead(label)}the ROI magnitudes predict R2 = {float(row['r2_neural']):.3f} "
+                f"of memorability, {float(row['unique_neural']):.3f} beyond the covariates "
+                f"(p = {_fmt_p(float(row['p_unique_neural']))}); the covariates alone "
+                f"{float(row['r2_covariates']):.3f}, shared {float(row['shared']):.3f}."
+            )
+    return out
+
+
 def key_findings(tables: Mapping[str, pd.DataFrame]) -> list[str]:
     """Plain-text sentences summarizing the tables (escape them before writing HTML).
 
@@ -312,6 +447,11 @@ def findings_by_section(tables: Mapping[str, pd.DataFrame]) -> list[tuple[str, l
     empty = pd.DataFrame()
     topics = [
         ("ROI correlations", _findings_correlations(tables.get("correlations", empty))),
+        ("Confounds", _findings_confounds(tables.get("confounds", empty))),
+        ("Variance partitioning", _findings_variance(tables.get("variance_partition", empty))),
+        ("Comparisons of ROIs", comparison_statements(tables.get("comparisons", empty))),
+        ("Individuals and the group", _findings_individuals(tables.get("individuals", empty))),
+        ("Latency", _findings_latency(tables.get("latency", empty))),
         (
             "Time courses",
             _findings_timecourse(

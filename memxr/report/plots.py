@@ -383,19 +383,24 @@ def roi_correlation_bars(df: pd.DataFrame) -> Figure:
     return fig
 
 
-def timecourses(df: pd.DataFrame) -> Figure:
+def timecourses(df: pd.DataFrame, latency: pd.DataFrame | None = None) -> Figure:
     """Correlation with memorability over time per area/ROI, one panel per subject.
 
     Lines give ``r`` per ROI (dashed for a second method such as Spearman),
     shaded bands the ``ci_low``-``ci_high`` interval, and filled dots the time
     bins of significant clusters (``p_cluster`` < 0.05, family-wise over the ROIs
     and bins), or, for a table without cluster tests, of ``p_fdr`` < 0.05. One
-    panel per subject and set of trials.
+    panel per subject and set of trials. With ``latency``, each ROI's onset (triangle
+    below the lines) and peak (diamond at the peak) with their bootstrap intervals
+    (horizontal bars).
 
     Parameters
     ----------
     df : pandas.DataFrame
         ``tables/timecourse.csv``: needs ``roi``, ``time`` and ``r``.
+    latency : pandas.DataFrame, optional
+        ``tables/latency.csv``: ``roi``, ``onset``, ``peak`` (and their ``_low``/``_high``
+        bounds, ``peak_r``), matched to the panels by dataset, subject, trials and method.
 
     Returns
     -------
@@ -456,13 +461,58 @@ def timecourses(df: pd.DataFrame) -> Figure:
                     gid="significant",
                 )
         ax.axhline(0, color="0.5", lw=0.6)
+        marked = _latency_marks(ax, rows, latency, colors)
         ax.set_title(_txt(name), fontsize=10)
         ax.set_xlabel("time (ms)")
         ax.set_ylabel("r with memorability")
     sig_label = f"{_significance_column(data)} < 0.05"
-    _figure_legend(fig, axes, _timecourse_handles(colors, styles, sig_label))
+    handles = _timecourse_handles(colors, styles, sig_label)
+    if latency is not None and marked:
+        from matplotlib.lines import Line2D
+
+        handles += [Line2D([], [], color="0.2", ls="none", marker="^", ms=5, label="onset"),
+                    Line2D([], [], color="0.2", ls="none", marker="D", ms=4, label="peak")]  # fmt: skip
+    _figure_legend(fig, axes, handles)
     fig.suptitle(title, fontsize=10)
     return fig
+
+
+def _latency_marks(
+    ax, rows: pd.DataFrame, latency: pd.DataFrame | None, colors: dict[str, str]
+) -> bool:
+    """Onset and peak (with their intervals) of the ROIs of one time-course panel."""
+    if latency is None or latency.empty or not {"roi", "onset", "peak"} <= set(latency):
+        return False
+    lat = latency
+    for key in ("dataset", "subject", "trials", "method"):
+        if key in lat and key in rows and len(rows):
+            lat = lat.loc[lat[key].astype(str) == str(rows[key].iloc[0])]
+    r = _col(rows, "r")
+    base = float(np.nanmin(r)) if np.isfinite(r).any() else 0.0
+    span = float(np.nanmax(r) - base) if np.isfinite(r).any() else 1.0
+    drawn = False
+    for i, (_, row) in enumerate(lat.iterrows()):
+        roi = str(row["roi"])
+        if roi not in colors:
+            continue
+        y = base - (0.06 + 0.05 * i) * (span or 1.0)
+        onset, peak = float(row["onset"]), float(row["peak"])
+        if np.isfinite(onset):
+            lo, hi = float(row.get("onset_low", np.nan)), float(row.get("onset_high", np.nan))
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [y, y], color=colors[roi], lw=1.2, gid="onset_ci")
+            ax.plot([onset], [y], marker="^", ms=6, ls="none", color=colors[roi], gid="onset")
+            drawn = True
+        peak_r = float(row.get("peak_r", np.nan))
+        if np.isfinite(peak) and np.isfinite(peak_r):
+            lo, hi = float(row.get("peak_low", np.nan)), float(row.get("peak_high", np.nan))
+            if np.isfinite(lo) and np.isfinite(hi):
+                ax.plot([lo, hi], [peak_r, peak_r], color=colors[roi], lw=1.0, alpha=0.7,
+                        gid="peak_ci")  # fmt: skip
+            ax.plot([peak], [peak_r], marker="D", ms=5, ls="none", color=colors[roi],
+                    markeredgecolor="k", gid="peak")  # fmt: skip
+            drawn = True
+    return drawn
 
 
 def _significance_column(rows: pd.DataFrame) -> str:
@@ -919,6 +969,7 @@ def _species_labels(ax, sides: list) -> None:
 __all__ = [
     "cross_species_effects",
     "cross_species_matrix",
+    "forest_plot",
     "model_comparison",
     "no_data_figure",
     "prediction_scatter",
@@ -926,3 +977,89 @@ __all__ = [
     "stars",
     "timecourses",
 ]
+
+
+# ----------------------------------------------------------------------
+# The group level: individuals and their random-effects pooled effect.
+
+
+def forest_plot(df: pd.DataFrame) -> Figure:
+    """Forest plot: each individual's correlation and the pooled one, per ROI.
+
+    One panel per dataset and set of trials; per ROI, a row per individual (dot and
+    ``ci_low``-``ci_high`` bar) and the random-effects pooled row (``subject ==
+    "pooled"``: a diamond spanning its interval, with ``k`` and ``I2`` when given).
+    The primary method (Pearson) and reduction (``how``, the first) only, and the rows
+    without a ``control`` (or ``control == "none"``).
+
+    Parameters
+    ----------
+    df : pandas.DataFrame
+        Rows of ``tables/correlations.csv``: ``subject``, ``roi``, ``r`` (and the interval).
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({"dataset": "things-fmri", "roi": "IT",
+    ...                    "subject": ["sub-01", "sub-02", "pooled"], "r": [0.2, 0.15, 0.17],
+    ...                    "ci_low": [0.1, 0.05, 0.02], "ci_high": [0.3, 0.25, 0.3]})
+    >>> ax = forest_plot(df).axes[0]
+    >>> len([l for l in ax.lines if l.get_gid() == "individual"]), len(ax.patches)
+    (2, 1)
+    """
+    from matplotlib.patches import Polygon
+
+    title = "Individuals and the group (random effects)"
+    data = _usable(df, ["subject", "roi", "r"], ["r"], title)
+    if isinstance(data, Figure):
+        return data
+    if "control" in data:
+        data = data.loc[data["control"].isin(["none", ""])]
+    for key in ("method", "how"):
+        if key in data and len(data):
+            values = _unique(data[key])
+            keep = "pearson" if key == "method" and "pearson" in values else values[0]
+            data = data.loc[data[key] == keep]
+    if data.empty:
+        return no_data_figure(title, "no rows")
+    panels = _panels(data, ("dataset", "trials"))
+    panels.sort(key=lambda panel: "(test)" in panel[0])  # the train images' panels first
+    height = max(len(p[1]) for p in panels) * 0.28 + 1.2
+    fig, axes = _grid(len(panels), (4.8, height), ncols_max=2)
+    for ax, (name, rows) in zip(axes, panels, strict=True):
+        labels, y = [], 0.0
+        for roi in _unique(rows["roi"]):
+            part = rows.loc[rows["roi"] == roi]
+            pooled = part.loc[part["subject"] == "pooled"]
+            for _, row in part.loc[part["subject"] != "pooled"].iterrows():
+                lo, hi = float(row.get("ci_low", np.nan)), float(row.get("ci_high", np.nan))
+                if np.isfinite(lo) and np.isfinite(hi):
+                    ax.plot([lo, hi], [y, y], color="0.35", lw=1.2)
+                ax.plot([row["r"]], [y], "o", color="0.2", ms=4, gid="individual")
+                labels.append((y, f"{roi} {row['subject']}"))
+                y -= 1
+            for _, row in pooled.iterrows():
+                r = float(row["r"])
+                lo, hi = float(row.get("ci_low", np.nan)), float(row.get("ci_high", np.nan))
+                lo, hi = (lo, hi) if np.isfinite(lo) and np.isfinite(hi) else (r, r)
+                ax.add_patch(Polygon([(lo, y), (r, y + 0.3), (hi, y), (r, y - 0.3)],
+                                     closed=True, color="C3", gid="pooled"))  # fmt: skip
+                extra = ""
+                if "k" in row and np.isfinite(float(row["k"])):
+                    extra = f" (k={int(row['k'])}"
+                    i2 = float(row.get("I2", np.nan))
+                    extra += f", I²={i2:.0%})" if np.isfinite(i2) else ")"
+                labels.append((y, f"{roi} pooled{extra}"))
+                y -= 1
+            y -= 0.5
+        ax.axvline(0, color="0.5", lw=0.6)
+        ax.set_yticks([t for t, _ in labels], [_txt(lab) for _, lab in labels], fontsize=8)
+        ax.set_ylim(y + 0.2, 1.0)
+        ax.set_title(_txt(name), fontsize=10)
+        ax.set_xlabel("r with memorability")
+    fig.suptitle(title, fontsize=10)
+    return fig

@@ -13,10 +13,10 @@ import numpy as np
 import pandas as pd
 
 from . import plots
-from .findings import model_scores, timecourse_peaks
+from .findings import comparison_statements, model_scores, timecourse_peaks
 from .html import esc, img_tag, table_html
 from .summary import spec_of
-from .tables import TABLES, num_col, text_col
+from .tables import DERIVED, TABLES, num_col, text_col
 
 _SECTIONS = {
     "correlations": (
@@ -48,6 +48,137 @@ _SECTIONS = {
             "neural_reliability",
             "memorability_reliability",
             "p_family",
+        ),
+    ),
+    "confounds": (
+        "Confounds: covariates and concepts",
+        "Per ROI, the plain correlation (r) beside the partial correlation controlling for "
+        "the per-image covariates (r_covariates; the covariates named in column "
+        "covariates, with the category one-hot when control_category is set) and "
+        "the within-concept correlation (r_within_concept: deviations of response and "
+        "memorability from their concept means). Partial correlations remove what the "
+        "covariates explain from both the response and memorability; their p comes from "
+        "Freedman-Lane permutations (the residual of memorability on the covariates permuted "
+        "by concept). Within-concept p permutes memorability among the images of each concept "
+        "only, so concept-level memorability cannot produce it. An effect that vanishes under "
+        "the covariates (a V1 carried by low-level image statistics) is a confound; one that "
+        "survives within concepts is not a concept (category) effect. Trials: column trials, "
+        "train single trials and test means apart. Families: p_fdr is Benjamini-Hochberg over "
+        "the ROIs of one cube, method, reduction, split and control (p_family of "
+        "tables/correlations.csv); covariates_matched / covariates_missing count the images "
+        "with and without every covariate.",
+        None,
+    ),
+    "variance_partition": (
+        "Variance partitioning: ROI magnitudes and covariates",
+        "Cross-validated R² of memorability from the ROI magnitudes (r2_neural), the "
+        "covariates (r2_covariates) and both (r2_both), under the same concept-grouped folds; "
+        "unique_neural = r2_both - r2_covariates is what only the neural responses predict, "
+        "shared what either does. p_unique_neural: one Freedman-Lane permutation test per "
+        "row (memorability's residual on the covariates permuted by concept, the whole fit "
+        "redone; family: that single test, p_family). Trials: column trials.",
+        (
+            "dataset",
+            "subject",
+            "trials",
+            "features",
+            "covariates",
+            "r2_neural",
+            "r2_covariates",
+            "r2_both",
+            "unique_neural",
+            "unique_covariates",
+            "shared",
+            "p_unique_neural",
+            "n",
+            "n_folds",
+            "n_permutations",
+        ),
+    ),
+    "comparisons": (
+        "Comparisons of ROIs: is the effect larger in one area than another?",
+        "For each pair of ROIs of one recording, the difference of their correlations with "
+        "memorability on the same images, diff = r_a - r_b, with a concept jackknife (or "
+        "concept bootstrap) interval and the p of H0: rho_a = rho_b (column ci_method): the "
+        "two correlations are dependent (same images, shared noise) and resampling concepts "
+        "keeps that dependence. A chain such as IT > V4 > V1 is stated as supported only when "
+        "every step of it is significant (p_fdr < 0.05, diff > 0). Trials: column trials. "
+        "Family: p_fdr is Benjamini-Hochberg over the pairs of one recording and split "
+        "(p_family).",
+        (
+            "dataset",
+            "subject",
+            "trials",
+            "method",
+            "how",
+            "pair",
+            "r_a",
+            "r_b",
+            "diff",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_fdr",
+            "sig",
+            "n",
+        ),
+    ),
+    "individuals": (
+        "Individuals and the group",
+        "Each subject's (or monkey's) correlation and the random-effects pooled correlation "
+        "over the individuals of a dataset (subject pooled): Fisher z, each individual's "
+        "standard error from its own concept-resampled interval, REML between-individual "
+        "variance tau2, Hartung-Knapp-Sidik-Jonkman interval and p on k - 1 df; I2 and "
+        "n_same_sign describe heterogeneity and sign consistency. With 2-3 individuals the "
+        "pooled interval is wide by construction. Trials: column trials (train single trials "
+        "and test means are pooled apart). Family: p_fdr of the pooled rows is "
+        "Benjamini-Hochberg over the pooled ROIs of a dataset, method, reduction, trials and "
+        "control (p_family).",
+        (
+            "dataset",
+            "subject",
+            "roi",
+            "method",
+            "how",
+            "trials",
+            "r",
+            "ci_low",
+            "ci_high",
+            "p",
+            "p_fdr",
+            "sig",
+            "k",
+            "tau2",
+            "I2",
+            "n_same_sign",
+            "pi_low",
+            "pi_high",
+        ),
+    ),
+    "latency": (
+        "Latency of the memorability effect",
+        "Per area of the time-resolved recordings, the onset (the time at which the effect "
+        "rises through a fraction of its peak, column criterion) and the peak of the "
+        "correlation with memorability, with percentile intervals from concept-bootstrap time "
+        "courses measured by the same criterion; the time-course figure marks them (triangle: "
+        "onset, diamond: peak, bars: intervals). p_cluster (family-wise over the areas and "
+        "time bins of a recording, p_family) says whether there is an effect at all: the "
+        "latency of an area without one is the latency of noise. Trials: column trials.",
+        (
+            "dataset",
+            "subject",
+            "roi",
+            "trials",
+            "onset",
+            "onset_low",
+            "onset_high",
+            "peak",
+            "peak_low",
+            "peak_high",
+            "peak_r",
+            "p_cluster",
+            "n_defined",
+            "criterion",
         ),
     ),
     "timecourse": (
@@ -162,6 +293,12 @@ def _section_table(name: str, df: pd.DataFrame) -> str:
         return table_html(order, _SECTIONS[name][2])
     if name == "predictions":
         return table_html(_prediction_summary(df))
+    if name == "comparisons":
+        statements = comparison_statements(df)
+        listed = "".join(f"<li>{esc(t)}</li>" for t in statements)
+        return (f'<ul class="findings">{listed}</ul>' if listed else "") + table_html(
+            _with_marks(df), _SECTIONS[name][2]
+        )
     if name == "models":
         scored = model_scores(df).rename(columns={"_score": "score"})
         return table_html(scored, _SECTIONS[name][2])
@@ -207,7 +344,7 @@ def sections_html(tables: Mapping[str, pd.DataFrame], pngs: Mapping[str, Path]) 
             f'<section id="{esc(name)}"><h2>{esc(heading)}</h2>'
             + (f"<p>{esc(text)}</p>" if text else "")
             + (f"<figure>{fig}</figure>" if fig else "")
-            + f'<p class="note">Table: tables/{esc(name)}.csv</p>'
+            + f'<p class="note">Table: tables/{esc(DERIVED.get(name, name + ".csv"))}</p>'
             + _section_table(name, tables[name])
             + "</section>"
         )
@@ -275,6 +412,36 @@ def methods_notes(tables: Mapping[str, pd.DataFrame], prov: Mapping) -> list[str
             "chance_p = (1 + #{null >= observed}) / (1 + P)." + sequential + " Classifiers "
             "predict high vs low memorability (threshold from the training folds) and are "
             "scored by ROC AUC."
+        )
+    if "confounds" in tables:
+        notes.append(
+            "Confounds: partial correlations are correlations of the least-squares residuals "
+            "of response and memorability on [1, covariates] (Freedman-Lane permutations of "
+            "memorability's residual, by concept); within-concept correlations use the "
+            "deviations from concept means (memorability permuted within concepts; concept "
+            "jackknife intervals). Images without every covariate are left out of the partial "
+            "correlation and counted (covariates_missing)."
+        )
+    if "comparisons" in tables:
+        notes.append(
+            "Comparisons: differences of dependent correlations (same images) are tested by "
+            "resampling concepts (delete-one-concept jackknife, t on K - 1 df, or concept "
+            "bootstrap), not by permuting memorability, whose null (both correlations zero) "
+            "would call equal non-zero effects different."
+        )
+    if "individuals" in tables:
+        notes.append(
+            "Group level: random-effects meta-analysis of Fisher z (REML tau2, modified "
+            "Hartung-Knapp-Sidik-Jonkman interval and p on k - 1 df, never narrower than the "
+            "normal one); with the 3 THINGS-fMRI subjects or 2 TVSD monkeys the group "
+            "inference is weak by construction, and each individual is shown."
+        )
+    if "latency" in tables:
+        notes.append(
+            "Latency: onset = the time the effect last rises through a fraction of its peak "
+            "before the peak (interpolated between bins), peak = the bin of the largest "
+            "correlation of the effect's sign; intervals are percentiles of the same measures "
+            "on concept-bootstrap time courses."
         )
     if any(t.startswith("bridge") for t in tables):
         notes.append(

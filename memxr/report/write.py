@@ -20,7 +20,7 @@ from .findings import findings_by_section
 from .html import STYLE, esc, provenance_html
 from .sections import methods_notes, sections_html
 from .summary import now_text, run_summary, spec_of
-from .tables import load_provenance, load_tables, num_col, text_col
+from .tables import derived_tables, load_provenance, load_tables, num_col, text_col
 
 __all__ = ["figures", "write_report"]
 
@@ -83,7 +83,11 @@ def _prediction_figure(tables: Mapping[str, pd.DataFrame]) -> Figure:
 
 _FIGURES: dict[str, tuple[str, Callable[[Mapping[str, pd.DataFrame]], Figure]]] = {
     "correlations": ("correlations", lambda t: plots.roi_correlation_bars(t["correlations"])),
-    "timecourse": ("timecourse", lambda t: plots.timecourses(t["timecourse"])),
+    "individuals": ("individuals", lambda t: plots.forest_plot(t["individuals"])),
+    "timecourse": (
+        "timecourse",
+        lambda t: plots.timecourses(t["timecourse"], t.get("latency")),
+    ),
     "models": ("models", lambda t: plots.model_comparison(t["models"])),
     "predictions": ("predictions", _prediction_figure),
     "bridge_effects": (
@@ -112,8 +116,9 @@ def figures(
 ) -> dict[str, Path]:
     """Draw the figures of a run and save them as ``run_dir/figures/<name>.png``.
 
-    One figure per table present: ``correlations``, ``timecourse``, ``models``,
-    ``predictions`` (the best regressor of ``models`` when known),
+    One figure per table present: ``correlations``, ``individuals`` (a forest plot of the
+    random-effects group rows), ``timecourse`` (with the onsets and peaks of ``latency``),
+    ``models``, ``predictions`` (the best regressor of ``models`` when known),
     ``bridge_effects``, ``bridge_rsa``.
 
     Parameters
@@ -123,7 +128,8 @@ def figures(
     dpi : int
         Resolution of the PNG files.
     tables : dict of DataFrame, optional
-        Tables already loaded with :func:`load_tables` (read from ``run_dir`` otherwise).
+        Tables already loaded with :func:`load_tables` (read from ``run_dir`` otherwise; the
+        views of :func:`memxr.report.tables.derived_tables` are made of them).
 
     Returns
     -------
@@ -141,7 +147,7 @@ def figures(
     (['correlations'], b'\\x89PNG')
     """
     run = _run_dir(run_dir)
-    tables = load_tables(run) if tables is None else tables
+    tables = derived_tables(load_tables(run) if tables is None else dict(tables))
     folder = run / "figures"
     out: dict[str, Path] = {}
     for name, (table, build) in _FIGURES.items():
@@ -230,7 +236,7 @@ def write_report(run_dir: str | os.PathLike, title: str | None = None, *, dpi: i
     (True, False)
     """
     run = _run_dir(run_dir)
-    tables = load_tables(run)
+    tables = derived_tables(load_tables(run))
     prov = load_provenance(run)
     pngs = figures(run, dpi=dpi, tables=tables)
     page = _page(title or _default_title(run, prov), prov, tables, pngs)

@@ -124,7 +124,8 @@ def _frame_rows(frame: pd.DataFrame, x: xr.DataArray | None, dim: str, n: int) -
 def _ids(a, dim: str) -> np.ndarray | None:
     if isinstance(a, xr.DataArray | xr.Dataset) and "stimulus_id" in a.coords:
         if a["stimulus_id"].dims == (dim,):
-            return np.asarray(a["stimulus_id"].values).astype(str)
+            # via object: a StringDType coordinate (read from Zarr v3) does not cast to "U"
+            return np.asarray(a["stimulus_id"].values, dtype=object).astype(str)
     return None
 
 

@@ -241,7 +241,8 @@ def pool_effects(
     pandas.DataFrame
         One row per group: the ``by`` columns, ``individual`` = ``label``, ``r``, the
         interval (``ci_columns``), ``p``, ``n`` (total) and :func:`random_effects`'s
-        heterogeneity and consistency columns; ready to ``pd.concat`` under ``effects``.
+        heterogeneity and consistency columns (a result named like a ``by`` column, such
+        as ``method``, as ``meta_method``); ready to ``pd.concat`` under ``effects``.
     """
     if se_from not in ("ci", "n"):
         raise ValueError(f"se_from must be 'ci' or 'n', got {se_from!r}")
@@ -263,5 +264,7 @@ def pool_effects(
         row[ci_columns[0]] = res.pop("ci_low")
         row[ci_columns[1]] = res.pop("ci_high")
         row[n] = res.pop("n")
-        rows.append(row | res)
+        # a group column named like a result (e.g. the correlation "method") keeps its
+        # value; the result's goes under "meta_<name>"
+        rows.append(row | {(f"meta_{k}" if k in row else k): v for k, v in res.items()})
     return pd.DataFrame(rows)
