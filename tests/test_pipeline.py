@@ -422,10 +422,14 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     patterns = [k for k in sets if k.startswith("pattern_")]
     assert patterns and all(is_dask(sets[k].data) for k in patterns)
     assert not is_dask(sets["magnitude"].data)
+    train = _split_rows(sets["magnitude"], "train")
+    mem = np.asarray(sets["magnitude"]["memorability"].values, dtype=float).copy()
+    mem[train[0]] = np.nan  # an image without a score: left out before loading
+    sets["magnitude"] = sets["magnitude"].assign_coords(memorability=("stimulus", mem))
     part, why = _model_split(sets, "train", 3, "concept")
     assert part is not None, why
     loaded = _split_in_memory(ctx, part)
-    train = _split_rows(sets["magnitude"], "train")
+    train = train[np.isfinite(mem[train])]
     for k in patterns:
         assert not is_dask(loaded[k].data)
         assert loaded[k].sizes["stimulus"] == train.size < sets[k].sizes["stimulus"]

@@ -505,13 +505,18 @@ def _split_in_memory(ctx: Context, part: dict[str, xr.DataArray]) -> dict[str, x
 
 
 def _model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any) -> tuple:
-    """The feature sets restricted to one split, or a reason why it cannot be fit."""
+    """The feature sets restricted to one split's images with a memorability score, or a
+    reason why it cannot be fit.
+
+    Images without a score are left out here, before the patterns are loaded, rather than
+    by :func:`memxr.models.fit_models` (which would copy every feature set without them).
+    """
     from ..stats.inputs import group_codes
 
     ref = next(iter(sets.values()))
     keep = _split_rows(ref, split)
-    part = {k: v.isel(stimulus=keep) for k, v in sets.items()}
     labelled = np.isfinite(np.asarray(ref["memorability"].values, dtype=float)[keep])
+    part = {k: v.isel(stimulus=keep[labelled]) for k, v in sets.items()}
     k = cv[1] if isinstance(cv, tuple) else cv
     if groups and "concept" in ref.coords:
         concepts = np.asarray(ref["concept"].values, dtype=object)[keep][labelled]
@@ -549,6 +554,9 @@ def models_step(ctx: Context, step: Step) -> None:
             if part is None:
                 ctx.log(f"    models: {cube['name']} {split}: too few images to fit ({why})")
                 continue
+            unlabelled = _split_rows(next(iter(sets.values())), split).size - next(
+                iter(part.values())
+            ).sizes["stimulus"]
             part = _split_in_memory(ctx, part)
             res = fit_models(
                 part,
@@ -565,6 +573,8 @@ def models_step(ctx: Context, step: Step) -> None:
             )
             trials = trials_label(mag, split)
             t = res.table.copy()
+            if "n_dropped" in t:  # images of the split without a score: left out above
+                t["n_dropped"] += unlabelled
             t.insert(0, "subject", subject)
             t.insert(0, "dataset", dataset)
             t["trials"] = trials
