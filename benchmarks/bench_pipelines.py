@@ -191,7 +191,9 @@ class Sampler(threading.Thread):
                 except psutil.Error:
                     continue
                 role = self._role(p)
-                self.cpu[p.pid] = t.user + t.system + t.children_user + t.children_system
+                # own time only: a child's time also shows in its parent's children_* once
+                # it is reaped (the workers at the end), and every child is sampled itself
+                self.cpu[p.pid] = t.user + t.system
                 key = (self.step, role)
                 self.peak[key] = max(self.peak.get(key, 0.0), rss)
 
