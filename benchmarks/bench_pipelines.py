@@ -47,7 +47,6 @@ Takes about an hour on 2 cores with one fMRI subject (the ingest reads 8.3 GB).
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import os
 import re
