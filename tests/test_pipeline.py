@@ -405,6 +405,42 @@ def test_store_input_unions_and_reliability_filter(first, work, client):
     assert catalog.name.tolist() == ["sub-01"]
 
 
+def test_models_load_patterns_one_split_at_a_time(first, work):
+    """The models step keeps ROI patterns lazy until a split is fit, and then loads only that
+    split's rows (a real-size THINGS-fMRI subject's patterns of every stimulus beside their
+    train rows did not fit the client of a 24 GB machine)."""
+    from memxr.models.task import is_dask
+    from memxr.pipeline.core import Context
+    from memxr.pipeline.steps import _feature_sets, _model_split, _split_in_memory, _split_rows
+    from memxr.testing import spec_dict
+
+    out, _ = first
+    path = work / "patterns.yaml"
+    path.write_text(yaml.safe_dump(spec_dict()))
+    spec = load_spec(path)
+    ctx = Context(spec, out, None, lambda _: None, False)
+    cube = next(c for c in spec.cubes if c["name"] == "sub-01")
+    p = {"feature_sets": ["magnitude", "pattern"], "pca": 5}
+    sets, pcs = _feature_sets(ctx, cube, p)
+    patterns = [k for k in sets if k.startswith("pattern_")]
+    assert patterns and all(is_dask(sets[k].data) for k in patterns)
+    assert not is_dask(sets["magnitude"].data)
+    train = _split_rows(sets["magnitude"], "train")
+    mem = np.asarray(sets["magnitude"]["memorability"].values, dtype=float).copy()
+    mem[train[0]] = np.nan  # an image without a score: left out before loading
+    sets["magnitude"] = sets["magnitude"].assign_coords(memorability=("stimulus", mem))
+    part, why = _model_split(sets, "train", 3, "concept")
+    assert part is not None, why
+    loaded = _split_in_memory(ctx, part)
+    train = train[np.isfinite(mem[train])]
+    for k in patterns:
+        assert not is_dask(loaded[k].data)
+        assert loaded[k].sizes["stimulus"] == train.size < sets[k].sizes["stimulus"]
+        eager = sets[k].compute().isel(stimulus=train)
+        np.testing.assert_array_equal(loaded[k].values, eager.values)
+    assert all(is_dask(sets[k].data) for k in patterns)  # the full sets stay lazy
+
+
 def test_model_target_leaves_out_stimuli_with_missing_features():
     from memxr.pipeline.steps import _target
 

@@ -444,8 +444,9 @@ CLUSTER_COLUMNS = ["dataset", "subject", "method", "trials", "roi", "cluster", "
 
 
 def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataArray], dict]:
-    """The feature sets of one cube: ROI magnitudes, and each ROI's pattern (its channels,
-    in memory; their PCA is fit inside the training folds), and the PCA size of each."""
+    """The feature sets of one cube: ROI magnitudes (in memory), and each ROI's pattern (its
+    channels, still lazy: :func:`_split_in_memory` loads one split's rows at a time; their
+    PCA is fit inside the training folds), and the PCA size of each."""
     from ..features import pattern_features
     from ..reduce import roi_masks
     from ..schema import text_coord
@@ -466,7 +467,7 @@ def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataA
                 ctx.log(f"    models: {cube['name']} {roi} has no channel; no pattern features")
                 continue
             f = pattern_features(ds, roi, None, time=windows[roi] if windows else None)
-            sets[f"pattern_{roi}"] = compute(ctx, f)
+            sets[f"pattern_{roi}"] = f
             pcs[f"pattern_{roi}"] = p["pca"] and min(p["pca"], n_channels)
     return sets, pcs
 
@@ -483,14 +484,32 @@ def _target(sets: dict[str, xr.DataArray]) -> str | xr.DataArray:
     return xr.DataArray(y, dims="stimulus", name="memorability")
 
 
+def _split_in_memory(ctx: Context, part: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
+    """The lazy feature sets of one split computed, one after the other.
+
+    Patterns are loaded split by split, never for every stimulus: a whole THINGS-fMRI
+    subject's patterns (7 ROIs, 181,508 voxels x 8,740 stimuli, 6.3 GB of float32) in memory
+    beside their train rows was twice what the models step needs (the client of
+    ``memxr run`` reached 19.9 GB and was killed on a 24 GB machine).
+    """
+    from ..models.task import is_dask
+
+    return {k: compute(ctx, v) if is_dask(v.data) else v for k, v in part.items()}
+
+
 def _model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any) -> tuple:
-    """The feature sets restricted to one split, or a reason why it cannot be fit."""
+    """The feature sets restricted to one split's images with a memorability score, or a
+    reason why it cannot be fit.
+
+    Images without a score are left out here, before the patterns are loaded, rather than
+    by :func:`memxr.models.fit_models` (which would copy every feature set without them).
+    """
     from ..stats.inputs import group_codes
 
     ref = next(iter(sets.values()))
     keep = split_rows(ref, split)
-    part = {k: v.isel(stimulus=keep) for k, v in sets.items()}
     labelled = np.isfinite(np.asarray(ref["memorability"].values, dtype=float)[keep])
+    part = {k: v.isel(stimulus=keep[labelled]) for k, v in sets.items()}
     k = cv[1] if isinstance(cv, tuple) else cv
     if groups and "concept" in ref.coords:
         concepts = np.asarray(ref["concept"].values, dtype=object)[keep][labelled]
@@ -528,6 +547,10 @@ def models_step(ctx: Context, step: Step) -> None:
             if part is None:
                 ctx.log(f"    models: {cube['name']} {split}: too few images to fit ({why})")
                 continue
+            unlabelled = split_rows(next(iter(sets.values())), split).size - next(
+                iter(part.values())
+            ).sizes["stimulus"]
+            part = _split_in_memory(ctx, part)
             res = fit_models(
                 part,
                 _target(part),
@@ -543,6 +566,8 @@ def models_step(ctx: Context, step: Step) -> None:
             )
             trials = trials_label(mag, split)
             t = res.table.copy()
+            if "n_dropped" in t:  # images of the split without a score: left out above
+                t["n_dropped"] += unlabelled
             t.insert(0, "subject", subject)
             t.insert(0, "dataset", dataset)
             t["trials"] = trials
@@ -552,6 +577,7 @@ def models_step(ctx: Context, step: Step) -> None:
             tree = res.to_xarray()
             tree.attrs.update({"dataset": dataset, "subject": subject, "trials": trials})
             groups[f"{cube['name']}/{split}"] = tree
+            del part, res  # this split's patterns: not held while the next one loads
     write_tree(groups, ctx.path(step.outputs[0]), ctx.provenance(step, ctx.spec.cubes))
     write_csv(pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(),
               ctx.path(step.outputs[1]))  # fmt: skip
