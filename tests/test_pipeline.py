@@ -411,7 +411,7 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     train rows did not fit the client of a 24 GB machine)."""
     from memxr.models.task import is_dask
     from memxr.pipeline.core import Context
-    from memxr.pipeline.steps import _feature_sets, _model_split, _split_in_memory, _split_rows
+    from memxr.pipeline.steps import _feature_sets, _model_split, _split_in_memory, split_rows
     from memxr.testing import spec_dict
 
     out, _ = first
@@ -425,7 +425,7 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     patterns = [k for k in sets if k.startswith("pattern_")]
     assert patterns and all(is_dask(sets[k].data) for k in patterns)
     assert not is_dask(sets["magnitude"].data)
-    train = _split_rows(sets["magnitude"], "train")
+    train = split_rows(sets["magnitude"], "train")
     mem = np.asarray(sets["magnitude"]["memorability"].values, dtype=float).copy()
     mem[train[0]] = np.nan  # an image without a score: left out before loading
     sets["magnitude"] = sets["magnitude"].assign_coords(memorability=("stimulus", mem))
