@@ -628,3 +628,32 @@ def test_tasks_carry_no_data_in_their_graphs(client):
     large = [str(w.message) for w in seen if "large graph" in str(w.message)]
     assert len(large) == 1, large
     assert len(res.table) == 4 and res.table.n_permutations.eq(5).all()
+
+
+def test_feature_sets_fit_apart_equal_one_fit():
+    """combine_results of one fit per feature set = one fit over every set (same folds and
+    permutations; the FDR over every row): the pipeline holds one set in memory at a time."""
+    from memxr.models import combine_results
+
+    rng = np.random.default_rng(5)
+    n = 60
+    concept = np.repeat([f"c{i}" for i in range(20)], 3)
+    y = rng.normal(size=n)
+    sets = {
+        k: xr.DataArray(
+            rng.normal(size=(n, 4)) + 0.5 * y[:, None] * (k == "a"),
+            dims=("stimulus", "feature"),
+            coords={"concept": ("stimulus", concept)},
+        )
+        for k in ("a", "b", "c")
+    }
+    kw = dict(models=("ridge", "linear_svc"), cv=3, groups="concept", n_permutations=19,
+              early_stop=3, client=False, n_components={"b": 2})  # fmt: skip
+    one = fit_models(sets, y, **kw)
+    apart = combine_results(
+        [fit_models({k: v}, y, **{**kw, "n_components": {k: 2} if k == "b" else None})
+         for k, v in sets.items()]
+    )  # fmt: skip
+    pd.testing.assert_frame_equal(one.table, apart.table)
+    xr.testing.assert_equal(one.null, apart.null)
+    xr.testing.assert_allclose(one.predictions, apart.predictions)

@@ -25,7 +25,7 @@ from .estimators import (
     make_pca,
     ridge_cv_alpha,
 )
-from .fit import EARLY_STOP, ModelResults, fit_models, sequential_p
+from .fit import EARLY_STOP, ModelResults, combine_results, fit_models, sequential_p
 from .folds import grouped_permutation, grouped_permutations, make_folds, split_labels
 from .partition import variance_partition
 
@@ -37,6 +37,7 @@ __all__ = [
     "REGRESSORS",
     "RIDGE_ALPHAS",
     "ModelResults",
+    "combine_results",
     "fit_models",
     "grouped_permutation",
     "grouped_permutations",

@@ -123,7 +123,7 @@ from .inputs import prepare_run
 from .scoring import prediction_table, sequential_p, summarize
 from .task import FitOptions
 
-__all__ = ["EARLY_STOP", "ModelResults", "fit_models", "sequential_p"]
+__all__ = ["EARLY_STOP", "ModelResults", "combine_results", "fit_models", "sequential_p"]
 
 EARLY_STOP = 10
 """Default ``early_stop`` of :func:`fit_models`: a row's permutations stop at its 10th null
@@ -191,6 +191,53 @@ class ModelResults:
             ds = xr.merge([ds, self.predictions], compat="override", join="outer")
         ds.attrs = {"memxr_step": "fit_models", "params": json.dumps(self.params)}
         return ds
+
+
+def combine_results(results: Sequence[ModelResults]) -> ModelResults:
+    """Fits of disjoint feature sets on the same stimuli, folds and permutations as one.
+
+    :func:`fit_models` called once per feature set with the same target, ``cv``, ``groups``
+    and ``seed`` draws the same folds and permutations for each, so the rows equal those of
+    one call over every set; only the Benjamini-Hochberg adjustment spans the call, and it
+    is applied again here over every row (``chance_p_fdr``, ``p_family``). Lets a caller hold
+    one feature set in memory at a time.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr
+    >>> rng = np.random.default_rng(0)
+    >>> sets = {k: xr.DataArray(rng.normal(size=(30, 2)), dims=("stimulus", "feature"))
+    ...         for k in ("a", "b")}
+    >>> y = rng.normal(size=30)
+    >>> kw = dict(models=("ridge",), cv="random", n_permutations=9, client=False)
+    >>> one = fit_models(sets, y, **kw)
+    >>> apart = combine_results([fit_models({k: v}, y, **kw) for k, v in sets.items()])
+    >>> bool(np.allclose(one.table.chance_p_fdr, apart.table.chance_p_fdr))
+    True
+    """
+    from ..stats.kernels import fdr_kernel
+
+    results = list(results)
+    if len(results) == 1:
+        return results[0]
+    table = pd.concat([r.table for r in results], ignore_index=True)
+    if len(table):
+        table["chance_p_fdr"] = fdr_kernel(table["chance_p"].to_numpy(float), 1)
+        timed = "time" in table
+        table["p_family"] = (
+            "chance_p_fdr: Benjamini-Hochberg over the "
+            f"{int(np.isfinite(table['chance_p']).sum())} feature set x model"
+            + (" x time bin" if timed else "")
+            + " rows of this fit"
+        )
+    null = xr.concat([r.null for r in results], dim="feature_set", join="outer")
+    preds = [r.predictions for r in results if r.predictions is not None]
+    predictions = (
+        xr.concat(preds, dim="feature_set", data_vars="minimal", coords="minimal",
+                  compat="override", join="outer")
+        if preds else None
+    )  # fmt: skip
+    return ModelResults(table, predictions, null, dict(results[0].params))
 
 
 def _components(n_components: Any, names: list[str]) -> dict[str, int | None]:

@@ -472,13 +472,23 @@ def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataA
     return sets, pcs
 
 
-def _target(sets: dict[str, xr.DataArray]) -> str | xr.DataArray:
-    """Memorability, NaN (left out) for stimuli without a finite value in every feature set."""
+def _target(sets: dict[str, xr.DataArray], ctx: Context | None = None) -> str | xr.DataArray:
+    """Memorability, NaN (left out) for stimuli without a finite value in every feature set.
+
+    Lazy feature sets are checked by one pass each (on the client of ``ctx``), so that the
+    sets can then be loaded and fit one at a time on the same stimuli.
+    """
+    from ..models.task import is_dask
+
     ref = next(iter(sets.values()))
     y = np.asarray(ref["memorability"].values, dtype=float).copy()
     for f in sets.values():
-        values = np.asarray(f.values)  # in memory already: ROI magnitudes or patterns
-        y[~np.isfinite(values).reshape(values.shape[0], -1).all(axis=1)] = np.nan
+        ok = np.isfinite(f)
+        rest = [d for d in f.dims if d != "stimulus"]
+        ok = ok.all(rest) if rest else ok
+        if is_dask(ok.data):
+            ok = compute(ctx, ok) if ctx is not None else ok.compute()
+        y[~np.asarray(ok.values, dtype=bool)] = np.nan
     if np.array_equal(np.isnan(y), np.isnan(np.asarray(ref["memorability"].values, float))):
         return "memorability"
     return xr.DataArray(y, dims="stimulus", name="memorability")
@@ -530,7 +540,7 @@ def models_step(ctx: Context, step: Step) -> None:
     any prediction has on r(prediction, memorability) (the reliability of a model's
     combination of channels is not measured).
     """
-    from ..models.fit import fit_models
+    from ..models.fit import combine_results, fit_models
 
     p = step.params
     cv = p["cv"] if p["groups"] else ("random", p["cv"])
@@ -550,20 +560,27 @@ def models_step(ctx: Context, step: Step) -> None:
             unlabelled = split_rows(next(iter(sets.values())), split).size - next(
                 iter(part.values())
             ).sizes["stimulus"]
-            part = _split_in_memory(ctx, part)
-            res = fit_models(
-                part,
-                _target(part),
-                models=p["models"],
-                cv=cv,
-                groups=p["groups"],
-                n_permutations=p["n_permutations"],
-                early_stop=p.get("early_stop", 0),
-                seed=p["seed"],
-                client=ctx.client or False,
-                noise_ceiling=float(np.sqrt(mem_rel)),
-                n_components=pcs,
-            )
+            target = _target(part, ctx)
+            fits = []
+            for name, features in part.items():  # one feature set in memory at a time
+                one = _split_in_memory(ctx, {name: features})
+                fits.append(
+                    fit_models(
+                        one,
+                        target,
+                        models=p["models"],
+                        cv=cv,
+                        groups=p["groups"],
+                        n_permutations=p["n_permutations"],
+                        early_stop=p.get("early_stop", 0),
+                        seed=p["seed"],
+                        client=ctx.client or False,
+                        noise_ceiling=float(np.sqrt(mem_rel)),
+                        n_components={name: pcs.get(name)},
+                    )
+                )
+                del one
+            res = combine_results(fits)
             trials = trials_label(mag, split)
             t = res.table.copy()
             if "n_dropped" in t:  # images of the split without a score: left out above
