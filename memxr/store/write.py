@@ -339,14 +339,30 @@ def _compute_stores(stores: list[tuple], finished) -> None:
         finally:
             client.cancel(futures)
         return
-    region_of = {s.key: (name, region) for s, name, region in stores}
+    # A region is done when every output key of its store collection is (one Delayed key on
+    # older dask, the chunk keys of an Array on dask >= 2025.4).
+    from dask.core import flatten
+
+    remaining = [set(flatten(s.__dask_keys__())) for s, _, _ in stores]
+    regions_of: dict = {}
+    for i, keys in enumerate(remaining):
+        for key in keys:
+            regions_of.setdefault(key, []).append(i)
+
+    done = [False] * len(stores)
 
     def posttask(key, result, dsk, state, worker_id) -> None:
-        if key in region_of:
-            finished(*region_of[key])
+        for i in regions_of.get(key, ()):
+            remaining[i].discard(key)
+            if not remaining[i] and not done[i]:
+                done[i] = True
+                finished(*stores[i][1:])
 
     with Callback(posttask=posttask):
         dask.compute(*(s for s, _, _ in stores))
+    for i in range(len(stores)):
+        if not done[i]:  # keys not seen by the callback (none, or fused away): done too
+            finished(*stores[i][1:])
 
 
 def _finish(
