@@ -23,7 +23,7 @@ Examples
 ...     vals[:] = np.arange(6, dtype="float32").reshape(3, 2)
 ...     ids[:, 0] = [7, 8, 9]
 >>> with h5py.File(path, "r") as f:
-...     f["ResponseData/block0_values"][()].tolist(), f["ResponseData"].attrs["pandas_type"]
+...     f["ResponseData/block0_values"][()].tolist(), f["ResponseData"].attrs["pandas_type"]  # small
 ([[0.0, 1.0], [2.0, 3.0], [4.0, 5.0]], np.bytes_(b'frame'))
 
 pandas itself reads the result (``tests/test_synth.py`` checks it).
