@@ -1046,6 +1046,53 @@ def _meta_ci(seed: int, fast: bool) -> bool:
     return bool(float(pooled.ci_low.iloc[0]) <= REAL_EFFECT <= float(pooled.ci_high.iloc[0]))
 
 
+def _pooled_diffs(seed: int, rho: list[float]) -> Any:
+    """Group rows of r_a - r_b over 2-6 individuals, each compared on its own images."""
+    import pandas as pd
+
+    from .pipeline.analyses import pooled_comparison_rows
+    from .stats import compare_correlations
+
+    rng = np.random.default_rng([seed, 409])
+    rows = []
+    for i in range(int(rng.integers(2, 7))):
+        sub = seed * 10 + i
+        cube = _two_rois(sub, rho, n_concepts=100 + sub % 101)
+        x = cube.response.rename(channel="roi").assign_coords(roi=["IT", "V1"])
+        res = compare_correlations(x, cube.memorability, [("IT", "V1")], groups="concept",
+                                   seed=sub)  # fmt: skip
+        rows.append({"dataset": "sim", "subject": f"s{i}", "pair": "IT-V1", "roi_a": "IT",
+                     "roi_b": "V1", "r_a": float(res.r_a[0]), "r_b": float(res.r_b[0]),
+                     "diff": float(res["diff"][0]), "ci_low": float(res.ci_low[0]),
+                     "ci_high": float(res.ci_high[0]), "n": int(res.n)})  # fmt: skip
+    return pooled_comparison_rows(pd.DataFrame(rows)).iloc[0]
+
+
+def _meta_diff_p(seed: int, fast: bool) -> bool:
+    return bool(float(_pooled_diffs(seed, [0.15, 0.15])["p"]) <= ALPHA)
+
+
+def _meta_diff_ci(seed: int, fast: bool) -> bool:
+    row = _pooled_diffs(seed, [0.25, 0.10])
+    return bool(float(row["ci_low"]) <= 0.15 <= float(row["ci_high"]))
+
+
+def _meta_onset_ci(seed: int, fast: bool) -> bool:
+    import pandas as pd
+
+    from .pipeline.analyses import pooled_latency_rows
+
+    rng = np.random.default_rng([seed, 433])
+    rows, onset = [], np.nan
+    for i in range(int(rng.integers(2, 5))):
+        res, onset, _ = _latency(seed * 10 + i, fast)
+        rows.append({"dataset": "sim", "subject": f"s{i}", "roi": "IT",
+                     "onset": float(res.onset), "onset_low": float(res.onset_low),
+                     "onset_high": float(res.onset_high)})  # fmt: skip
+    row = pooled_latency_rows(pd.DataFrame(rows)).iloc[0]
+    return bool(float(row["onset_low"]) <= onset <= float(row["onset_high"]))
+
+
 def _partition_p(seed: int, fast: bool) -> bool:
     from .models import variance_partition
 
@@ -1100,6 +1147,13 @@ CHECKS: dict[str, Check] = {
         Check("meta_p", "fpr", "pool_effects: HKSJ p, 3-8 individuals, mean r = 0", _meta_p),
         Check("meta_ci", "coverage",
               "pool_effects: HKSJ 95% CI, 3-8 individuals, mean r = 0.10", _meta_ci),
+        Check("meta_diff_p", "fpr",
+              "pooled_comparison_rows: HKSJ p of r_a - r_b = 0, 2-6 individuals", _meta_diff_p),
+        Check("meta_diff_ci", "coverage",
+              "pooled_comparison_rows: HKSJ 95% CI of r_a - r_b = 0.15, 2-6 individuals",
+              _meta_diff_ci),
+        Check("meta_onset_ci", "coverage",
+              "pooled_latency_rows: HKSJ 95% CI of the onset, 2-4 individuals", _meta_onset_ci),
         Check("variance_partition_p", "fpr",
               "variance_partition: p of unique neural R2, covariates explain all", _partition_p),
     )

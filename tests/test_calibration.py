@@ -45,6 +45,9 @@ N_SIMS = {
     "latency_peak_ci": 60,
     "meta_p": 40,
     "meta_ci": 30,
+    "meta_diff_p": 100,
+    "meta_diff_ci": 100,
+    "meta_onset_ci": 60,
     "variance_partition_p": 100,
 }
 

@@ -116,3 +116,33 @@ def test_pool_effects_keeps_a_group_column_named_method():
     pooled = pool_effects(effects, by=["roi", "method"], se_from="n")
     assert pooled.method.tolist() == ["pearson", "spearman"]
     assert pooled.meta_method.str.contains("REML").all()
+
+
+def test_identity_scale_pools_effects_as_given():
+    # differences of correlations (or latencies): no Fisher transform, se on their scale
+    d, se = np.array([0.12, 0.05, 0.09, 0.15]), np.array([0.03, 0.04, 0.02, 0.05])
+    v = se**2
+    w = 1 / v
+    mu_fe = (w * d).sum() / w.sum()
+    q = (w * (d - mu_fe) ** 2).sum()
+    tau2 = max(0.0, (q - 3) / (w.sum() - (w**2).sum() / w.sum()))
+    ws = 1 / (v + tau2)
+    mu = (ws * d).sum() / ws.sum()
+    hk = np.sqrt(max((ws * (d - mu) ** 2).sum() / 3, 1.0) / ws.sum())
+    out = random_effects(d, se=se, method="DL", scale="identity")
+    assert out["r"] == pytest.approx(mu) and out["z"] == pytest.approx(mu)
+    assert out["ci_low"] == pytest.approx(mu - scipy.stats.t.ppf(0.975, 3) * hk)
+    assert out["p"] == pytest.approx(2 * scipy.stats.t.sf(abs(mu) / hk, 3))
+    # effects beyond |1| are fine on this scale (ms), and se is required
+    ms = random_effects([95.0, 110.0, 102.0], se=[5.0, 6.0, 4.0], scale="identity")
+    assert 95 < ms["r"] < 110 and ms["k"] == 3
+    with pytest.raises(ValueError, match="needs se"):
+        random_effects([95.0, 110.0], [100, 100], scale="identity")
+    with pytest.raises(ValueError, match="scale"):
+        random_effects([0.1, 0.2], [100, 100], scale="log")
+    table = pd.DataFrame({"subject": ["a", "b", "c", "d"], "diff": d,
+                          "lo": d - 1.959964 * se, "hi": d + 1.959964 * se})  # fmt: skip
+    pooled = pool_effects(table, r="diff", ci_columns=("lo", "hi"), scale="identity",
+                          method="DL")  # fmt: skip
+    assert pooled["diff"].iloc[0] == pytest.approx(mu)
+    assert pooled["p"].iloc[0] == pytest.approx(out["p"], rel=1e-5)

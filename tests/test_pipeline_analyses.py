@@ -17,6 +17,8 @@ from memxr.pipeline.analyses import (
     COMPARISON_COLUMNS,
     LATENCY_COLUMNS,
     VARIANCE_PARTITION_COLUMNS,
+    pooled_comparison_rows,
+    pooled_latency_rows,
     pooled_rows,
 )
 from memxr.pipeline.spec import SpecError, load_spec
@@ -238,3 +240,47 @@ def test_step_keys_follow_the_covariates(work):
     third = keys(base)
     assert third["correlations"] != first["correlations"]
     assert third["comparisons"] == first["comparisons"] and third["latency"] == first["latency"]
+
+
+def test_pooled_comparison_rows():
+    from memxr.stats import random_effects
+
+    rows = []
+    diffs = {"IT-V1": [0.18, 0.15, 0.21], "FFA-PPA": [0.02, -0.03, 0.01]}
+    for pair, values in diffs.items():
+        a, b = pair.split("-")
+        for i, d in enumerate(values):
+            rows.append({"dataset": "things-fmri", "subject": f"sub-0{i + 1}", "method": "pearson",
+                         "how": "mean", "trials": "single (train)", "pair": pair, "roi_a": a,
+                         "roi_b": b, "r_a": 0.2 + 0.01 * i, "r_b": 0.2 + 0.01 * i - d,
+                         "diff": d, "ci_low": d - 0.04 - 0.01 * i, "ci_high": d + 0.04 + 0.01 * i,
+                         "p": 0.01, "n": 8000})  # fmt: skip
+    rows.append(dict(rows[0], dataset="tvsd", subject="monkeyN"))  # one monkey: no group row
+    table = pd.DataFrame(rows)
+    pooled = pooled_comparison_rows(table).set_index("pair")
+    assert set(pooled.index) == {"IT-V1", "FFA-PPA"} and set(pooled.subject) == {"pooled"}
+    part = table[(table.pair == "IT-V1") & (table.dataset == "things-fmri")]
+    se = (part.ci_high - part.ci_low) / (2 * 1.959963984540054)
+    want = random_effects(part["diff"], se=se, scale="identity")
+    got = pooled.loc["IT-V1"]
+    assert got["diff"] == pytest.approx(want["r"]) and got["p"] == pytest.approx(want["p"])
+    assert got["ci_low"] == pytest.approx(want["ci_low"]) and got["k"] == 3
+    assert got["r_a"] == pytest.approx(np.tanh(np.arctanh(part.r_a).mean()))
+    assert got["p_fdr"] < 0.05 and pooled.loc["FFA-PPA", "p"] > 0.05
+    assert "pooled pairs" in got["p_family"]
+
+
+def test_pooled_latency_rows():
+    t = pd.DataFrame({"dataset": "tvsd-trials", "subject": ["monkeyN", "monkeyF", "monkeyN"],
+                      "roi": ["IT", "IT", "V4"], "method": "pearson",
+                      "trials": "single (train)", "onset": [98.0, 106.0, 80.0],
+                      "onset_low": [90.0, 96.0, 70.0], "onset_high": [106.0, 116.0, 90.0],
+                      "peak": [150.0, np.nan, 120.0], "peak_low": [140.0, np.nan, 110.0],
+                      "peak_high": [160.0, np.nan, 130.0], "n": 22248})  # fmt: skip
+    pooled = pooled_latency_rows(t)
+    assert len(pooled) == 1  # V4 has one monkey
+    row = pooled.iloc[0]
+    assert row.roi == "IT" and row.subject == "pooled" and row.k == 2
+    assert 98 < row.onset < 106 and row.onset_low < 90 and row.onset_high > 116
+    assert np.isnan(row.peak)  # one monkey with a peak: not pooled
+    assert "no test" in row.p_family

@@ -11,9 +11,11 @@ never the cubes:
   random-effects group rows over the subjects or monkeys of a dataset (subject
   ``pooled``, :func:`memxr.stats.pool_effects`);
 - :func:`comparisons_step`: differences of two ROIs' correlations on the same images
-  (:func:`memxr.stats.compare_correlations`) -> ``tables/comparisons.csv``;
+  (:func:`memxr.stats.compare_correlations`), with random-effects group rows of the
+  differences (:func:`pooled_comparison_rows`) -> ``tables/comparisons.csv``;
 - :func:`latency_step`: onset and peak of each area's effect in time-resolved cubes
-  (:func:`memxr.stats.latency`) -> ``tables/latency.csv``;
+  (:func:`memxr.stats.latency`), with group rows of onset and peak
+  (:func:`pooled_latency_rows`) -> ``tables/latency.csv``;
 - :func:`variance_partition_step`: unique and shared R^2 of ROI magnitudes and covariates
   (:func:`memxr.models.variance_partition`) -> ``tables/variance_partition.csv``.
 
@@ -57,6 +59,8 @@ __all__ = [
     "correlations_step",
     "covariates_of",
     "latency_step",
+    "pooled_comparison_rows",
+    "pooled_latency_rows",
     "pooled_rows",
     "variance_partition_step",
 ]
@@ -234,6 +238,33 @@ def _bh(p: np.ndarray) -> np.ndarray:
     return out
 
 
+def _group_rows(table: pd.DataFrame, keys: list[str], effect: str, ci_columns: tuple[str, str],
+                scale: str) -> pd.DataFrame:
+    """Random-effects rows of ``effect`` per ``keys`` group with two individuals or more."""
+    from ..stats import pool_effects
+
+    keys = [k for k in keys if k in table]
+    indiv = table.loc[table["subject"].astype(str) != "pooled"]
+    indiv = indiv.loc[np.isfinite(indiv[effect].to_numpy(float))]
+    several = indiv.groupby(keys, dropna=False)["subject"].transform("nunique") >= 2
+    indiv = indiv.loc[several]
+    if indiv.empty:
+        return pd.DataFrame()
+    with_ci = np.isfinite(indiv[list(ci_columns)].to_numpy(float)).all(axis=1).all()
+    if scale == "identity" and not with_ci:
+        return pd.DataFrame()
+    pooled = pool_effects(indiv, by=keys, individual="subject", r=effect, ci_columns=ci_columns,
+                          se_from="ci" if with_ci else "n", scale=scale)  # fmt: skip
+    pooled["se_from"] = "ci" if with_ci else "n"
+    return pooled
+
+
+def _fdr_within(pooled: pd.DataFrame, family: list[str]) -> pd.Series:
+    return pooled.groupby(family, dropna=False)["p"].transform(
+        lambda s: pd.Series(_bh(s.to_numpy(float)), index=s.index)
+    )
+
+
 def pooled_rows(table: pd.DataFrame) -> pd.DataFrame:
     """Random-effects group rows: per dataset, ROI, method, how, trials and control, over the
     individuals (subjects, monkeys) of the dataset, where there are at least two.
@@ -256,30 +287,137 @@ def pooled_rows(table: pd.DataFrame) -> pd.DataFrame:
     pandas.DataFrame
         The group rows (empty when no dataset has two individuals).
     """
-    from ..stats import pool_effects
-
     if table.empty:
         return pd.DataFrame()
-    keys = [k for k in ("dataset", "roi", "method", "how", "trials", "control") if k in table]
-    indiv = table.loc[table["subject"].astype(str) != "pooled"]
-    indiv = indiv.loc[np.isfinite(indiv["r"].to_numpy(float))]
-    several = indiv.groupby(keys, dropna=False)["subject"].transform("nunique") >= 2
-    indiv = indiv.loc[several]
-    if indiv.empty:
-        return pd.DataFrame()
-    with_ci = np.isfinite(indiv[["ci_low", "ci_high"]].to_numpy(float)).all(axis=1).all()
-    pooled = pool_effects(indiv, by=keys, individual="subject", se_from="ci" if with_ci else "n")
-    family = [k for k in keys if k != "roi"]
-    pooled["p_fdr"] = pooled.groupby(family, dropna=False)["p"].transform(
-        lambda s: pd.Series(_bh(s.to_numpy(float)), index=s.index)
-    )
+    keys = ["dataset", "roi", "method", "how", "trials", "control"]
+    pooled = _group_rows(table, keys, "r", ("ci_low", "ci_high"), "fisher")
+    if pooled.empty:
+        return pooled
+    pooled["p_fdr"] = _fdr_within(pooled, [k for k in keys if k in table and k != "roi"])
     pooled["p_family"] = (
         "random effects over the k individuals (REML tau2, HKSJ interval and p, t on k-1 df); "
         "p_fdr: Benjamini-Hochberg over the pooled ROIs of this dataset, method, how, trials "
         "and control"
     )
-    pooled["se_from"] = "ci" if with_ci else "n"
     return pooled
+
+
+def pooled_comparison_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Random-effects group rows of ``tables/comparisons.csv``: ``r_a - r_b`` pooled.
+
+    Per dataset, pair, method, how and trials over the individuals with the pair (at
+    least two): the differences pooled as they are (identity scale, REML ``tau2``, HKSJ
+    interval and p on ``k - 1`` df), each individual's standard error from its
+    concept-jackknife interval. ``r_a`` and ``r_b`` of a group row are the Fisher-z means
+    of the individuals' (descriptive); ``p_fdr`` over the pooled pairs of a dataset,
+    method, how and trials.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The comparison rows (:data:`COMPARISON_COLUMNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        The group rows (``subject`` = ``pooled``; empty when no dataset has two
+        individuals with a pair).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"dataset": "things-fmri", "subject": ["s1", "s2", "s3"],
+    ...     "method": "pearson", "how": "mean", "trials": "single (train)", "pair": "IT-V1",
+    ...     "roi_a": "IT", "roi_b": "V1", "r_a": [0.21, 0.18, 0.2], "r_b": [0.01, 0.03, 0.0],
+    ...     "diff": [0.20, 0.15, 0.2], "ci_low": [0.16, 0.11, 0.16],
+    ...     "ci_high": [0.24, 0.19, 0.24], "n": 8740})
+    >>> row = pooled_comparison_rows(t).iloc[0]
+    >>> row["subject"], int(row["k"]), round(float(row["diff"]), 3), bool(row["p"] < 0.05)
+    ('pooled', 3, 0.183, True)
+
+    With two individuals (the two TVSD monkeys) the interval has t on 1 df: only very
+    consistent, large differences reach p < .05 at the group level.
+    """
+    if table.empty:
+        return pd.DataFrame()
+    keys = ["dataset", "pair", "roi_a", "roi_b", "method", "how", "trials"]
+    pooled = _group_rows(table, keys, "diff", ("ci_low", "ci_high"), "identity")
+    if pooled.empty:
+        return pooled
+    keys = [k for k in keys if k in table]
+    indiv = table.loc[table["subject"].astype(str) != "pooled"]
+    for col in ("r_a", "r_b"):
+        z = np.arctanh(np.clip(indiv[col].to_numpy(float), -1 + 1e-12, 1 - 1e-12))
+        means = indiv.assign(_z=z).groupby(keys, dropna=False)["_z"].mean().map(np.tanh)
+        pooled = pooled.merge(means.rename(col).reset_index(), on=keys, how="left")
+    pooled["p_fdr"] = _fdr_within(pooled, [k for k in ("dataset", "method", "how", "trials")
+                                           if k in table])  # fmt: skip
+    pooled["ci_method"] = "random effects of r_a - r_b (REML tau2, HKSJ t on k-1 df)"
+    pooled["p_family"] = (
+        "random effects over the k individuals of the differences (identity scale, SE from "
+        "each individual's interval); p_fdr: Benjamini-Hochberg over the pooled pairs of this "
+        "dataset, method, how and trials"
+    )
+    return pooled
+
+
+def pooled_latency_rows(table: pd.DataFrame) -> pd.DataFrame:
+    """Random-effects group rows of ``tables/latency.csv``: onset and peak pooled.
+
+    Per dataset, ROI, method and trials over the individuals (at least two with a
+    finite onset, resp. peak): onset and peak times pooled as they are (identity scale,
+    REML ``tau2``, HKSJ interval on ``k - 1`` df), each individual's standard error from
+    its concept-bootstrap percentile interval (width / 3.92). No p-value: the pooled
+    times are estimates of when, given the individuals' cluster tests.
+
+    Parameters
+    ----------
+    table : pandas.DataFrame
+        The latency rows (:data:`LATENCY_COLUMNS`).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Group rows (``subject`` = ``pooled``) with ``onset``, ``onset_low``,
+        ``onset_high``, ``peak``, ``peak_low``, ``peak_high``, ``k`` and the between
+        individual variances ``onset_tau2``, ``peak_tau2``.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"dataset": "tvsd-trials", "subject": ["monkeyN", "monkeyF"],
+    ...     "roi": "IT", "method": "pearson", "trials": "single (train)",
+    ...     "onset": [98.0, 104.0], "onset_low": [90.0, 95.0], "onset_high": [106.0, 113.0],
+    ...     "peak": [150.0, 160.0], "peak_low": [140.0, 145.0], "peak_high": [160.0, 175.0],
+    ...     "n": 22248})
+    >>> row = pooled_latency_rows(t).iloc[0]
+    >>> row["subject"], int(row["k"]), bool(98 < row["onset"] < 104)
+    ('pooled', 2, True)
+    """
+    if table.empty:
+        return pd.DataFrame()
+    keys = [k for k in ("dataset", "roi", "method", "trials") if k in table]
+    out = None
+    for what in ("onset", "peak"):
+        if not {what, f"{what}_low", f"{what}_high"} <= set(table):
+            continue
+        pooled = _group_rows(table, keys, what, (f"{what}_low", f"{what}_high"), "identity")
+        if pooled.empty:
+            continue
+        cols = [*keys, "subject", what, f"{what}_low", f"{what}_high", "k", "tau2"]
+        pooled = pooled[cols + (["n"] if out is None else [])].rename(
+            columns={"tau2": f"{what}_tau2", "k": f"k_{what}"})
+        out = pooled if out is None else out.merge(pooled, on=[*keys, "subject"], how="outer")
+    if out is None:
+        return pd.DataFrame()
+    for what in ("onset", "peak"):
+        for col in (what, f"{what}_low", f"{what}_high", f"{what}_tau2", f"k_{what}"):
+            if col not in out:
+                out[col] = np.nan
+    out["k"] = out[["k_onset", "k_peak"]].max(axis=1).astype(int)
+    out["p_family"] = (
+        "random effects over the k individuals of the onset and peak times (identity scale, "
+        "SE from each individual's bootstrap interval, HKSJ interval on k-1 df); no test"
+    )
+    return out
 
 
 def correlations_step(ctx: Context, step: Step) -> None:
@@ -351,6 +489,8 @@ def comparisons_step(ctx: Context, step: Step) -> None:
             )
             frames.append(t)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if p["pool"] and not table.empty:
+        table = pd.concat([table, pooled_comparison_rows(table)], ignore_index=True)
     if table.empty:
         table = pd.DataFrame(columns=COMPARISON_COLUMNS)
     rest = [c for c in table.columns if c not in COMPARISON_COLUMNS]
@@ -400,9 +540,12 @@ def latency_step(ctx: Context, step: Step) -> None:
                          + res.attrs["interval"])  # fmt: skip
             frames.append(t)
     table = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if p["pool"] and not table.empty:
+        table = pd.concat([table, pooled_latency_rows(table)], ignore_index=True)
     if table.empty:
         table = pd.DataFrame(columns=LATENCY_COLUMNS)
-    write_csv(table[LATENCY_COLUMNS], ctx.path(step.outputs[0]))
+    rest = [c for c in table.columns if c not in LATENCY_COLUMNS]
+    write_csv(table[LATENCY_COLUMNS + rest], ctx.path(step.outputs[0]))
 
 
 # ----------------------------------------------------------------------------- variance

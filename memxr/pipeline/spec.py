@@ -61,12 +61,14 @@ Layout
                                         # (column control) and random-effects group rows
                                         # over subjects / monkeys (pool, subject "pooled")
       comparisons: {pairs: [[IT, V4], [V4, V1]], method: pearson, how: mean, splits: [train],
-                    ci_method: jackknife, n_bootstrap: 1000, groups: concept, seed: 0}
-                                        # pairs default: IT-V4, V4-V1, IT-V1 (TVSD) and
-                                        # IT-V1, FFA-V1, FFA-PPA (fMRI), where both exist
+                    ci_method: jackknife, n_bootstrap: 1000, pool: true, groups: concept,
+                    seed: 0}            # pairs default: IT-V4, V4-V1, IT-V1 (TVSD) and
+                                        # IT-V1, FFA-V1, FFA-PPA (fMRI), where both exist;
+                                        # pool: random-effects group rows of r_a - r_b
       latency: {method: pearson, splits: [train], criterion: fraction, fraction: 0.5,
                 threshold: 1.96, window: null, n_permutations: 1000, n_bootstrap: 1000,
-                groups: concept, seed: 0}   # time-resolved cubes only
+                pool: true, groups: concept, seed: 0}   # time-resolved cubes only;
+                                        # pool: group rows of onset and peak
       variance_partition: {how: mean, splits: [train], cv: 5, n_permutations: 100,
                            control_category: false, groups: concept, seed: 0}
                                         # needs inputs.covariates
@@ -551,6 +553,7 @@ _COMPARISONS = _section(
         "splits": (_list(_choice("train", "test"), min_len=1), lambda: ["train"]),
         "ci_method": (_choice("jackknife", "percentile"), "jackknife"),
         "n_bootstrap": (_int(0), 1000),
+        "pool": (_bool, True),
         "groups": _GROUPS,
         "seed": _SEED,
     }
@@ -565,6 +568,7 @@ _LATENCY = _section(
         "window": (_optional(_window), None),
         "n_permutations": (_int(1), 1000),
         "n_bootstrap": (_int(1), 1000),
+        "pool": (_bool, True),
         "groups": _GROUPS,
         "seed": _SEED,
     }

@@ -384,6 +384,8 @@ def _findings_latency(df: pd.DataFrame) -> list[str]:
         for _, row in rows.sort_values("onset").iterrows():
             p = float(row.get("p_cluster", np.nan))
             flag = "" if p < ALPHA else " (no significant cluster)"
+            if str(row.get("subject", "")) == "pooled":
+                flag = f" (random effects over {float(row.get('k', np.nan)):.0f} individuals)"
             parts.append(
                 f"{row['roi']} onset {float(row['onset']):.0f} ms"
                 f"{_ci(row, 'onset_low', 'onset_high', '.0f')}, peak "

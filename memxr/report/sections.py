@@ -104,7 +104,9 @@ _SECTIONS = {
         "keeps that dependence. A chain such as IT > V4 > V1 is stated as supported only when "
         "every step of it is significant (p_fdr < 0.05, diff > 0). Trials: column trials. "
         "Family: p_fdr is Benjamini-Hochberg over the pairs of one recording and split "
-        "(p_family).",
+        "(p_family). Group rows (subject pooled): the individuals' differences combined by "
+        "random effects (REML, Hartung-Knapp-Sidik-Jonkman interval and p with t on k - 1 "
+        "df: with the two monkeys, 1 df), p_fdr over the pooled pairs of a dataset and split.",
         (
             "dataset",
             "subject",
@@ -121,6 +123,7 @@ _SECTIONS = {
             "p_fdr",
             "sig",
             "n",
+            "k",
         ),
     ),
     "individuals": (
@@ -163,7 +166,10 @@ _SECTIONS = {
         "courses measured by the same criterion; the time-course figure marks them (triangle: "
         "onset, diamond: peak, bars: intervals). p_cluster (family-wise over the areas and "
         "time bins of a recording, p_family) says whether there is an effect at all: the "
-        "latency of an area without one is the latency of noise. Trials: column trials.",
+        "latency of an area without one is the latency of noise. Trials: column trials. Group "
+        "rows (subject pooled): onset and peak combined over the individuals by random effects "
+        "(each individual's standard error from its bootstrap interval, HKSJ interval on k - 1 "
+        "df); no test.",
         (
             "dataset",
             "subject",
@@ -178,6 +184,7 @@ _SECTIONS = {
             "peak_r",
             "p_cluster",
             "n_defined",
+            "k",
             "criterion",
         ),
     ),

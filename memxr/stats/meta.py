@@ -81,6 +81,7 @@ def random_effects(
     method: str = "REML",
     ci_method: str = "hksj",
     ci: float = 0.95,
+    scale: str = "fisher",
 ) -> dict[str, float]:
     """Random-effects pooled correlation of ``k`` individuals (module notes).
 
@@ -100,6 +101,10 @@ def random_effects(
         notes), or the normal interval.
     ci : float
         Coverage of the interval.
+    scale : {"fisher", "identity"}
+        ``"fisher"``: ``r`` are correlations, pooled as ``atanh(r)`` (``se`` on that
+        scale); ``"identity"``: any effect pooled as given (a difference of two
+        correlations, a latency in ms), ``se`` on its own scale and ``n`` not used for it.
 
     Returns
     -------
@@ -107,7 +112,8 @@ def random_effects(
         ``r``, ``ci_low``, ``ci_high``, ``p``, ``z``, ``se_z``, ``tau2``, ``Q``, ``Q_p``,
         ``I2``, ``pi_low``, ``pi_high``, ``k``, ``n`` (total stimuli, NaN without ``n``),
         ``n_same_sign``, ``sign_consistency``, ``method``. With one individual: its
-        ``r`` and NaN elsewhere.
+        ``r`` and NaN elsewhere. On the identity scale ``r`` is the pooled effect and
+        ``z``, ``se_z`` are on its scale.
 
     Examples
     --------
@@ -116,7 +122,12 @@ def random_effects(
     (0.11, 4, 0.74)
     >>> bool(out["ci_low"] > 0) and out["p"] < 0.01
     True
+    >>> d = random_effects([12.0, 18.0, 15.0], se=[3.0, 4.0, 3.5], scale="identity")
+    >>> round(d["r"], 1), bool(d["ci_low"] < 12 < 18 < d["ci_high"])  # ms, say
+    (14.4, True)
     """
+    if scale not in ("fisher", "identity"):
+        raise ValueError(f"scale must be 'fisher' or 'identity', got {scale!r}")
     if method not in META_METHODS:
         raise ValueError(f"method must be one of {META_METHODS}, got {method!r}")
     if ci_method not in ("hksj", "z"):
@@ -125,13 +136,19 @@ def random_effects(
     n_arr = None if n is None else np.asarray(n, dtype=np.float64)
     if se is not None:
         v = np.asarray(se, dtype=np.float64) ** 2
+    elif scale == "identity":
+        raise ValueError("random_effects on the identity scale needs se")
     elif n_arr is not None:
         with np.errstate(divide="ignore", invalid="ignore"):
             v = 1.0 / (n_arr - 3.0)
     else:
         raise ValueError("random_effects needs se or n")
-    ok = np.isfinite(r) & np.isfinite(v) & (v > 0) & (np.abs(r) < 1)
-    z_all = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12))
+    if scale == "fisher":
+        ok = np.isfinite(r) & np.isfinite(v) & (v > 0) & (np.abs(r) < 1)
+        z_all, back = np.arctanh(np.clip(r, -1 + 1e-12, 1 - 1e-12)), np.tanh
+    else:
+        ok = np.isfinite(r) & np.isfinite(v) & (v > 0)
+        z_all, back = r, (lambda x: x)
     z, v = z_all[ok], v[ok]
     k = int(z.size)
     nan = float("nan")
@@ -149,7 +166,7 @@ def random_effects(
         stats = dict.fromkeys(
             ["ci_low", "ci_high", "p", "se_z", "tau2", "Q", "Q_p", "I2", "pi_low", "pi_high"], nan
         )
-        return out | stats | {"r": float(np.tanh(z[0])), "z": float(z[0]), "n_same_sign": 1,
+        return out | stats | {"r": float(back(z[0])), "z": float(z[0]), "n_same_sign": 1,
                               "sign_consistency": 1.0}  # fmt: skip
     tau2 = _tau2_reml(z, v) if method == "REML" else _tau2_dl(z, v)
     w_fe = 1 / v
@@ -169,12 +186,12 @@ def random_effects(
     pi_low = pi_high = nan
     if k >= 3:
         half = float(scipy.stats.t.ppf((1 + ci) / 2, k - 2)) * np.sqrt(tau2 + se_mu**2)
-        pi_low, pi_high = float(np.tanh(mu - half)), float(np.tanh(mu + half))
+        pi_low, pi_high = float(back(mu - half)), float(back(mu + half))
     same = int(np.sum(np.sign(z) == np.sign(mu))) if mu != 0 else 0
     return out | {
-        "r": float(np.tanh(mu)),
-        "ci_low": float(np.tanh(mu - crit * se_mu)),
-        "ci_high": float(np.tanh(mu + crit * se_mu)),
+        "r": float(back(mu)),
+        "ci_low": float(back(mu - crit * se_mu)),
+        "ci_high": float(back(mu + crit * se_mu)),
         "p": p,
         "z": mu,
         "se_z": se_mu,
@@ -189,9 +206,11 @@ def random_effects(
     }
 
 
-def _se_from_ci(frame: pd.DataFrame, low: str, high: str, ci: float) -> np.ndarray:
-    lo = np.arctanh(np.clip(frame[low].to_numpy(float), -1 + 1e-12, 1 - 1e-12))
-    hi = np.arctanh(np.clip(frame[high].to_numpy(float), -1 + 1e-12, 1 - 1e-12))
+def _se_from_ci(frame: pd.DataFrame, low: str, high: str, ci: float, scale: str) -> np.ndarray:
+    lo, hi = frame[low].to_numpy(float), frame[high].to_numpy(float)
+    if scale == "fisher":
+        lo = np.arctanh(np.clip(lo, -1 + 1e-12, 1 - 1e-12))
+        hi = np.arctanh(np.clip(hi, -1 + 1e-12, 1 - 1e-12))
     return (hi - lo) / (2 * scipy.stats.norm.ppf((1 + ci) / 2))
 
 
@@ -209,6 +228,7 @@ def pool_effects(
     method: str = "REML",
     ci_method: str = "hksj",
     ci: float = 0.95,
+    scale: str = "fisher",
 ) -> pd.DataFrame:
     """Group rows of an effects table: one random-effects pooled row per ``by`` group.
 
@@ -233,8 +253,10 @@ def pool_effects(
         The interval columns of ``effects`` (and of the pooled rows).
     effects_ci : float
         The coverage of the individuals' intervals.
-    method, ci_method, ci
-        As in :func:`random_effects`.
+    method, ci_method, ci, scale
+        As in :func:`random_effects`: ``scale="identity"`` pools effects that are not
+        correlations (``r`` names their column: a difference of correlations, a
+        latency), with standard errors from the rows' intervals on their own scale.
 
     Returns
     -------
@@ -253,10 +275,10 @@ def pool_effects(
     groups = effects.groupby(keys, sort=False, dropna=False) if keys else [((), effects)]
     rows = []
     for key, part in groups:
-        se = _se_from_ci(part, *ci_columns, effects_ci) if se_from == "ci" else None
+        se = _se_from_ci(part, *ci_columns, effects_ci, scale) if se_from == "ci" else None
         res = random_effects(part[r].to_numpy(float),
                              part[n].to_numpy(float) if n in part else None, se=se,
-                             method=method, ci_method=ci_method, ci=ci)  # fmt: skip
+                             method=method, ci_method=ci_method, ci=ci, scale=scale)  # fmt: skip
         key = key if isinstance(key, tuple) else (key,)
         row = dict(zip(keys, key, strict=True))
         row[individual] = label
