@@ -8,8 +8,11 @@ synthesized at ``--tvsd-scale`` (0.25: 14 GB of float64, (300, 1024, 5,768)).
 Each case is measured in a fresh process:
 
 - ``raw``: a plain sequential h5py read of the data in ~64 MiB slabs (fMRI: rows of
-  voxels; TVSD: whole time bins, as ALLMUA is laid out) - the floor: reading the bytes
-  once;
+  voxels; TVSD: whole time bins, as ALLMUA is laid out) - reading the bytes once;
+- ``copy``: the same read, writing as many bytes as memxr's store holds to one file and
+  ``fsync``-ing it (memxr's stores are made durable the same way) - the I/O floor of any
+  ingest that produces that store: on virtual disks writing and flushing costs more than
+  reading;
 - ``memxr``: ``memxr ingest things-fmri`` / ``memxr ingest tvsd --trials --float32``
   (read, reorder, averages, Zarr write with checksums, SHA-256 of the inputs in the
   background);
@@ -72,6 +75,27 @@ with h5py.File({path!r}, "r") as f:
     total = 0.0
     for i in range(0, d.shape[0], step):
         total += float(d[i:i + step].sum(dtype="float64"))
+"""
+
+COPY = """
+import os
+import h5py
+with h5py.File({path!r}, "r") as f, open({out!r}, "wb") as w:
+    d = f[{name!r}]
+    per = d.nbytes // d.shape[0]
+    step = max(1, (64 << 20) // per)
+    if d.chunks:
+        step = max(d.chunks[0], step // d.chunks[0] * d.chunks[0])
+    left = {nbytes}
+    for i in range(0, d.shape[0], step):
+        block = d[i:i + step]
+        data = memoryview(block).cast("B")[: max(0, min(left, block.nbytes))]
+        left -= w.write(data)
+    while left > 0:
+        left -= w.write(memoryview(block).cast("B")[:left])
+    w.flush()
+    os.fsync(w.fileno())
+os.remove({out!r})
 """
 
 MEMXR_FMRI = """
@@ -164,14 +188,21 @@ def _tvsd_monkey(workdir: Path, scale: float) -> Path:
     return folder
 
 
+def _store_bytes(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+
+
 def _row(label: str, what: str, gb: float, m: dict) -> str:
     return (f"{label:>5} {what:>6} {gb:8.2f} {m['seconds']:8.1f} {m['cpu']:8.1f}"
             f" {m['others_cpu']:9.1f} {m['peak_rss_mb']:8.0f}")  # fmt: skip
 
 
-def _ratio(label: str, raw: dict, mem: dict) -> str:
-    return (f"  {label:34s} wall {mem['seconds'] / raw['seconds']:5.2f}  (target <= 1.5)   "
+def _ratio(label: str, raw: dict, mem: dict, copy: dict | None = None) -> str:
+    line = (f"  {label:34s} wall {mem['seconds'] / raw['seconds']:5.2f}  (target <= 1.5)   "
             f"CPU {mem['cpu'] / raw['cpu']:5.2f}")  # fmt: skip
+    if copy is not None:
+        line += f"   / copy (read + write + fsync): wall {mem['seconds'] / copy['seconds']:5.2f}"
+    return line
 
 
 def bench_fmri(args, rows: list, ratios: list) -> None:
@@ -193,10 +224,15 @@ def bench_fmri(args, rows: list, ratios: list) -> None:
             raw = _measure(raw_code, h5, cold)
             shutil.rmtree(out, ignore_errors=True)
             mem = _measure(mem_code, h5, cold)
+            nbytes = _store_bytes(out)
             shutil.rmtree(out, ignore_errors=True)
+            copy = _measure(COPY.format(path=str(h5), name="ResponseData/block0_values",
+                                        out=str(args.workdir / "copy.bin"), nbytes=nbytes),
+                            h5, cold)  # fmt: skip
             rows += [_row(label, "raw", gb, raw) + f"  fMRI {how}",
+                     _row(label, "copy", gb, copy) + f"  fMRI {how}, {nbytes / 1e9:.2f} GB written",
                      _row(label, "memxr", gb, mem) + f"  fMRI {how}"]  # fmt: skip
-            ratios.append(_ratio(f"fMRI {label} ({gb:.1f} GB) {how}", raw, mem))
+            ratios.append(_ratio(f"fMRI {label} ({gb:.1f} GB) {how}", raw, mem, copy))
             peaks[label] = max(peaks.get(label, 0.0), mem["peak_rss_mb"])
         if label == "S" and not args.skip_naive:
             nout = args.workdir / f"{label}-naive.zarr"
@@ -220,11 +256,15 @@ def bench_tvsd(args, rows: list, ratios: list) -> None:
     cold = _drop_caches()
     raw = _measure(RAW.format(path=str(path), name="ALLMUA"), None, cold)
     mem = _measure(MEMXR_TVSD.format(input=str(folder), out=str(out)), None, cold)
+    nbytes = _store_bytes(out)
     shutil.rmtree(out, ignore_errors=True)
+    copy = _measure(COPY.format(path=str(path), name="ALLMUA", out=str(args.workdir / "copy.bin"),
+                                nbytes=nbytes), None, _drop_caches())  # fmt: skip
     how = "cold" if cold else "warm"
     rows += [_row("trials", "raw", gb, raw) + f"  TVSD {how}",
+             _row("trials", "copy", gb, copy) + f"  TVSD {how}, {nbytes / 1e9:.2f} GB written",
              _row("trials", "memxr", gb, mem) + f"  TVSD {how}"]  # fmt: skip
-    ratios.append(_ratio(f"TVSD trials ({gb:.1f} GB) {how}", raw, mem))
+    ratios.append(_ratio(f"TVSD trials ({gb:.1f} GB) {how}", raw, mem, copy))
     ratios.append(f"  TVSD peak RSS:                      {mem['peak_rss_mb'] / 1024:.2f} GB")
 
 
@@ -254,7 +294,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"\n{'size':>5} {'run':>6} {'file GB':>8} {'wall s':>8} {'CPU s':>8}"
           f" {'others s':>9} {'peak MB':>8}")  # fmt: skip
     print("\n".join(rows))
-    print("\nratios (memxr / raw read)")
+    print("\nratios (memxr / raw read; and memxr / copy, the I/O floor)")
     print("\n".join(ratios))
     load = (_busy_seconds() - busy) / (time.perf_counter() - t0)
     print(f"\nmachine: {os.cpu_count()} cores, on average {load:.1f} of them busy during the benchmark")

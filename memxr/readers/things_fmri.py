@@ -543,21 +543,38 @@ def _design(stim: pd.DataFrame, path: Path) -> _Design:
 _TILE = 64
 
 
+def _gather_rows(x: np.ndarray, columns: np.ndarray, out: np.ndarray) -> None:
+    """``out[i] = x[:, columns[i]]``, 64 columns at a time."""
+    for j in range(0, columns.size, _TILE):
+        out[j : j + _TILE] = x[:, columns[j : j + _TILE]].T
+
+
 def _stimulus_block(
-    x: np.ndarray, *, source: np.ndarray, test_trials: np.ndarray, test_pos: np.ndarray
+    x: np.ndarray,
+    *,
+    source: np.ndarray,
+    test_trials: np.ndarray,
+    test_pos: np.ndarray,
+    repeats: np.ndarray | None = None,
 ) -> np.ndarray:
-    """(voxel, trial) -> (n_stimulus, voxel): train columns, test repeats averaged."""
+    """(voxel, trial) -> (n_stimulus, voxel): train columns, test repeats averaged.
+
+    ``repeats`` (the :func:`_repeats_block` of ``x``, when already made) gives the test
+    rows without gathering them again.
+    """
     # Gather and transpose in the worker thread, so the store writes C-ordered
     # (stimulus, voxel) blocks without another copy. Tiles of 64 trials keep the
-    # transposition cache-friendly (measured 1.75x faster than one np.take on x.T).
+    # transposition cache-friendly, and need no temporary: np.take on x.T first copies
+    # all of x.T to a C-ordered array (fresh memory each block: page faults and twice the
+    # memory traffic; measured 1.4x slower in a real-size ingest).
     out = np.empty((source.size, x.shape[0]), dtype=x.dtype)
-    for j in range(0, source.size, _TILE):
-        out[j : j + _TILE] = x[:, source[j : j + _TILE]].T
+    _gather_rows(x, source, out)
     if test_pos.size:
+        if repeats is None:
+            repeats = _repeats_block(x, test_trials=test_trials)
         valid = test_trials >= 0
-        vals = x[:, np.where(valid, test_trials, 0)].astype(np.float64)  # (v, n_test, R)
-        vals[:, ~valid] = 0.0
-        out[test_pos] = (vals.sum(axis=2) / valid.sum(axis=1)).T
+        sums = np.where(valid[:, :, None], repeats, 0.0).sum(axis=1, dtype=np.float64)
+        out[test_pos] = sums / valid.sum(axis=1)[:, None]
     return out
 
 
@@ -566,8 +583,7 @@ def _repeats_block(x: np.ndarray, *, test_trials: np.ndarray) -> np.ndarray:
     valid = test_trials >= 0
     flat = np.where(valid, test_trials, 0).ravel()
     out = np.empty((flat.size, x.shape[0]), dtype=x.dtype)
-    for j in range(0, flat.size, _TILE):
-        out[j : j + _TILE] = x[:, flat[j : j + _TILE]].T
+    _gather_rows(x, flat, out)
     out = out.reshape(*test_trials.shape, x.shape[0])
     out[~valid] = np.nan
     return out
@@ -586,10 +602,11 @@ def _block_outputs(
         h5.read_into(np.s_[v0:v1], x)
     else:
         x = h5[:, v0:v1].T
-    response = _stimulus_block(
-        x, source=design.source, test_trials=design.test_trials, test_pos=design.test_pos
-    )
     repeats = _repeats_block(x, test_trials=design.test_trials) if design.test_pos.size else None
+    response = _stimulus_block(
+        x, source=design.source, test_trials=design.test_trials, test_pos=design.test_pos,
+        repeats=repeats,
+    )  # fmt: skip
     return response, repeats
 
 
