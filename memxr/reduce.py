@@ -227,11 +227,11 @@ def zscore(da: xr.DataArray, dim: str = "stimulus") -> xr.DataArray:
     return out
 
 
-_TILE_ROWS = 512
+TILE_ROWS = 512
 """Stimuli per tile of the ROI kernel: the tile's float64 copy (a few MB) stays in cache."""
 
 
-def _block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
+def block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
     """One (stimulus, channel[, time]) block -> stacked ROI sums and valid counts.
 
     Returns (2, stimulus, 1, [time,] roi). The block is cast to float64 (and squared, in
@@ -245,11 +245,11 @@ def _block_sums(x: np.ndarray, w: np.ndarray, square: bool) -> np.ndarray:
     xt = np.moveaxis(x, 1, -1)  # (stimulus, [time,] channel): a view
     total = np.empty((*xt.shape[:-1], w.shape[1]), dtype=w.dtype)
     with threadpool_limits(limits=1, user_api="blas"):
-        for r in range(0, xt.shape[0], _TILE_ROWS):
-            tile = xt[r : r + _TILE_ROWS]
+        for r in range(0, xt.shape[0], TILE_ROWS):
+            tile = xt[r : r + TILE_ROWS]
             if square:
                 tile = tile * tile
-            np.matmul(tile.astype(w.dtype), w, out=total[r : r + _TILE_ROWS])
+            np.matmul(tile.astype(w.dtype), w, out=total[r : r + TILE_ROWS])
         if np.isnan(total).any():  # rare: NaN in the block (or inf - inf)
             if square:
                 xt = xt * xt
@@ -306,13 +306,13 @@ def _sums(data: xr.DataArray, weights: xr.DataArray, square: bool):
         wd = weight_blocks(w, x.chunks[1])
         ind = "sc" + "t" * (x.ndim - 2)
         parts = dask_array.blockwise(
-            _block_sums, "qsc" + ind[2:] + "r", x, ind, wd, "cr",
+            block_sums, "qsc" + ind[2:] + "r", x, ind, wd, "cr",
             new_axes={"q": 2}, adjust_chunks={"c": 1}, square=square,
             dtype=w.dtype, meta=np.empty((0,) * (x.ndim + 2), w.dtype),
         )  # fmt: skip
         both = parts.sum(axis=2)
     else:
-        both = _block_sums(np.asarray(x), w, square)[:, :, 0]
+        both = block_sums(np.asarray(x), w, square)[:, :, 0]
     coords = {k: v for k, v in data.coords.items() if "channel" not in v.dims}
     coords["roi"] = weights["roi"]
     out_dims = (*dims[:1], *dims[1:], "roi")

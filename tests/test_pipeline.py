@@ -411,7 +411,7 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     train rows did not fit the client of a 24 GB machine)."""
     from memxr.models.task import is_dask
     from memxr.pipeline.core import Context
-    from memxr.pipeline.steps import _feature_sets, _model_split, _split_in_memory, split_rows
+    from memxr.pipeline.steps import feature_sets, model_split, split_in_memory, split_rows
     from memxr.testing import spec_dict
 
     out, _ = first
@@ -421,7 +421,7 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     ctx = Context(spec, out, None, lambda _: None, False)
     cube = next(c for c in spec.cubes if c["name"] == "sub-01")
     p = {"feature_sets": ["magnitude", "pattern"], "pca": 5}
-    sets, pcs = _feature_sets(ctx, cube, p)
+    sets, pcs = feature_sets(ctx, cube, p)
     patterns = [k for k in sets if k.startswith("pattern_")]
     assert patterns and all(is_dask(sets[k].data) for k in patterns)
     assert not is_dask(sets["magnitude"].data)
@@ -429,9 +429,9 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
     mem = np.asarray(sets["magnitude"]["memorability"].values, dtype=float).copy()
     mem[train[0]] = np.nan  # an image without a score: left out before loading
     sets["magnitude"] = sets["magnitude"].assign_coords(memorability=("stimulus", mem))
-    part, why = _model_split(sets, "train", 3, "concept")
+    part, why = model_split(sets, "train", 3, "concept")
     assert part is not None, why
-    loaded = _split_in_memory(ctx, part)
+    loaded = split_in_memory(ctx, part)
     train = train[np.isfinite(mem[train])]
     for k in patterns:
         assert not is_dask(loaded[k].data)
@@ -442,13 +442,13 @@ def test_models_load_patterns_one_split_at_a_time(first, work):
 
 
 def test_model_target_leaves_out_stimuli_with_missing_features():
-    from memxr.pipeline.steps import _target
+    from memxr.pipeline.steps import model_target
 
     mem = ("stimulus", [0.5, 0.6, np.nan, 0.8])
     a = xr.DataArray(np.ones((4, 2)), dims=("stimulus", "feature"), coords={"memorability": mem})
-    assert _target({"a": a}) == "memorability"
+    assert model_target({"a": a}) == "memorability"
     b = a.copy(data=np.array([[1.0, 1], [np.nan, 1], [1, 1], [1, 1]]))
-    y = _target({"a": a, "b": b})
+    y = model_target({"a": a, "b": b})
     assert np.isnan(y.values).tolist() == [False, True, True, False]
 
 

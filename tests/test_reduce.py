@@ -253,9 +253,9 @@ def _previous_block_sums(x, w, square):
 @pytest.mark.parametrize("holes", ["none", "nan", "inf"])
 def test_block_sums_identical_to_previous_kernel(square, shape, holes):
     """Tiles of stimuli cast one at a time give the same bits as the whole-block product."""
-    from memxr.reduce import _TILE_ROWS, _block_sums
+    from memxr.reduce import TILE_ROWS, block_sums
 
-    assert shape[0] > 2 * _TILE_ROWS  # several tiles, a short last one
+    assert shape[0] > 2 * TILE_ROWS  # several tiles, a short last one
     rng = np.random.default_rng(3)
     x = (rng.standard_normal(shape) * 10.0 ** rng.integers(-3, 4, shape)).astype(np.float32)
     if holes == "nan":
@@ -264,7 +264,7 @@ def test_block_sums_identical_to_previous_kernel(square, shape, holes):
         x[700, 1], x[700, 2] = np.inf, -np.inf
     w = (rng.random((shape[1], 5)) < 0.3).astype(np.float64)
     w[[1, 2, 5], 0] = 1.0  # the holes are in ROI 0
-    got, want = _block_sums(x, w, square), _previous_block_sums(x, w, square)
+    got, want = block_sums(x, w, square), _previous_block_sums(x, w, square)
     assert got.shape == want.shape
     np.testing.assert_array_equal(got, want)
     assert (got[1] < w.sum(0)).any() == (holes == "nan")  # NaN channels left out

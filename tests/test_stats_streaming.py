@@ -6,7 +6,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from memxr.stats.streaming import _contract, prepare_features
+from memxr.stats.streaming import contract, prepare_features
 
 
 def _features(backend: str) -> xr.DataArray:
@@ -34,7 +34,7 @@ def test_contract_equals_tensordot_over_chunks():
     a = prepare_features(_features("dask"), "stimulus", None, "pearson")
     m = np.random.default_rng(5).standard_normal((90, 4))
     md = da.from_array(m, chunks=(40, 4))
-    got = _contract(a, md, "stimulus", "col")
+    got = contract(a, md, "stimulus", "col")
     assert got.dims == ("channel", "time", "col")
     want = da.tensordot(a.data, md, axes=(0, 0)).compute()
     np.testing.assert_array_equal(got.values, want)
@@ -44,16 +44,16 @@ def test_contract_equals_tensordot_over_chunks():
 def test_sums_and_squares_in_one_pass_equal_naive_sums():
     """x . m and x**2 . w from one pass (tiles of stimuli, several chunks) equal the sums
     computed whole, and the correlation map equals Pearson's r per feature."""
-    from memxr.stats.kernels import _PAIR_ROWS
-    from memxr.stats.streaming import _contract_pair
+    from memxr.stats.kernels import PAIR_ROWS
+    from memxr.stats.streaming import contract_pair
 
     rng = np.random.default_rng(6)
-    n = 3 * _PAIR_ROWS + 17  # several tiles and a short one, in two stimulus chunks
+    n = 3 * PAIR_ROWS + 17  # several tiles and a short one, in two stimulus chunks
     x = xr.DataArray(rng.standard_normal((n, 4, 3)), dims=("stimulus", "channel", "time"))
     xd = x.chunk({"stimulus": n // 2 + 1, "channel": 2})
     m, w = rng.standard_normal((n, 3)), rng.random((n, 2))
     chunks = (xd.chunksizes["stimulus"],)
-    s1, s2 = _contract_pair(
+    s1, s2 = contract_pair(
         xd, da.from_array(m, chunks=(chunks[0], 3)), da.from_array(w, chunks=(chunks[0], 2)), "stimulus"
     )
     np.testing.assert_allclose(s1.values, np.tensordot(x.values, m, axes=(0, 0)), rtol=1e-12)

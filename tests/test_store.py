@@ -37,7 +37,7 @@ from memxr.store import (
     write_cube,
 )
 from memxr.store import write as write_mod
-from memxr.store.info import _codec_label
+from memxr.store.info import codec_label
 from memxr.store.layout import prepare_cube, rechunk_to_plan
 from memxr.testing import raise_if_dask_computes
 
@@ -620,15 +620,15 @@ def test_codec_labels_match_between_formats():
     import numcodecs
     from zarr.codecs import BloscCodec, ZstdCodec
 
-    v3 = _codec_label([BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")])
-    v2 = _codec_label([numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)])
+    v3 = codec_label([BloscCodec(cname="lz4", clevel=5, shuffle="shuffle")])
+    v2 = codec_label([numcodecs.Blosc(cname="lz4", clevel=5, shuffle=numcodecs.Blosc.SHUFFLE)])
     assert v3 == v2 == "blosc(cname=lz4, clevel=5, shuffle=shuffle)"
     assert (
-        _codec_label([ZstdCodec(level=3)])
-        == _codec_label([numcodecs.Zstd(level=3)])
+        codec_label([ZstdCodec(level=3)])
+        == codec_label([numcodecs.Zstd(level=3)])
         == "zstd(level=3)"
     )
-    assert _codec_label(()) == "none"
+    assert codec_label(()) == "none"
 
 
 def test_inputs_as_list_or_kept_from_the_cube(tmp_path):

@@ -443,9 +443,9 @@ CLUSTER_COLUMNS = ["dataset", "subject", "method", "trials", "roi", "cluster", "
 """Columns of ``tables/timecourse_clusters.csv``."""
 
 
-def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataArray], dict]:
+def feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataArray], dict]:
     """The feature sets of one cube: ROI magnitudes (in memory), and each ROI's pattern (its
-    channels, still lazy: :func:`_split_in_memory` loads one split's rows at a time; their
+    channels, still lazy: :func:`split_in_memory` loads one split's rows at a time; their
     PCA is fit inside the training folds), and the PCA size of each."""
     from ..features import pattern_features
     from ..reduce import roi_masks
@@ -472,7 +472,7 @@ def _feature_sets(ctx: Context, cube: dict, p: dict) -> tuple[dict[str, xr.DataA
     return sets, pcs
 
 
-def _target(sets: dict[str, xr.DataArray], ctx: Context | None = None) -> str | xr.DataArray:
+def model_target(sets: dict[str, xr.DataArray], ctx: Context | None = None) -> str | xr.DataArray:
     """Memorability, NaN (left out) for stimuli without a finite value in every feature set.
 
     Lazy feature sets are checked by one pass each (on the client of ``ctx``), so that the
@@ -494,7 +494,7 @@ def _target(sets: dict[str, xr.DataArray], ctx: Context | None = None) -> str | 
     return xr.DataArray(y, dims="stimulus", name="memorability")
 
 
-def _split_in_memory(ctx: Context, part: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
+def split_in_memory(ctx: Context, part: dict[str, xr.DataArray]) -> dict[str, xr.DataArray]:
     """The lazy feature sets of one split computed, one after the other.
 
     Patterns are loaded split by split, never for every stimulus: a whole THINGS-fMRI
@@ -507,7 +507,7 @@ def _split_in_memory(ctx: Context, part: dict[str, xr.DataArray]) -> dict[str, x
     return {k: compute(ctx, v) if is_dask(v.data) else v for k, v in part.items()}
 
 
-def _model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any) -> tuple:
+def model_split(sets: dict[str, xr.DataArray], split: str, cv: Any, groups: Any) -> tuple:
     """The feature sets restricted to one split's images with a memorability score, or a
     reason why it cannot be fit.
 
@@ -547,23 +547,23 @@ def models_step(ctx: Context, step: Step) -> None:
     mem_rel = p.get("memorability_reliability", MEMORABILITY_RELIABILITY)
     tables, preds, groups = [], [], {}
     for cube in ctx.spec.cubes:
-        sets, pcs = _feature_sets(ctx, cube, p)
+        sets, pcs = feature_sets(ctx, cube, p)
         if not sets:
             continue
         mag = load_magnitudes(ctx, cube)
         dataset, subject = mag.attrs.get("dataset", ""), mag.attrs.get("subject", "")
         for split in p["splits"]:
-            part, why = _model_split(sets, split, cv, p["groups"])
+            part, why = model_split(sets, split, cv, p["groups"])
             if part is None:
                 ctx.log(f"    models: {cube['name']} {split}: too few images to fit ({why})")
                 continue
             unlabelled = split_rows(next(iter(sets.values())), split).size - next(
                 iter(part.values())
             ).sizes["stimulus"]
-            target = _target(part, ctx)
+            target = model_target(part, ctx)
             fits = []
             for name, features in part.items():  # one feature set in memory at a time
-                one = _split_in_memory(ctx, {name: features})
+                one = split_in_memory(ctx, {name: features})
                 fits.append(
                     fit_models(
                         one,

@@ -61,7 +61,7 @@ _META_COLUMNS = frozenset({"voxel_id", "subject_id", "voxel_x", "voxel_y", "voxe
 _META_PREFIXES = ("nc_", "splithalf_", "prf-")
 _NOT_COORDS = frozenset({"voxel_id", "subject_id"})
 _RESERVED = frozenset({"channel", "channel_id", "roi", "roi_mask", "stimulus", "repeat"})
-_CSV_ROWS = 50_000
+CSV_ROWS = 50_000
 
 
 def _require_file(path: Path) -> None:
@@ -73,7 +73,7 @@ def _is_meta_column(name: str) -> bool:
     return name in _META_COLUMNS or name.startswith(_META_PREFIXES)
 
 
-def _shrink(chunk: pd.DataFrame) -> pd.DataFrame:
+def shrink_table(chunk: pd.DataFrame) -> pd.DataFrame:
     """Downcast integer ROI-like columns (0/1 flags) so that a 200-column table stays small."""
     for name in chunk.columns:
         if not _is_meta_column(name) and chunk[name].dtype.kind in "iu":
@@ -81,7 +81,7 @@ def _shrink(chunk: pd.DataFrame) -> pd.DataFrame:
     return chunk
 
 
-def _read_voxel_table_arrow(path: Path) -> pd.DataFrame | None:
+def read_voxel_table_arrow(path: Path) -> pd.DataFrame | None:
     """The voxel table parsed by pyarrow (multi-threaded; a dependency of dask's dataframes),
     flag columns read as int8; None when pyarrow refuses the file or its columns are not
     plainly numbers and text, and pandas' parser then reads it.
@@ -117,7 +117,7 @@ def _read_voxel_table_arrow(path: Path) -> pd.DataFrame | None:
     )
     if table.column_names != names or not plain or table.num_rows == 0:
         return None  # text or empty columns: pandas decides their missing values
-    return _shrink(table.to_pandas())
+    return shrink_table(table.to_pandas())
 
 
 def read_voxel_metadata(path: str | os.PathLike) -> pd.DataFrame:
@@ -153,11 +153,11 @@ def read_voxel_metadata(path: str | os.PathLike) -> pd.DataFrame:
     """
     path = Path(path)
     _require_file(path)
-    df = _read_voxel_table_arrow(path)
+    df = read_voxel_table_arrow(path)
     if df is None:
         try:
-            with pd.read_csv(path, chunksize=_CSV_ROWS) as reader:
-                df = pd.concat([_shrink(c) for c in reader], ignore_index=True)
+            with pd.read_csv(path, chunksize=CSV_ROWS) as reader:
+                df = pd.concat([shrink_table(c) for c in reader], ignore_index=True)
         except (ValueError, UnicodeDecodeError) as e:  # ParserError, EmptyDataError
             raise InputError(
                 path, "file", f"not a readable CSV table ({type(e).__name__})"

@@ -486,7 +486,7 @@ def contract_block(x: np.ndarray, m: np.ndarray, axis: int) -> np.ndarray:
         return np.expand_dims(np.tensordot(x, m, axes=(axis, 0)), axis)
 
 
-_PAIR_ROWS = 256
+PAIR_ROWS = 256
 """Stimuli per tile of :func:`contract_pair_block`: a tile and its square stay in cache."""
 
 
@@ -509,10 +509,10 @@ def contract_pair_block(x: np.ndarray, m: np.ndarray, w: np.ndarray, axis: int) 
     s1 = np.zeros((*xm.shape[1:], m.shape[1]))
     s2 = np.zeros((*xm.shape[1:], w.shape[1]))
     with threadpool_limits(limits=1, user_api="blas"):
-        for r in range(0, xm.shape[0], _PAIR_ROWS):
-            tile = np.asarray(xm[r : r + _PAIR_ROWS], dtype=np.float64)
-            s1 += np.tensordot(tile, m[r : r + _PAIR_ROWS], axes=(0, 0))
-            s2 += np.tensordot(tile * tile, w[r : r + _PAIR_ROWS], axes=(0, 0))
+        for r in range(0, xm.shape[0], PAIR_ROWS):
+            tile = np.asarray(xm[r : r + PAIR_ROWS], dtype=np.float64)
+            s1 += np.tensordot(tile, m[r : r + PAIR_ROWS], axes=(0, 0))
+            s2 += np.tensordot(tile * tile, w[r : r + PAIR_ROWS], axes=(0, 0))
     return np.expand_dims(np.concatenate([s1, s2], axis=-1), axis)
 
 

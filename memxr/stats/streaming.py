@@ -1,7 +1,7 @@
 """The streaming pass of :mod:`memxr.stats` over xarray/dask data.
 
 Every sum a correlation needs is one ``tensordot`` of ``x`` (or ``x**2``) with the resampled
-design over the stimulus axis (:func:`_contract`); the design's blocks are generated per
+design over the stimulus axis (:func:`contract`); the design's blocks are generated per
 stimulus chunk of ``x`` from the small tables (:func:`_design_dask`). ``x`` is rechunked so
 that (features or stimuli) x design columns stay within the block budget (:func:`plan_blocks`), and
 ranked along the stimulus axis for Spearman (:func:`_rank`).
@@ -111,7 +111,7 @@ def _design_dask(t: Tables, chunks: Sequence[int]) -> tuple[da.Array, da.Array]:
     return da.concatenate(full, axis=0), da.concatenate(weights, axis=0)
 
 
-def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
+def contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
     """``sum over dim of a * m[:, k]`` for every column k: one streaming matrix product.
 
     Each (stimulus chunk, feature chunk) block is multiplied with the matching rows of ``m``
@@ -129,10 +129,10 @@ def _contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
     return xr.DataArray(data, dims=[d for d in a.dims if d != dim] + [col])
 
 
-def _contract_pair(
+def contract_pair(
     a: xr.DataArray, m: da.Array, w: da.Array, dim: str
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """``a . m`` and ``a**2 . w`` over ``dim`` in one pass over ``a`` (see :func:`_contract`):
+    """``a . m`` and ``a**2 . w`` over ``dim`` in one pass over ``a`` (see :func:`contract`):
     each block is read once for both, and squared a tile at a time."""
     x, axis = a.data, a.get_axis_num(dim)
     left = list(range(x.ndim))
@@ -173,7 +173,7 @@ def stream_sums(
     k = t.n_units
     kc = t.n_cov
     full, omega = _design_dask(t, xs.chunksizes[dim])
-    s1, s2 = _contract_pair(xs, full, omega, dim)  # one pass over x for both
+    s1, s2 = contract_pair(xs, full, omega, dim)  # one pass over x for both
     common = common_sums(t, block_bytes)
     y_dims = {"sw": [_W], "sy": [_Z], "syy": [_Z], "sc": [_C, _W], "scc": [_C, _C2, _W],
               "scy": [_C, _Z]}  # fmt: skip
@@ -192,13 +192,13 @@ def stream_sums(
                  common["scy"]]  # fmt: skip
         n_cov = 4
     elif cs is not None:
-        s3 = _contract(cs, full, dim, _COL)
+        s3 = contract(cs, full, dim, _COL)
         args += [
             _cols(s3, nz, nz + nw, _W).expand_dims(_C, -2),
-            _contract(cs * cs, omega, dim, _W)
+            contract(cs * cs, omega, dim, _W)
             .isel({_W: slice(0, nw)})
             .expand_dims([_C, _C2], [-3, -2]),
-            _contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}).expand_dims(_C, -2),
+            contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}).expand_dims(_C, -2),
             _cols(s3, 0, nz, _Z).expand_dims(_C, -2),
         ]
         n_cov = 4

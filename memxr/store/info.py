@@ -30,7 +30,7 @@ from .layout import is_remote, is_url, local_place, open_group, protocol, url_fs
 __all__ = ["format_info", "format_leftovers", "leftover_info", "store_info"]
 
 
-def _codec_label(codecs: Sequence[Any]) -> str:
+def codec_label(codecs: Sequence[Any]) -> str:
     if not codecs:
         return "none"
     labels = []
@@ -92,7 +92,7 @@ def store_info(path_or_url: str | os.PathLike, storage_options: dict | None = No
             "dtype": _dtype_label(v.dtype),
             "shape": list(v.shape),
             "chunks": list(arr.chunks),
-            "codec": _codec_label(arr.compressors),
+            "codec": codec_label(arr.compressors),
             "checksum": ArrayLayout.of(group, path_or_url, str(name)).checksummed,
         }
 

@@ -531,17 +531,17 @@ def test_missing_voxel_id_column(sub01: Path) -> None:
 
 def _pandas_voxel_table(path: Path) -> pd.DataFrame:
     """The voxel table read by pandas alone (the reference of the pyarrow path)."""
-    from memxr.readers.things_fmri import _CSV_ROWS, _shrink
+    from memxr.readers.things_fmri import CSV_ROWS, shrink_table
 
-    with pd.read_csv(path, chunksize=_CSV_ROWS) as reader:
-        return pd.concat([_shrink(c) for c in reader], ignore_index=True)
+    with pd.read_csv(path, chunksize=CSV_ROWS) as reader:
+        return pd.concat([shrink_table(c) for c in reader], ignore_index=True)
 
 
 def test_voxel_table_parsed_by_pyarrow_equals_pandas(betas_dir: Path, tmp_path: Path) -> None:
-    from memxr.readers.things_fmri import _read_voxel_table_arrow
+    from memxr.readers.things_fmri import read_voxel_table_arrow
 
     path = betas_dir / "sub-01_VoxelMetadata.csv"
-    fast = _read_voxel_table_arrow(path)
+    fast = read_voxel_table_arrow(path)
     assert fast is not None  # numbers only: pyarrow reads it
     pd.testing.assert_frame_equal(fast, _pandas_voxel_table(path), check_exact=True)
     assert any("\n" in c for c in fast.columns)  # names with embedded newlines kept
@@ -550,12 +550,12 @@ def test_voxel_table_parsed_by_pyarrow_equals_pandas(betas_dir: Path, tmp_path: 
     df["V1"] = df["V1"] * 300
     df.loc[::3, "nc_testset"] = np.nan
     df.to_csv(tmp_path / "odd.csv", index=False)
-    odd = _read_voxel_table_arrow(tmp_path / "odd.csv")
+    odd = read_voxel_table_arrow(tmp_path / "odd.csv")
     assert odd is not None
     pd.testing.assert_frame_equal(odd, _pandas_voxel_table(tmp_path / "odd.csv"), check_exact=True)
     # text columns and duplicated names are left to pandas
     df.assign(hemisphere="L").to_csv(tmp_path / "text.csv", index=False)
-    assert _read_voxel_table_arrow(tmp_path / "text.csv") is None
+    assert read_voxel_table_arrow(tmp_path / "text.csv") is None
     (tmp_path / "dup.csv").write_text("voxel_id,V1,V1\n1,0,1\n")
-    assert _read_voxel_table_arrow(tmp_path / "dup.csv") is None
+    assert read_voxel_table_arrow(tmp_path / "dup.csv") is None
     assert read_voxel_metadata(tmp_path / "dup.csv").columns.tolist() == ["voxel_id", "V1", "V1.1"]
