@@ -490,29 +490,40 @@ PAIR_ROWS = 256
 """Stimuli per tile of :func:`contract_pair_block`: a tile and its square stay in cache."""
 
 
-def contract_pair_block(x: np.ndarray, m: np.ndarray, w: np.ndarray, axis: int) -> np.ndarray:
-    """One block's sums of ``x`` against the design ``m`` and of ``x**2`` against ``w``.
+def contract_pair_block(
+    x: np.ndarray, m: np.ndarray, w: np.ndarray, x0: np.ndarray | None = None, *, axis: int
+) -> np.ndarray:
+    """One block's sums of ``x - x0`` against the design ``m`` and of ``(x - x0)**2``
+    against ``w``.
 
-    Returns ``[x . m, x**2 . w]`` over ``axis`` (concatenated along a last axis; ``axis``
-    kept with length 1): one pass over the block, tile by tile of stimuli, squaring each
-    tile in cache (no block-sized square), in one BLAS thread (see :func:`contract_block`).
+    Returns ``[(x - x0) . m, (x - x0)**2 . w]`` over ``axis`` (concatenated along a last
+    axis; ``axis`` kept with length 1): one pass over the block, tile by tile of stimuli,
+    each tile cast to float64, shifted by ``x0`` (a row of the features, length 1 along
+    ``axis``; default 0) and squared in cache (no block-sized copy), in one BLAS thread (see
+    :func:`contract_block`).
 
     Examples
     --------
     >>> x = np.arange(6.0).reshape(3, 2)
     >>> contract_pair_block(x, np.ones((3, 1)), np.ones((3, 1)), axis=0)[0].tolist()
     [[6.0, 20.0], [9.0, 35.0]]
+    >>> contract_pair_block(x, np.ones((3, 1)), np.ones((3, 1)), x[:1], axis=0)[0].tolist()
+    [[6.0, 20.0], [6.0, 20.0]]
     """
     from threadpoolctl import threadpool_limits
 
     xm = np.moveaxis(x, axis, 0)
+    shift = None if x0 is None else np.moveaxis(np.asarray(x0, dtype=np.float64), axis, 0)
     s1 = np.zeros((*xm.shape[1:], m.shape[1]))
     s2 = np.zeros((*xm.shape[1:], w.shape[1]))
     with threadpool_limits(limits=1, user_api="blas"):
         for r in range(0, xm.shape[0], PAIR_ROWS):
-            tile = np.asarray(xm[r : r + PAIR_ROWS], dtype=np.float64)
+            tile = np.array(xm[r : r + PAIR_ROWS], dtype=np.float64)
+            if shift is not None:
+                tile -= shift
             s1 += np.tensordot(tile, m[r : r + PAIR_ROWS], axes=(0, 0))
-            s2 += np.tensordot(tile * tile, w[r : r + PAIR_ROWS], axes=(0, 0))
+            np.multiply(tile, tile, out=tile)
+            s2 += np.tensordot(tile, w[r : r + PAIR_ROWS], axes=(0, 0))
     return np.expand_dims(np.concatenate([s1, s2], axis=-1), axis)
 
 

@@ -69,23 +69,26 @@ def _rank(a: xr.DataArray, dim: str) -> xr.DataArray:
 
 
 def prepare_features(a: xr.DataArray, dim: str, keep: np.ndarray | None, method: str) -> xr.DataArray:
-    """Bare float64 data of the analysed stimuli, ranked for Spearman, shifted by its first row.
+    """Bare data of the analysed stimuli, ranked (float64) for Spearman.
 
-    The shift (exact for correlations) keeps the one-pass sums free of cancellation when a
-    feature's mean is large compared with its spread.
+    Pearson data keep their dtype: :func:`stream_sums` casts each tile to float64 and
+    shifts it by the first row inside its one pass (no float64 copy of a block).
     """
     bare = xr.DataArray(a.variable)
     if keep is not None:
         bare = bare.isel({dim: keep})
     if method == "spearman":
         bare = _rank(bare.astype(np.float64), dim)
-    # One pass per block: cast to float64 and shift together (the same numbers as astype,
-    # then subtract; dask's own ufunc dispatch would subtract in the input's dtype first).
-    first = bare.isel({dim: 0})
-    return xr.apply_ufunc(
-        np.subtract, bare, first, kwargs={"dtype": np.float64},
-        dask="parallelized", output_dtypes=[np.float64],
-    )  # fmt: skip
+    return bare
+
+
+def first_row(a: xr.DataArray, dim: str) -> xr.DataArray:
+    """The first row of ``a`` along ``dim`` in float64: the shift of the one-pass sums.
+
+    Sums of ``x - x[0]`` (exact for correlations) stay free of cancellation when a
+    feature's mean is large compared with its spread.
+    """
+    return a.isel({dim: 0}, drop=True).astype(np.float64)
 
 
 def plan_blocks(a: xr.DataArray, dim: str, n_cols: int, block_bytes: int) -> xr.DataArray:
@@ -130,15 +133,22 @@ def contract(a: xr.DataArray, m: da.Array, dim: str, col: str) -> xr.DataArray:
 
 
 def contract_pair(
-    a: xr.DataArray, m: da.Array, w: da.Array, dim: str
+    a: xr.DataArray, m: da.Array, w: da.Array, dim: str, shift: xr.DataArray | None = None
 ) -> tuple[xr.DataArray, xr.DataArray]:
-    """``a . m`` and ``a**2 . w`` over ``dim`` in one pass over ``a`` (see :func:`contract`):
-    each block is read once for both, and squared a tile at a time."""
+    """``(a - shift) . m`` and ``(a - shift)**2 . w`` over ``dim`` in one pass over ``a`` (see
+    :func:`contract`): each block is read once for both, cast, shifted and squared a tile
+    at a time. ``shift`` has the feature dims of ``a`` (default: no shift)."""
     x, axis = a.data, a.get_axis_num(dim)
     left = list(range(x.ndim))
     col, km, kw = x.ndim, x.ndim + 1, x.ndim + 2
+    if shift is None:
+        shift = xr.zeros_like(a.isel({dim: 0}, drop=True), dtype=np.float64)
+    x0 = shift.transpose(*[d for d in a.dims if d != dim]).data
+    x0 = da.expand_dims(da.asarray(x0), axis)  # the shift broadcast along the stimulus axis
+    x0 = x0.rechunk({i: x.chunks[i] for i in left if i != axis} | {axis: 1})
     parts = da.blockwise(
         contract_pair_block, left + [col], x, left, m, [axis, km], w, [axis, kw],
+        x0, [i if i != axis else x.ndim + 3 for i in left],
         new_axes={col: m.shape[1] + w.shape[1]}, adjust_chunks={axis: lambda c: 1},
         concatenate=True, dtype=np.float64, axis=axis,
     )  # fmt: skip
@@ -173,7 +183,8 @@ def stream_sums(
     k = t.n_units
     kc = t.n_cov
     full, omega = _design_dask(t, xs.chunksizes[dim])
-    s1, s2 = contract_pair(xs, full, omega, dim)  # one pass over x for both
+    shift = first_row(xs, dim)
+    s1, s2 = contract_pair(xs, full, omega, dim, shift)  # one pass over x for both
     common = common_sums(t, block_bytes)
     y_dims = {"sw": [_W], "sy": [_Z], "syy": [_Z], "sc": [_C, _W], "scc": [_C, _C2, _W],
               "scy": [_C, _Z]}  # fmt: skip
@@ -198,7 +209,9 @@ def stream_sums(
             contract(cs * cs, omega, dim, _W)
             .isel({_W: slice(0, nw)})
             .expand_dims([_C, _C2], [-3, -2]),
-            contract(xs * cs, omega, dim, _W).isel({_W: slice(0, nw)}).expand_dims(_C, -2),
+            contract((xs - shift) * cs, omega, dim, _W)
+            .isel({_W: slice(0, nw)})
+            .expand_dims(_C, -2),
             _cols(s3, 0, nz, _Z).expand_dims(_C, -2),
         ]
         n_cov = 4
