@@ -618,7 +618,9 @@ def day_constants(
 
 
 def normalize_days(
-    cube: xr.Dataset, windows: Mapping[str, tuple[float, float]] | None = None
+    cube: xr.Dataset,
+    windows: Mapping[str, tuple[float, float]] | None = None,
+    constants: xr.Dataset | None = None,
 ) -> xr.Dataset:
     """A time-resolved TVSD cube normalised per (channel, recording day), as ``normMUA``.
 
@@ -645,6 +647,12 @@ def normalize_days(
         ``day``, ``repeat_day`` and the channel coordinate ``area``.
     windows : mapping of area to (start, stop) in ms, optional
         Overrides of :data:`AREA_WINDOWS`.
+    constants : xarray.Dataset, optional
+        The :func:`day_constants` of ``cube`` (and ``windows``), computed beforehand. With
+        lazy constants, one graph needs every chunk of ``response_repeats`` for the
+        constants and again for the normalised repeats, so all of them stay in memory until
+        the constants are done (3.7 GB of float32 for a real TVSD monkey, which a worker
+        spills to disk); computing the constants first reads the repeats twice instead.
 
     Returns
     -------
@@ -668,7 +676,7 @@ def normalize_days(
     >>> np.round(out.response.values.ravel(), 3).tolist()
     [-0.354, 0.354, 0.0]
     """
-    const = day_constants(cube, windows)
+    const = day_constants(cube, windows) if constants is None else constants
     days = np.asarray(const["recording_day"].values)
     resp = cube["response"]
     stim_day = np.asarray(cube["day"].values) if "day" in cube.coords else None

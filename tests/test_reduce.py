@@ -296,3 +296,37 @@ def test_large_weight_tables_are_scattered_not_embedded():
         got = roi_reduce(cube, ["A"]).compute()
     assert not [w for w in seen if "large graph" in str(w.message)]
     np.testing.assert_allclose(got.values, expected.values)
+
+
+def test_normalize_days_with_computed_constants_stays_local(tvsd):
+    """Constants computed beforehand give the same cube, and a block of the normalised
+    cube then depends on the repeats of its own time bins only (lazy constants make every
+    block wait for every repeat chunk: on a real monkey all of them sit in memory)."""
+    from dask.core import get_dependencies
+
+    trials, _, _ = tvsd
+    const = day_constants(trials).compute()
+    eager = normalize_days(trials, constants=const)
+    lazy = normalize_days(trials)
+    np.testing.assert_array_equal(eager.response.values, lazy.response.values)
+    np.testing.assert_array_equal(eager.response_repeats.values, lazy.response_repeats.values)
+
+    reps_name = trials.response_repeats.data.name
+
+    def repeat_chunks_behind(arr):
+        graph = dict(arr.__dask_graph__())
+        seen, todo, hit = set(), [arr.__dask_keys__()[0][0][0]], set()
+        while todo:
+            key = todo.pop()
+            if key in seen:
+                continue
+            seen.add(key)
+            if isinstance(key, tuple) and key[0] == reps_name:
+                hit.add(key[1:])
+            todo.extend(get_dependencies(graph, key))
+        return {k[-1] for k in hit}  # time-chunk indices of the repeats read
+
+    n_time_chunks = len(trials.response_repeats.chunks[-1])
+    assert n_time_chunks > 1
+    assert repeat_chunks_behind(eager.response.data) == {0}
+    assert len(repeat_chunks_behind(lazy.response.data)) == n_time_chunks

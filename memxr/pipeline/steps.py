@@ -145,7 +145,7 @@ def _with_definitions(cube: xr.Dataset, definitions: dict) -> xr.Dataset:
 def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict]:
     """The cube opened lazily, normalised (time-resolved TVSD, unless ``rois.tvsd.normalize``
     is false), reliability-filtered, with the ROI unions; ROI names; settings."""
-    from ..reduce import default_rois, normalize_days
+    from ..reduce import day_constants, default_rois, normalize_days
     from ..reliability import select_channels
     from ..store import open_cube
 
@@ -161,7 +161,11 @@ def open_prepared(ctx: Context, cube: dict) -> tuple[xr.Dataset, list[str], dict
                 f"{cube['name']}: the store has no recording days (ingested by an older "
                 "memxr): ingest it again, or set normalize: false for raw MUA",
             )
-        ds = normalize_days(ds, roi_windows(rois))
+        windows = roi_windows(rois)
+        # the constants first (one pass over the repeats): in the same graph as the
+        # normalised cube, every repeat chunk would wait in memory for them
+        constants = compute(ctx, day_constants(ds, windows))
+        ds = normalize_days(ds, windows, constants)
     rel = rois["reliability"]
     if rel is not None:
         try:
