@@ -308,3 +308,26 @@ def test_bridge_runs_all_three(cubes):
     assert len(out["decoding"]) == 2 and set(out["decoding"].direction) == {"monkeyN->sub-01"}
     assert "sub-01->monkeyN" in out["decoding"].attrs["reasons"]
     assert isinstance(out["effects"], pd.DataFrame)
+
+
+def test_effects_send_no_resampling_tables_to_a_cluster(cubes):
+    """On a distributed client, the cubes are reduced there, and the permutations and
+    bootstrap samples of the small ROI values are drawn in this process: no graph carries
+    the resampling tables (at real size they made a 36 MB graph)."""
+    import warnings
+
+    import dask
+    from distributed import Client
+
+    h, m = cubes["human"], cubes["monkey"]
+    n = len(_shared_labelled(h, m))
+    tables = n * 2 * 4000 * 8  # permutation indices and bootstrap weights, float64 at least
+    limit = {"distributed.admin.large-graph-warning-threshold": f"{tables // 4}B"}
+    with Client(processes=False, n_workers=1, threads_per_worker=2, dashboard_address=None) as c:
+        with dask.config.set(limit), warnings.catch_warnings(record=True) as seen:
+            warnings.simplefilter("always")
+            c.submit(np.sum, np.ones(tables // 8)).result()  # the control: data in a graph
+            eff = shared_effects(h, m, ["FFA"], ["IT"], n_permutations=3999, n_bootstrap=3999)
+    large = [str(w.message) for w in seen if "large graph" in str(w.message)]
+    assert len(large) == 1, large  # the control only
+    assert len(eff) == 2 and np.isfinite(eff.r).all()
