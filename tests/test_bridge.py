@@ -331,3 +331,17 @@ def test_effects_send_no_resampling_tables_to_a_cluster(cubes):
     large = [str(w.message) for w in seen if "large graph" in str(w.message)]
     assert len(large) == 1, large  # the control only
     assert len(eff) == 2 and np.isfinite(eff.r).all()
+
+
+def test_bridge_with_an_area_left_without_channels(cubes):
+    """An area whose channels a reliability filter removed gives NaN rows with a reason,
+    not an error (at real size a strict threshold can empty V1 of one monkey)."""
+    h, m = cubes["human"], cubes["monkey"]
+    v1 = m.area.values == "V1"
+    m = m.assign_coords(roi_mask=m.roi_mask.where(~xr.DataArray(v1, dims="channel"), False))
+    out = bridge(h, m, ["FFA"], ["V1", "IT"], n_permutations=19, n_bootstrap=9,
+                 n_decoding_permutations=3)  # fmt: skip
+    rsa = out["rsa"].set_index("monkey_area")
+    assert np.isnan(rsa.loc["V1", "rsa_r"]).all() and np.isfinite(rsa.loc["IT", "rsa_r"]).all()
+    eff = out["effects"].set_index("roi")
+    assert np.isfinite(eff.loc["IT", "r"]).all()

@@ -31,6 +31,7 @@ from .inputs import (
     recording_name,
     roi_names,
     roi_pattern,
+    rois_with_channels,
 )
 
 __all__ = ["DECODING_COLUMNS", "DECODING_MODELS", "cross_decode"]
@@ -351,7 +352,10 @@ def cross_decode(
     own_perms = models.grouped_permutations(own_groups, rng_own, n_permutations)
     perms = models.grouped_permutations(groups, rng_target, n_permutations)
     targets = np.stack([y_own] + [y_own[p] for p in own_perms], axis=1)
-    s_rois, t_rois = roi_names(source, source_rois), roi_names(target, target_rois)
+    s_rois = rois_with_channels(s_sel, roi_names(source, source_rois))
+    t_rois = rois_with_channels(t_sh, roi_names(target, target_rois))
+    if not s_rois or not t_rois:
+        return _empty_decoding("no ROI with channels on one side (reliability filter?)", **info)
     trials = trials_label(target, split)
     rows = []
     t_cache: dict[str, np.ndarray] = {}

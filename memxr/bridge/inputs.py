@@ -15,7 +15,7 @@ import numpy as np
 import xarray as xr
 
 from ..features import pattern_features
-from ..reduce import UnknownROIError, default_rois, roi_reduce, window_reduce
+from ..reduce import UnknownROIError, default_rois, roi_masks, roi_reduce, window_reduce
 from ..schema import AREA_WINDOWS, coord_values
 from ..stats.inputs import group_codes
 
@@ -61,6 +61,13 @@ def roi_names(cube: xr.Dataset, rois: Sequence[str] | str | None) -> list[str]:
     if rois is None:
         return default_rois(cube)
     return [rois] if isinstance(rois, str) else [str(r) for r in rois]
+
+
+def rois_with_channels(cube: xr.Dataset, rois: Sequence[str]) -> list[str]:
+    """The ROIs of ``rois`` with at least one channel in ``cube`` (a reliability filter can
+    leave an area without any)."""
+    counts = np.asarray(roi_masks(cube, list(rois)).values).sum(axis=0)  # small: booleans
+    return [r for r, n in zip(rois, counts, strict=True) if n > 0]
 
 
 def _window(roi: str, windows: Mapping[str, tuple[float, float]]) -> tuple[float, float]:

@@ -21,7 +21,15 @@ import xarray as xr
 
 from .. import align, models, stats
 from ..schema import trials_label
-from .inputs import fold_groups, ids_of, of_split, pair_name, roi_names, roi_pattern
+from .inputs import (
+    fold_groups,
+    ids_of,
+    of_split,
+    pair_name,
+    roi_names,
+    roi_pattern,
+    rois_with_channels,
+)
 
 __all__ = ["METRICS", "RSA_COLUMNS", "rdm", "rsa"]
 
@@ -185,9 +193,18 @@ def _rank_vectors(
     zscore: bool,
     windows: Mapping[str, tuple[float, float]] | None,
 ) -> tuple[list[np.ndarray | None], list[int], list[int]]:
-    """Standardized ranks of each ROI's RDM upper triangle; channels used and dropped."""
+    """Standardized ranks of each ROI's RDM upper triangle; channels used and dropped.
+
+    An ROI left without channels (e.g. by a reliability filter) gives None (NaN rows).
+    """
     out, used, dropped = [], [], []
+    filled = set(rois_with_channels(cube, rois))
     for roi in rois:
+        if roi not in filled:
+            out.append(None)
+            used.append(0)
+            dropped.append(0)
+            continue
         feats, n_bad = _clean(roi_pattern(cube, roi, windows), zscore)
         used.append(int(feats.sizes["feature"]))
         dropped.append(n_bad)
