@@ -106,6 +106,7 @@ def test_valid_spec_is_normalized_with_defaults(tree):
         "enabled": True,
         "n_permutations": 200,
         "disjoint_concepts": True,
+        "n_components": 100,
     }
     assert spec.data["inputs"]["memorability_reliability"] == 0.45
     assert spec.rois("tvsd-trials") is spec.data["rois"]["tvsd"]

@@ -80,8 +80,12 @@ Layout
                pca: 50, seed: 0}
       bridge: {pairs: [[sub-01, monkeyN]], method: spearman, how: mean, n_bootstrap: 1000,
                rsa: {level: [image, concept], n_permutations: 1000},
-               decoding: {enabled: true, n_permutations: 200, disjoint_concepts: true},
-               max_items: 2000, seed: 0}
+               decoding: {enabled: true, n_permutations: 200, disjoint_concepts: true,
+                          n_components: 100},
+               max_items: 2000, seed: 0}   # decoding n_components: PCA (fit inside the
+                                        # training images) of each side before the ridge
+                                        # maps; null: every channel (minutes per fold and
+                                        # ROI pair for whole-brain fMRI ROIs at real size)
     report: {title: "Memorability in visual cortex"}
     catalog: ../stores/catalog.tsv      # optional; default OUT/stores/catalog.tsv
 
@@ -512,6 +516,7 @@ _DECODING_SECTION = _section(
         "enabled": (_bool, True),
         "n_permutations": (_int(0), 200),
         "disjoint_concepts": (_bool, True),
+        "n_components": (_optional(_int(1)), 100),
     }
 )
 

@@ -653,6 +653,7 @@ def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> 
             n_bootstrap=p["n_bootstrap"],
             n_decoding_permutations=decoding["n_permutations"] if decoding["enabled"] else 0,
             disjoint_concepts=decoding["disjoint_concepts"],
+            decoding_components=decoding["n_components"],
             max_items=p["max_items"],
             seed=p["seed"],
             windows=roi_windows(monkey_settings),
