@@ -136,21 +136,46 @@ def _other_decoders(
     return predict
 
 
-def _mapped(
+def _target_folds(
     xt: np.ndarray,
-    xs: np.ndarray,
     folds: list[tuple[np.ndarray, np.ndarray]],
     seed: int,
     n_components: int | None,
-) -> np.ndarray:
-    """Out-of-fold source-space features of the target images: a ridge map per fold (with
-    the target's PCA, when asked, fit inside the fold)."""
-    out = np.full((xt.shape[0], xs.shape[1]), np.nan)
+) -> list[tuple]:
+    """Per fold, the ridge map's own steps fitted on the target's training images: its PCA
+    (when asked) and standardization, with the transformed training and test features.
+
+    They do not depend on the source area mapped to, so one target ROI's are fitted once
+    and shared by every source area (at real size the PCA of a whole-brain fMRI ROI is
+    most of the decoding's time). Without a PCA nothing is kept: the standardized copies
+    of every voxel would be as large as the patterns for every fold.
+    """
+    out = []
     for train, test in folds:
         k = None if n_components is None else int(min(n_components, xt.shape[1], train.size))
         mapper = models.make_model("ridge", seed=seed, n_components=k)  # alpha: efficient LOO
-        mapper.fit(xt[train], xs[train])
-        out[test] = mapper.predict(xt[test]).reshape(test.size, -1)
+        if k is None:
+            out.append((train, test, None, None, mapper))
+            continue
+        steps = mapper[:-1]
+        out.append((train, test, steps.fit_transform(xt[train]), steps.transform(xt[test]),
+                    mapper[-1]))  # fmt: skip
+    return out
+
+
+def _mapped(xt: np.ndarray, xs: np.ndarray, prepared: list[tuple]) -> np.ndarray:
+    """Out-of-fold source-space features of the target images: a ridge map per fold (with
+    the target's PCA, when asked, fit inside the fold; :func:`_target_folds`)."""
+    from sklearn.base import clone
+
+    out = np.full((xt.shape[0], xs.shape[1]), np.nan)
+    for train, test, f_train, f_test, mapper in prepared:
+        if f_train is None:  # the whole pipeline on every channel
+            fitted = clone(mapper).fit(xt[train], xs[train])
+            out[test] = fitted.predict(xt[test]).reshape(test.size, -1)
+        else:
+            fitted = clone(mapper).fit(f_train, xs[train])
+            out[test] = fitted.predict(f_test).reshape(test.size, -1)
     return out
 
 
@@ -358,7 +383,7 @@ def cross_decode(
         return _empty_decoding("no ROI with channels on one side (reliability filter?)", **info)
     trials = trials_label(target, split)
     rows = []
-    t_cache: dict[str, np.ndarray] = {}
+    t_cache: dict[str, tuple] = {}
     for s_roi in s_rois:
         both = _matrix(roi_pattern(s_sel, s_roi, windows))
         cols = _finite_columns(both)
@@ -373,9 +398,10 @@ def cross_decode(
         for t_roi in t_rois:
             if t_roi not in t_cache:
                 xt = _matrix(roi_pattern(t_sh, t_roi, windows))
-                t_cache[t_roi] = xt[:, _finite_columns(xt)]
-            xt = t_cache[t_roi]
-            mapped = _mapped(xt, shared, folds, seed, n_components)
+                xt = xt[:, _finite_columns(xt)]
+                t_cache[t_roi] = (xt, _target_folds(xt, folds, seed, n_components))
+            xt, prepared = t_cache[t_roi]
+            mapped = _mapped(xt, shared, prepared)
             preds = decode(mapped)
             pred = preds[:, 0]
             r = float(pearson(pred, y))
