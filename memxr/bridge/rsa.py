@@ -128,6 +128,11 @@ def rdm(features: xr.DataArray, metric: str = "correlation", dim: str = "stimulu
 # ----------------------------------------------------------------------------- RSA
 
 
+PERSIST_BYTES = 2 << 30
+"""ROI patterns of the RSA items up to this size are persisted (in the workers' memory or
+this process's), so that the cube is read once for them, not once per pass."""
+
+
 def _subsample(n: int, max_items: int, seed: int) -> np.ndarray:
     """All items, or ``max_items`` of them drawn without replacement from ``seed`` (sorted)."""
     if n <= max_items:
@@ -205,7 +210,12 @@ def _rank_vectors(
             used.append(0)
             dropped.append(0)
             continue
-        feats, n_bad = _clean(roi_pattern(cube, roi, windows), zscore)
+        pattern = roi_pattern(cube, roi, windows)
+        if pattern.chunks is not None and pattern.nbytes <= PERSIST_BYTES:
+            # read once for the channel statistics and the RDM (a subsample of rows still
+            # reads whole chunks: at real size up to 7 GB per ROI and pass)
+            pattern = pattern.persist()
+        feats, n_bad = _clean(pattern, zscore)
         used.append(int(feats.sizes["feature"]))
         dropped.append(n_bad)
         if feats.sizes["feature"] == 0:
