@@ -285,6 +285,25 @@ def test_cross_decode_planted(cubes):
     assert rows.loc["V1", "p"] > 0.01  # p is uniform under the null: a 1% level
 
 
+def test_cross_decode_components_in_the_cubes_precision(cubes):
+    """With a PCA first, a float32 cube is decomposed in float32 (half the memory of a
+    whole-brain ROI in the client): the same decoding as its float64 copy. The PCA scores
+    agree to ~1e-5; the Pearson r of the decoders and their chance level to 0.005 (the
+    ridge maps' alpha choice and the rank ties of the near-constant predictions of a
+    decoder without signal amplify rounding: Spearman rho moves by up to ~0.02 there)."""
+    h, m = cubes["human"], cubes["monkey"]
+    assert h.response.dtype == np.float32
+    h64 = h.assign(response=h.response.astype(np.float64))
+    kw = {"n_permutations": 19, "n_components": 5}
+    out32 = cross_decode(m, h, ["IT", "V1"], ["FFA", "LOC"], **kw)
+    out64 = cross_decode(m, h64, ["IT", "V1"], ["FFA", "LOC"], **kw)
+    assert len(out32) == 4 and (out32.target_n_channels > 5).all()
+    np.testing.assert_allclose(out32.pearson_r, out64.pearson_r, atol=5e-3)
+    np.testing.assert_allclose(out32.chance_mean, out64.chance_mean, atol=5e-3)
+    np.testing.assert_allclose(out32.spearman_rho, out64.spearman_rho, atol=0.05)
+    assert (out32.target_n_channels == out64.target_n_channels).all()
+
+
 def test_cross_decode_too_few_images(cubes):
     h, m = cubes["human"], cubes["monkey"]
     out = cross_decode(h, m, "FFA", "IT")

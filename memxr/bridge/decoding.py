@@ -71,9 +71,13 @@ def _empty_decoding(reason: str, **attrs: Any) -> pd.DataFrame:
     return out
 
 
-def _matrix(features: xr.DataArray) -> np.ndarray:
-    """Features as an in-memory float64 matrix (stimulus, feature)."""
-    return np.asarray(features.transpose("stimulus", "feature").values, dtype=np.float64)
+def _matrix(features: xr.DataArray, reduced: bool = False) -> np.ndarray:
+    """Features as an in-memory matrix (stimulus, feature): float64, or with ``reduced``
+    (a PCA comes first) float32 when the cube is (half the memory of a whole-brain ROI;
+    the randomized PCA works in the data's precision and its scores are cast to float64)."""
+    values = features.transpose("stimulus", "feature").data
+    keep32 = reduced and np.dtype(values.dtype) == np.float32
+    return np.asarray(values if keep32 else values.astype(np.float64))
 
 
 def _inner(groups: np.ndarray, seed: int) -> list | None:
@@ -157,18 +161,23 @@ def _target_folds(
         if k is None:
             out.append((train, test, None, None, mapper))
             continue
-        steps = mapper[:-1]
-        out.append((train, test, steps.fit_transform(xt[train]), steps.transform(xt[test]),
-                    mapper[-1]))  # fmt: skip
+        pca, scale = mapper.named_steps["pca"], mapper.named_steps["scale"]
+        f_train = np.asarray(pca.fit_transform(xt[train]), dtype=np.float64)
+        f_test = np.asarray(pca.transform(xt[test]), dtype=np.float64)
+        f_train, f_test = scale.fit_transform(f_train), scale.transform(f_test)
+        out.append((train, test, f_train, f_test, mapper[-1]))
     return out
 
 
-def _mapped(xt: np.ndarray, xs: np.ndarray, prepared: list[tuple]) -> np.ndarray:
-    """Out-of-fold source-space features of the target images: a ridge map per fold (with
-    the target's PCA, when asked, fit inside the fold; :func:`_target_folds`)."""
+def _mapped(
+    xt: np.ndarray | None, n: int, xs: np.ndarray, prepared: list[tuple]
+) -> np.ndarray:
+    """Out-of-fold source-space features of the ``n`` target images: a ridge map per fold
+    (with the target's PCA, when asked, fit inside the fold; :func:`_target_folds`). The
+    target's patterns ``xt`` are needed only without a PCA (None otherwise)."""
     from sklearn.base import clone
 
-    out = np.full((xt.shape[0], xs.shape[1]), np.nan)
+    out = np.full((n, xs.shape[1]), np.nan)
     for train, test, f_train, f_test, mapper in prepared:
         if f_train is None:  # the whole pipeline on every channel
             fitted = clone(mapper).fit(xt[train], xs[train])
@@ -385,23 +394,31 @@ def cross_decode(
     rows = []
     t_cache: dict[str, tuple] = {}
     for s_roi in s_rois:
-        both = _matrix(roi_pattern(s_sel, s_roi, windows))
+        both = _matrix(roi_pattern(s_sel, s_roi, windows), reduced=n_components is not None)
         cols = _finite_columns(both)
         own, shared = both[:n_own, cols], both[n_own:, cols]
+        del both
         if n_components is not None:  # the source PCA sees the decoder's images only
             pca = models.make_pca(min(n_components, own.shape[1], own.shape[0]), seed).fit(own)
-            own, shared = pca.transform(own), pca.transform(shared)
+            own = np.asarray(pca.transform(own), dtype=np.float64)
+            shared = np.asarray(pca.transform(shared), dtype=np.float64)
         if model == "ridge":
             decode = _ridge_decoders(own, targets, own_groups, seed)
         else:
             decode = _other_decoders(model, own, targets, own_groups, seed)
         for t_roi in t_rois:
             if t_roi not in t_cache:
-                xt = _matrix(roi_pattern(t_sh, t_roi, windows))
+                xt = _matrix(roi_pattern(t_sh, t_roi, windows), reduced=n_components is not None)
                 xt = xt[:, _finite_columns(xt)]
-                t_cache[t_roi] = (xt, _target_folds(xt, folds, seed, n_components))
-            xt, prepared = t_cache[t_roi]
-            mapped = _mapped(xt, shared, prepared)
+                # with a PCA only the per-fold scores are kept, not the patterns
+                t_cache[t_roi] = (
+                    None if n_components is not None else xt,
+                    xt.shape[1],
+                    _target_folds(xt, folds, seed, n_components),
+                )
+                del xt
+            xt, n_t_channels, prepared = t_cache[t_roi]
+            mapped = _mapped(xt, n_sh, shared, prepared)
             preds = decode(mapped)
             pred = preds[:, 0]
             r = float(pearson(pred, y))
@@ -428,7 +445,7 @@ def cross_decode(
                     "n_permutations": int(n_permutations),
                     "chance_mean": float(np.nanmean(null_r)) if null_r.size else np.nan,
                     "source_n_channels": int(cols.size),
-                    "target_n_channels": int(xt.shape[1]),
+                    "target_n_channels": int(n_t_channels),
                 }
             )
     out = with_fdr(pd.DataFrame(rows), f"the {len(rows)} ROI pairs of {direction}")

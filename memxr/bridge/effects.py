@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -152,7 +153,8 @@ def shared_effects(
     # scheduler, the permutation and bootstrap tables travel inside the graph (36 MB for
     # 8,740 shared images and 1,000 permutations).
     rows = rows.compute()
-    with dask.config.set(scheduler="threads"):
+    with dask.config.set(scheduler="threads"), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="Running on a single-machine scheduler")
         res = stats.correlate(rows, h["memorability"].values, method=method, **kw)
     ids = ids_of(h)
     species = ["human"] * xh.sizes["roi"] + ["macaque"] * xm.sizes["roi"]
