@@ -260,6 +260,31 @@ def test_rsa_time_resolved_monkey(cubes):
     assert pairs.loc["LOC", "rsa_r"] > 0.1 and pairs.loc["LOC", "p"] < 0.05
 
 
+def test_bridge_cache_reuses_per_cube_work(cubes):
+    """One human with two monkeys (and the same images): with a cache kept across the
+    calls, the human's RDMs and per-fold PCA scores are computed once; the results are
+    those without a cache; another cube object (even equal) is never served from it."""
+    h, m = cubes["human"], cubes["monkey"]
+    m2 = m.copy()  # a second monkey with the same images (a distinct object)
+    kw = {"n_permutations": 19, "n_bootstrap": 0, "n_decoding_permutations": 9,
+          "decoding_components": 5}  # fmt: skip
+    cache: dict = {}
+    first = bridge(h, m, ["FFA", "V1"], ["IT"], cache=cache, **kw)
+    n_first = len(cache)
+    assert n_first == 2 * 2 + 2 * 1 + 2  # RDMs of 2 ROIs + 1 area at 2 levels; 2 target ROIs
+    second = bridge(h, m2, ["FFA", "V1"], ["IT"], cache=cache, **kw)
+    # only the new monkey's RDMs were added: the human's were reused
+    assert len(cache) == n_first + 2
+    plain = bridge(h, m2, ["FFA", "V1"], ["IT"], **kw)
+    for k in ("rsa", "decoding"):
+        pd.testing.assert_frame_equal(second[k], plain[k])
+        assert len(first[k]) == len(second[k]) > 0
+    # every RDM of the same cubes and items comes from the cache: nothing is read
+    with raise_if_dask_computes():
+        again = rsa(h, m2, ["FFA", "V1"], ["IT"], n_permutations=19, cache=cache)
+    pd.testing.assert_frame_equal(again, plain["rsa"].query("level == 'image'"))
+
+
 # ----------------------------------------------------------------------------- decoding
 
 

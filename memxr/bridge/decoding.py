@@ -10,7 +10,7 @@ statistic. Public through :mod:`memxr.bridge`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -29,9 +29,12 @@ from .inputs import (
     of_split,
     pair_name,
     recording_name,
+    reuse,
     roi_names,
     roi_pattern,
     rois_with_channels,
+    set_hash,
+    windows_key,
 )
 
 __all__ = ["DECODING_COLUMNS", "DECODING_MODELS", "cross_decode"]
@@ -246,6 +249,7 @@ def cross_decode(
     disjoint_concepts: bool = True,
     split: str | None = "train",
     windows: Mapping[str, tuple[float, float]] | None = None,
+    cache: MutableMapping | None = None,
 ) -> pd.DataFrame:
     """Decode memorability from one species' responses with the other species' decoder.
 
@@ -322,6 +326,11 @@ def cross_decode(
         (mixing single trials and repeat means).
     windows : mapping, optional
         Time windows of a time-resolved cube (default :data:`memxr.reduce.AREA_WINDOWS`).
+    cache : dict, optional
+        Kept by the caller across calls on the same cube objects (one human with several
+        monkeys): with ``n_components``, a target ROI's per-fold PCA scores on the same
+        shared images are computed once (:func:`memxr.bridge.inputs.reuse`; small: images
+        x components per fold). The results are those without it.
 
     Returns
     -------
@@ -392,7 +401,16 @@ def cross_decode(
         return _empty_decoding("no ROI with channels on one side (reliability filter?)", **info)
     trials = trials_label(target, split)
     rows = []
-    t_cache: dict[str, tuple] = {}
+    t_cache: dict[str, tuple] = {}  # this call's target ROIs (patterns kept without a PCA)
+    t_key = ("decoding target", set_hash(ids_of(t_sh)), seed, n_splits, windows_key(windows))
+
+    def prepare_target(t_roi: str) -> tuple:
+        xt = _matrix(roi_pattern(t_sh, t_roi, windows), reduced=n_components is not None)
+        xt = xt[:, _finite_columns(xt)]
+        # with a PCA only the per-fold scores are kept, not the patterns
+        kept = None if n_components is not None else xt
+        return kept, xt.shape[1], _target_folds(xt, folds, seed, n_components)
+
     for s_roi in s_rois:
         both = _matrix(roi_pattern(s_sel, s_roi, windows), reduced=n_components is not None)
         cols = _finite_columns(both)
@@ -408,15 +426,12 @@ def cross_decode(
             decode = _other_decoders(model, own, targets, own_groups, seed)
         for t_roi in t_rois:
             if t_roi not in t_cache:
-                xt = _matrix(roi_pattern(t_sh, t_roi, windows), reduced=n_components is not None)
-                xt = xt[:, _finite_columns(xt)]
-                # with a PCA only the per-fold scores are kept, not the patterns
-                t_cache[t_roi] = (
-                    None if n_components is not None else xt,
-                    xt.shape[1],
-                    _target_folds(xt, folds, seed, n_components),
+                t_cache[t_roi] = reuse(
+                    cache if n_components is not None else None,  # patterns: this call only
+                    target,
+                    (*t_key, t_roi, n_components),
+                    lambda t_roi=t_roi: prepare_target(t_roi),
                 )
-                del xt
             xt, n_t_channels, prepared = t_cache[t_roi]
             mapped = _mapped(xt, n_sh, shared, prepared)
             preds = decode(mapped)

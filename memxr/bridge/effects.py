@@ -5,7 +5,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 from typing import Any
 
 import dask
@@ -222,6 +222,7 @@ def bridge(
     max_items: int = 2000,
     seed: int = 0,
     windows: Mapping[str, tuple[float, float]] | None = None,
+    cache: MutableMapping | None = None,
 ) -> dict[str, pd.DataFrame]:
     """All three bridges of one human-monkey pair, as the tables of the results contract.
 
@@ -254,6 +255,10 @@ def bridge(
         decomposition per fold and ROI pair; the pipeline's default is 100.
     max_items, seed, windows
         Passed on.
+    cache : dict, optional
+        Kept by the caller across the pairs of one run (:func:`rsa`, :func:`cross_decode`):
+        with the same cube objects, each human ROI's RDMs and per-fold PCA are computed
+        once for all its monkeys (and each monkey area's for all its humans). Same results.
 
     Returns
     -------
@@ -326,6 +331,7 @@ def bridge(
             max_items=max_items,
             split=split,
             windows=windows,
+            cache=cache,
         )
         for level in levels
     ]
@@ -343,6 +349,7 @@ def bridge(
             disjoint_concepts=disjoint_concepts,
             split=split,
             windows=windows,
+            cache=cache,
         )
         for src, tgt, src_rois, tgt_rois in (
             (monkey, human, monkey_rois, human_rois),

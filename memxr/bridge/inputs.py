@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, MutableMapping, Sequence
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -104,6 +105,48 @@ def roi_pattern(
     if "time" in cube.dims:
         time = _window(roi, dict(AREA_WINDOWS if windows is None else windows))
     return pattern_features(cube, roi, n_components=n_components, time=time, seed=seed)
+
+
+def reuse(
+    cache: MutableMapping | None, cube: xr.Dataset, key: tuple, compute: Callable[[], Any]
+) -> Any:
+    """``compute()``, or what it gave for this very ``cube`` object and ``key`` before.
+
+    The bridge of one human with several monkeys (and of one monkey with several humans)
+    recomputes per-cube results on the same items: an ROI's RDM over the same subsampled
+    images, a target ROI's per-fold PCA. ``cache`` (a dict the caller keeps across the
+    calls; None: no reuse) holds them keyed by the cube's identity (the entry keeps the
+    cube alive, so that identity is never reused) and by ``key``, which must name every
+    other input of ``compute``.
+
+    Examples
+    --------
+    >>> from memxr.schema import example_cube
+    >>> cube, cache, calls = example_cube(n_stimulus=4), {}, []
+    >>> def f():
+    ...     calls.append(1)
+    ...     return 42
+    >>> reuse(cache, cube, ("x",), f), reuse(cache, cube, ("x",), f), len(calls)
+    (42, 42, 1)
+    >>> reuse(cache, cube.copy(), ("x",), f), len(calls)  # another cube object: computed
+    (42, 2)
+    """
+    if cache is None:
+        return compute()
+    k = (id(cube), *key)
+    hit = cache.get(k)
+    if hit is not None and hit[0] is cube:
+        return hit[1]
+    value = compute()
+    cache[k] = (cube, value)
+    return value
+
+
+def windows_key(windows: Mapping[str, tuple[float, float]] | None) -> tuple | None:
+    """Hashable form of a time-window mapping (for :func:`reuse` keys)."""
+    if windows is None:
+        return None
+    return tuple(sorted((str(k), tuple(float(x) for x in v)) for k, v in windows.items()))
 
 
 def drop_repeats(cube: xr.Dataset) -> xr.Dataset:

@@ -10,7 +10,7 @@ Public through :mod:`memxr.bridge`.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping, MutableMapping, Sequence
 
 import dask
 import dask.array as da
@@ -26,9 +26,12 @@ from .inputs import (
     ids_of,
     of_split,
     pair_name,
+    reuse,
     roi_names,
     roi_pattern,
     rois_with_channels,
+    set_hash,
+    windows_key,
 )
 
 __all__ = ["METRICS", "RSA_COLUMNS", "rdm", "rsa"]
@@ -191,39 +194,58 @@ def _mantel(
     return r_obs, (1.0 + exceed) / (1.0 + perms.shape[0])
 
 
+def _rank_vector(
+    cube: xr.Dataset,
+    roi: str,
+    metric: str,
+    zscore: bool,
+    windows: Mapping[str, tuple[float, float]] | None,
+) -> tuple[np.ndarray | None, int, int]:
+    """Standardized ranks of one ROI's RDM upper triangle; channels used and dropped."""
+    pattern = roi_pattern(cube, roi, windows)
+    if pattern.chunks is not None and pattern.nbytes <= PERSIST_BYTES:
+        # read once for the channel statistics and the RDM (a subsample of rows still
+        # reads whole chunks: at real size up to 7 GB per ROI and pass)
+        pattern = pattern.persist()
+    feats, n_bad = _clean(pattern, zscore)
+    if feats.sizes["feature"] == 0:
+        return None, 0, n_bad
+    d = np.asarray(rdm(feats, metric).values)  # n x n, computed
+    iu, ju = np.triu_indices(d.shape[0], k=1)
+    return _standard_ranks(d[iu, ju]), int(feats.sizes["feature"]), n_bad
+
+
 def _rank_vectors(
     cube: xr.Dataset,
     rois: list[str],
     metric: str,
     zscore: bool,
     windows: Mapping[str, tuple[float, float]] | None,
+    cache: MutableMapping | None = None,
+    owner: xr.Dataset | None = None,
+    key: tuple = (),
 ) -> tuple[list[np.ndarray | None], list[int], list[int]]:
     """Standardized ranks of each ROI's RDM upper triangle; channels used and dropped.
 
     An ROI left without channels (e.g. by a reliability filter) gives None (NaN rows).
+    With a ``cache``, each ROI's result is reused for the cube ``owner`` that ``cube`` was
+    cut from and ``key`` (:func:`memxr.bridge.inputs.reuse`).
     """
     out, used, dropped = [], [], []
     filled = set(rois_with_channels(cube, rois))
     for roi in rois:
         if roi not in filled:
-            out.append(None)
-            used.append(0)
-            dropped.append(0)
-            continue
-        pattern = roi_pattern(cube, roi, windows)
-        if pattern.chunks is not None and pattern.nbytes <= PERSIST_BYTES:
-            # read once for the channel statistics and the RDM (a subsample of rows still
-            # reads whole chunks: at real size up to 7 GB per ROI and pass)
-            pattern = pattern.persist()
-        feats, n_bad = _clean(pattern, zscore)
-        used.append(int(feats.sizes["feature"]))
+            vec, n_used, n_bad = None, 0, 0
+        else:
+            vec, n_used, n_bad = reuse(
+                cache,
+                owner if owner is not None else cube,
+                (*key, roi, metric, bool(zscore), windows_key(windows)),
+                lambda roi=roi: _rank_vector(cube, roi, metric, zscore, windows),
+            )
+        out.append(vec)
+        used.append(n_used)
         dropped.append(n_bad)
-        if feats.sizes["feature"] == 0:
-            out.append(None)
-            continue
-        d = np.asarray(rdm(feats, metric).values)  # n x n, computed
-        iu, ju = np.triu_indices(d.shape[0], k=1)
-        out.append(_standard_ranks(d[iu, ju]))
     return out, used, dropped
 
 
@@ -251,6 +273,7 @@ def rsa(
     split: str | None = "train",
     min_concept_images: int = 1,
     windows: Mapping[str, tuple[float, float]] | None = None,
+    cache: MutableMapping | None = None,
 ) -> pd.DataFrame:
     """Representational similarity between each human ROI and each monkey area.
 
@@ -310,6 +333,11 @@ def rsa(
         images in both cubes (see the notes).
     windows : mapping, optional
         Time windows of a time-resolved cube (default :data:`memxr.reduce.AREA_WINDOWS`).
+    cache : dict, optional
+        Kept by the caller across calls on the same cube objects (one human with several
+        monkeys): an ROI's rank-transformed RDM over the same items is computed once
+        (:func:`memxr.bridge.inputs.reuse`; about ``4 * max_items**2`` bytes per ROI and
+        level). The results are those without it.
 
     Returns
     -------
@@ -374,8 +402,9 @@ def rsa(
     keep = _subsample(n_shared, int(max_items), seed)
     h, m = h.isel(stimulus=keep), m.isel(stimulus=keep)
     n = keep.size
-    a_vecs, h_used, h_drop = _rank_vectors(h, hr, metric, zscore, windows)
-    b_vecs, m_used, m_drop = _rank_vectors(m, mr, metric, zscore, windows)
+    items = ("rsa", level, split, set_hash(ids_of(h)))  # the items name each cube's RDMs
+    a_vecs, h_used, h_drop = _rank_vectors(h, hr, metric, zscore, windows, cache, human, items)
+    b_vecs, m_used, m_drop = _rank_vectors(m, mr, metric, zscore, windows, cache, monkey, items)
     rng = np.random.default_rng(np.random.SeedSequence(seed).spawn(2)[1])
     if level == "image":  # relabel within the concept structure (see the notes)
         concepts = fold_groups(h)

@@ -633,12 +633,14 @@ def _prediction_rows(pred: xr.Dataset, dataset: str, subject: str) -> pd.DataFra
 _BRIDGE_TABLES = ("effects", "rsa", "decoding")
 
 
-def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> dict:
-    """The three bridge tables of one human-monkey pair (decoding empty when disabled)."""
+def _bridge_pair(ctx: Context, p: dict, human_of: tuple, monkey_of: tuple, cache: dict) -> dict:
+    """The three bridge tables of one human-monkey pair (decoding empty when disabled);
+    the cubes as :func:`open_prepared` gives them, opened once for all their pairs so that
+    ``cache`` reuses their per-ROI work (:func:`memxr.bridge.bridge`)."""
     from ..bridge import DECODING_COLUMNS, bridge
 
-    human, human_rois, _ = open_prepared(ctx, human_cube)
-    monkey, monkey_rois, monkey_settings = open_prepared(ctx, monkey_cube)
+    human, human_rois, _ = human_of
+    monkey, monkey_rois, monkey_settings = monkey_of
     decoding = p["decoding"]
     with quiet_dask_glm():
         out = bridge(
@@ -657,6 +659,7 @@ def _bridge_pair(ctx: Context, p: dict, human_cube: dict, monkey_cube: dict) -> 
             max_items=p["max_items"],
             seed=p["seed"],
             windows=roi_windows(monkey_settings),
+            cache=cache,
         )
     if not decoding["enabled"]:
         out["decoding"] = pd.DataFrame(columns=list(DECODING_COLUMNS))
@@ -671,8 +674,13 @@ def bridge_step(ctx: Context, step: Step) -> None:
     cubes = {c["name"]: c for c in ctx.spec.cubes}
     parts: dict[str, list[pd.DataFrame]] = {k: [] for k in _BRIDGE_TABLES}
     reasons: dict[str, dict] = {}
+    opened: dict[str, tuple] = {}  # each cube opened once, kept while the step runs
+    cache: dict = {}  # per-cube RDMs and PCA scores shared by the pairs (small)
     for human_name, monkey_name in p["pairs"]:
-        out = _bridge_pair(ctx, p, cubes[human_name], cubes[monkey_name])
+        for name in (human_name, monkey_name):
+            if name not in opened:
+                opened[name] = open_prepared(ctx, cubes[name])
+        out = _bridge_pair(ctx, p, opened[human_name], opened[monkey_name], cache)
         label = f"{human_name}~{monkey_name}"  # unique even for two cubes of one monkey
         for k, df in out.items():
             if len(df):
