@@ -417,6 +417,7 @@ def correlate_all(
         out.attrs["params"] = json.dumps(p, sort_keys=True)
         groups[cube["name"]] = out
     table = pd.concat(rows, ignore_index=True) if rows else pd.DataFrame()
+    clusters = [c for c in clusters if len(c)]  # a cube without clusters adds no row
     found = pd.concat(clusters, ignore_index=True) if clusters else pd.DataFrame()
     return table, groups, found
 
