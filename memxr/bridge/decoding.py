@@ -165,6 +165,7 @@ def _target_folds(
             out.append((train, test, None, None, mapper))
             continue
         pca, scale = mapper.named_steps["pca"], mapper.named_steps["scale"]
+        pca.set_params(copy=False)  # centre the fold's own copy in place (memory of an ROI)
         f_train = np.asarray(pca.fit_transform(xt[train]), dtype=np.float64)
         f_test = np.asarray(pca.transform(xt[test]), dtype=np.float64)
         f_train, f_test = scale.fit_transform(f_train), scale.transform(f_test)
@@ -406,7 +407,9 @@ def cross_decode(
 
     def prepare_target(t_roi: str) -> tuple:
         xt = _matrix(roi_pattern(t_sh, t_roi, windows), reduced=n_components is not None)
-        xt = xt[:, _finite_columns(xt)]
+        cols = _finite_columns(xt)
+        if cols.size < xt.shape[1]:  # a copy only when a channel must go
+            xt = xt[:, cols]
         # with a PCA only the per-fold scores are kept, not the patterns
         kept = None if n_components is not None else xt
         return kept, xt.shape[1], _target_folds(xt, folds, seed, n_components)
