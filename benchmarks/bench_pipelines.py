@@ -422,9 +422,13 @@ def main(argv: list[str] | None = None) -> int:
                 if r["code"] == 0:
                     extrapolate(name, r, kinds, full, measured, ratio, len(bridge.get("pairs", [])),
                                 len(used_bridge.get("pairs", [])))
-                if name == "things_fmri" and r["code"] == 0:
+                reused_later = (name == "things_fmri" and r["code"] == 0 and not args.no_reuse
+                                and "cross_species" in specs[specs.index(name) + 1:])
+                if reused_later:
                     stores = {c: out / "stores" / f"{c}.zarr" for c in kinds
                               if (out / "stores" / f"{c}.zarr").exists()}
+                elif not args.keep:  # the disk holds one run's stores at a time
+                    shutil.rmtree(out, ignore_errors=True)
                 results.append({"spec": name, **r})
             print_scaling(name, runs)
     finally:
