@@ -402,7 +402,9 @@ def cross_decode(
         return _empty_decoding("no ROI with channels on one side (reliability filter?)", **info)
     trials = trials_label(target, split)
     rows = []
-    t_cache: dict[str, tuple] = {}  # this call's target ROIs (patterns kept without a PCA)
+    # the target ROIs' per-fold scores, for every source area and (with a cache) every call;
+    # without a PCA they hold the patterns themselves: for this call only
+    t_store = cache if cache is not None and n_components is not None else {}
     t_key = ("decoding target", set_hash(ids_of(t_sh)), seed, n_splits, windows_key(windows))
 
     def prepare_target(t_roi: str) -> tuple:
@@ -428,14 +430,12 @@ def cross_decode(
         else:
             decode = _other_decoders(model, own, targets, own_groups, seed)
         for t_roi in t_rois:
-            if t_roi not in t_cache:
-                t_cache[t_roi] = reuse(
-                    cache if n_components is not None else None,  # patterns: this call only
-                    target,
-                    (*t_key, t_roi, n_components),
-                    lambda t_roi=t_roi: prepare_target(t_roi),
-                )
-            xt, n_t_channels, prepared = t_cache[t_roi]
+            xt, n_t_channels, prepared = reuse(
+                t_store,
+                target,
+                (*t_key, t_roi, n_components),
+                lambda t_roi=t_roi: prepare_target(t_roi),
+            )
             mapped = _mapped(xt, n_sh, shared, prepared)
             preds = decode(mapped)
             pred = preds[:, 0]
