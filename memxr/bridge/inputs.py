@@ -71,6 +71,18 @@ def rois_with_channels(cube: xr.Dataset, rois: Sequence[str]) -> list[str]:
     return [r for r, n in zip(rois, counts, strict=True) if n > 0]
 
 
+def roi_channels(cube: xr.Dataset, rois: Sequence[str]) -> xr.Dataset:
+    """The cube restricted to the channels of any of ``rois`` (lazy; order kept).
+
+    Select before grouping or subsetting stimuli: a per-concept mean or a row subset of the
+    whole cube costs every chunk an ROI touches in full (an fMRI ROI's voxels are spread
+    over many voxel chunks), of the selection only the ROIs' channels. The whole cube when
+    no ROI has a channel.
+    """
+    used = np.flatnonzero(np.asarray(roi_masks(cube, list(rois)).values).any(axis=1))
+    return cube.isel(channel=used) if used.size else cube
+
+
 def _window(roi: str, windows: Mapping[str, tuple[float, float]]) -> tuple[float, float]:
     if roi not in windows:
         raise UnknownROIError(

@@ -27,6 +27,7 @@ from .inputs import (
     of_split,
     pair_name,
     reuse,
+    roi_channels,
     roi_names,
     roi_pattern,
     rois_with_channels,
@@ -377,9 +378,10 @@ def rsa(
         raise ValueError("n_permutations must be >= 0 and max_items >= 3")
     if "time" in human.dims:
         raise ValueError("rsa: the human cube has a time dim; reduce it first")
-    h, m = align.align_pair(
-        of_split(human, split),
-        of_split(monkey, split),
+    hr, mr = roi_names(human, human_rois), roi_names(monkey, monkey_rois)
+    h, m = align.align_pair(  # the ROIs' channels first: concept means of them only
+        of_split(roi_channels(human, hr), split),
+        of_split(roi_channels(monkey, mr), split),
         by="stimulus_id" if level == "image" else level,
     )
     if level == "concept" and min_concept_images > 1:
@@ -388,7 +390,6 @@ def rsa(
         )
         h, m = h.isel(stimulus=np.flatnonzero(enough)), m.isel(stimulus=np.flatnonzero(enough))
     n_shared = h.sizes["stimulus"]
-    hr, mr = roi_names(h, human_rois), roi_names(m, monkey_rois)
     columns = list(RSA_COLUMNS)
     if n_shared < 3:
         out = pd.DataFrame(columns=columns)
